@@ -1,0 +1,37 @@
+# `make run`: set up .venv and run the whole pipeline on the embedded dataset.
+# `make test`: set up .venv with the test extra and run the test suite.
+# `make ui`: browse the runs in the MLflow UI on http://127.0.0.1:5000
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: run test ui clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -e ".[test]"
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
+
+test: $(VENV)/.installed-test
+	PATH="$(CURDIR)/$(BIN):$$PATH" pytest
+
+ui: $(VENV)/.installed
+	mkdir -p .mlflow/artifacts
+	$(BIN)/mlflow server --host 127.0.0.1 --port 5000 --workers 1 \
+		--backend-store-uri sqlite:///$(CURDIR)/.mlflow/mlflow.db \
+		--default-artifact-root $(CURDIR)/.mlflow/artifacts
+
+clean:
+	rm -rf data/prepared models/*.pt models/baseline_ft models/.resume reports/eval reports/figures

@@ -1,0 +1,322 @@
+"""``params.yaml`` -> typed, validated configuration.
+
+Every section of ``params.yaml`` maps onto a dataclass below. :func:`load_config` checks keys,
+types and allowed values before any stage starts work, and every error names the offending key
+(``train.lr``), what it got and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad value in ``params.yaml``; the message names the key."""
+
+
+@dataclass
+class SyntheticConfig:
+    """The embedded shapes dataset that ``prepare`` generates (see pipeline/data/synthetic.py)."""
+
+    seed: int = 0  # generator seed: same seed, same images
+    num_train: int = 600  # training images
+    num_val: int = 150  # validation images
+    size: int = 64  # image side, pixels
+    max_objects: int = 4  # objects per image, drawn uniformly in 1..max_objects
+    min_scale: float = 0.3  # smallest object diameter, fraction of the image side
+    max_scale: float = 0.6  # largest object diameter, fraction of the image side
+    clutter: int = 3  # background distractor blobs per image (labelled background)
+    noise_std: float = 12.0  # additive pixel noise, in 0..255 intensity units
+    ignore_border: int = 1  # width in pixels of the ignore band around objects, as in VOC
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"  # dataset registry key: synthetic | voc
+    root: str = "data/prepared/synthetic"  # VOC-layout folder (generated here for synthetic)
+    train_split: str = "train"  # ImageSets/Segmentation/<split>.txt used for training
+    val_split: str = "val"  # split used for validation and evaluation
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # RGB, 0..1 units
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])  # RGB, 0..1 units
+    cache: bool = True  # keep decoded images in memory (small datasets only)
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "deeplabv3"  # head registry key: deeplabv3 | pspnet | fcn
+    backbone: str = "resnet18d"  # any timm model that supports features_only
+    output_stride: int = 8  # 8 or 16: dilated last stage(s), as in the paper
+    head_channels: int = 64  # width of the decode head (paper: 256-512; small for CPU)
+    aux_channels: int = 32  # width of the auxiliary FCN head on stage-3 features
+    pretrained: bool = False  # timm ImageNet weights (needs internet)
+    dropout: float = 0.1  # dropout before the classifier
+    aspp_rates: list[int] = field(default_factory=lambda: [12, 24, 36])  # deeplabv3 dilations (paper, stride 8)
+
+
+@dataclass
+class ModelsConfig:
+    student: ModelConfig = field(default_factory=ModelConfig)  # the deployed network (image only)
+    teacher: ModelConfig = field(default_factory=ModelConfig)  # LAD teacher (image + label channel)
+
+
+@dataclass
+class TrainConfig:
+    iters: int = 1000  # optimisation steps per trained model
+    batch_size: int = 8  # images per step
+    optimizer: str = "adamw"  # sgd | adamw (ours: adamw learns from scratch on CPU, TRIAL.md)
+    lr: float = 1e-3  # peak learning rate
+    momentum: float = 0.9  # SGD momentum (adamw: beta1)
+    weight_decay: float = 1e-4  # decoupled for adamw, L2 for sgd
+    poly_power: float = 0.9  # lr = lr0 * (1 - it/iters) ** power
+    crop_size: int = 64  # square training crop, pixels
+    scale_range: list[float] = field(default_factory=lambda: [0.75, 1.25])  # random rescale
+    flip: bool = True  # random horizontal flip
+    amp: str = "bf16"  # none | bf16 | fp16 (fp16 only on CUDA); bf16 is ~1.8x on this CPU
+    val_interval: int = 250  # validate every N steps (0: only at the end)
+    log_interval: int = 10  # log losses every N steps
+    num_workers: int = 0  # DataLoader workers (0: in the main process)
+    ckpt_interval: int = 100  # write the resume checkpoint every N steps
+
+
+@dataclass
+class LADConfig:
+    """Label Noising Module and dual-path teacher training (METHOD.md)."""
+
+    codebook: str = "random"  # code book while training the teacher: random | fixed
+    noise_std: float = 0.03  # pixel noise sigma while training the teacher (official 0.03)
+    scale: float = 1.0  # label channel scale; 1 suits mean/std-normalised images (official x100 on Caffe BGR)
+    dual_path: bool = True  # two noised paths + consistency (False: one path, no consistency)
+    w_aux: float = 0.4  # auxiliary head CE weight
+    w_cons: float = 5.0  # consistency (CWD) weight between the two paths
+    temperature: float = 4.0  # CWD temperature of the consistency term
+
+
+@dataclass
+class DistillConfig:
+    """Student distillation from the frozen LAD teacher."""
+
+    codebook: str = "fixed"  # code book the frozen teacher sees: random | fixed (official fixed)
+    noise_std: float = 0.02  # pixel noise sigma on the teacher's label channel (official 0.02)
+    w_kd: float = 3.0  # CWD distillation weight (official 3)
+    temperature: float = 4.0  # CWD temperature (official 4)
+    w_aux: float = 0.02  # student auxiliary head CE weight (official 0.02)
+    init: str = "scratch"  # scratch | baseline (warm start from the trained baseline, as official)
+    iters: int = 1000  # distillation steps (same budget as the baseline by default)
+    lr: float = 1e-3  # peak learning rate of the distillation run
+
+
+@dataclass
+class EvaluateConfig:
+    batch_size: int = 16  # images per evaluation batch
+    multi_scale: list[float] = field(default_factory=lambda: [1.0])  # scales whose logits are averaged
+    flip: bool = False  # also average horizontally flipped logits
+    num_examples: int = 6  # val images in the prediction grid of the report
+
+
+@dataclass
+class Config:
+    seed: int = 0  # global seed: same seed, same numbers on CPU
+    data: DataConfig = field(default_factory=DataConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    model: ModelsConfig = field(default_factory=ModelsConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    lad: LADConfig = field(default_factory=LADConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def section_hash(self, *sections: str) -> str:
+        """A short stable hash of the named sections (``"train"``, ``"model.student"``)."""
+        blob = {s: select(self.to_dict(), s) for s in sorted(sections)}
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# Allowed values for string keys; the registries are checked where they live (models, data).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "train.optimizer": ("sgd", "adamw"),
+    "train.amp": ("none", "bf16", "fp16"),
+    "lad.codebook": ("random", "fixed"),
+    "distill.codebook": ("random", "fixed"),
+    "distill.init": ("scratch", "baseline"),
+    "model.student.output_stride": (8, 16, 32),
+    "model.teacher.output_stride": (8, 16, 32),
+}
+
+# (min, max, inclusive-min) bounds for numbers.
+BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "seed": (0, None),
+    "synthetic.num_train": (1, None),
+    "synthetic.num_val": (1, None),
+    "synthetic.size": (16, 4096),
+    "synthetic.max_objects": (1, 32),
+    "synthetic.min_scale": (0.01, 1.0),
+    "synthetic.max_scale": (0.01, 1.0),
+    "synthetic.clutter": (0, 64),
+    "synthetic.noise_std": (0.0, 255.0),
+    "synthetic.ignore_border": (0, 16),
+    "train.iters": (1, None),
+    "train.batch_size": (1, None),
+    "train.lr": (1e-12, 10.0),
+    "train.momentum": (0.0, 1.0),
+    "train.weight_decay": (0.0, 1.0),
+    "train.poly_power": (0.0, 10.0),
+    "train.crop_size": (16, 8192),
+    "train.val_interval": (0, None),
+    "train.log_interval": (1, None),
+    "train.num_workers": (0, 64),
+    "train.ckpt_interval": (1, None),
+    "lad.noise_std": (0.0, None),
+    "lad.scale": (0.0, None),
+    "lad.w_aux": (0.0, None),
+    "lad.w_cons": (0.0, None),
+    "lad.temperature": (1e-6, None),
+    "distill.noise_std": (0.0, None),
+    "distill.w_kd": (0.0, None),
+    "distill.temperature": (1e-6, None),
+    "distill.w_aux": (0.0, None),
+    "distill.iters": (1, None),
+    "distill.lr": (1e-12, 10.0),
+    "evaluate.batch_size": (1, None),
+    "evaluate.num_examples": (0, 64),
+}
+for _role in ("student", "teacher"):
+    BOUNDS[f"model.{_role}.head_channels"] = (4, 4096)
+    BOUNDS[f"model.{_role}.aux_channels"] = (4, 4096)
+    BOUNDS[f"model.{_role}.dropout"] = (0.0, 0.99)
+
+
+def select(tree: dict[str, Any], dotted: str) -> Any:
+    """``select(d, "a.b")`` is ``d["a"]["b"]``."""
+    for part in dotted.split("."):
+        tree = tree[part]
+    return tree
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping (section), got {value!r}")
+        return _build(tp, value, key)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list of {_type_name(item)}, got {value!r}")
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{key}: expected one of {list(typing.get_args(tp))}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        return _coerce(value, next(a for a in args if a is not type(None)), key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp} for {key}")
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"{dotted}: unknown key{hint} (allowed: {', '.join(names)})")
+        kwargs[key] = _coerce(value, hints[key], dotted)
+    return cls(**kwargs)
+
+
+def _check_values(cfg: Config) -> None:
+    tree = cfg.to_dict()
+    for key, allowed in CHOICES.items():
+        value = select(tree, key)
+        if value not in allowed:
+            raise ConfigError(f"{key}: expected one of {list(allowed)}, got {value!r}")
+    for key, (lo, hi) in BOUNDS.items():
+        value = select(tree, key)
+        if lo is not None and value < lo or hi is not None and value > hi:
+            rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+            raise ConfigError(f"{key}: expected a value in {rng}, got {value!r}")
+    s = cfg.synthetic
+    if s.min_scale > s.max_scale:
+        raise ConfigError(f"synthetic.min_scale: must not exceed synthetic.max_scale ({s.max_scale}), got {s.min_scale}")
+    lo, hi = (cfg.train.scale_range + [None, None])[:2]
+    if len(cfg.train.scale_range) != 2 or not 0 < lo <= hi:
+        raise ConfigError(f"train.scale_range: expected [min, max] with 0 < min <= max, got {cfg.train.scale_range}")
+    for key in ("data.mean", "data.std"):
+        value = select(tree, key)
+        if len(value) != 3 or (key == "data.std" and min(value) <= 0):
+            raise ConfigError(f"{key}: expected 3 numbers (R, G, B){', all > 0' if key == 'data.std' else ''}, got {value}")
+    if not cfg.evaluate.multi_scale or min(cfg.evaluate.multi_scale) <= 0:
+        raise ConfigError(f"evaluate.multi_scale: expected a non-empty list of scales > 0, got {cfg.evaluate.multi_scale}")
+    if cfg.train.amp == "fp16":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("train.amp: 'fp16' needs CUDA; use 'bf16' or 'none' on CPU")
+    from pipeline.data import DATASETS
+    from pipeline.models import HEADS, check_backbone
+
+    if cfg.data.name not in DATASETS:
+        raise ConfigError(f"data.name: expected one of {sorted(DATASETS)}, got {cfg.data.name!r}")
+    for role in ("student", "teacher"):
+        m = getattr(cfg.model, role)
+        if m.arch not in HEADS:
+            raise ConfigError(f"model.{role}.arch: expected one of {sorted(HEADS)}, got {m.arch!r}")
+        check_backbone(m.backbone, f"model.{role}.backbone")
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Build and validate a :class:`Config`; raises :class:`ConfigError` naming the bad key."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"params: expected a mapping at the top level, got {type(values).__name__}")
+    cfg = _build(Config, values, "")
+    _check_values(cfg)
+    return cfg
+
+
+def load_config(path: str | Path = "params.yaml") -> Config:
+    """Read ``params.yaml`` into a validated :class:`Config`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: parameter file not found")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    return config_from_dict(values)

@@ -1,0 +1,91 @@
+"""Per-role training steps: what differs between baseline, LAD teacher and distilled student.
+
+A step turns a batch into loss terms (``loss`` is the one to minimise) and says what the model
+sees at validation time. The training loop in :mod:`pipeline.engine` is the same for every role.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from pipeline.lad import dual_path_loss, teacher_input
+from pipeline.losses import cwd, seg_ce
+
+
+class SupervisedStep:
+    """Baseline: ``CE(z, y) + w_aux * CE(a, y)`` on the image alone."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, w_aux: float = 0.4) -> None:
+        self.num_classes, self.ignore_index, self.w_aux = num_classes, ignore_index, w_aux
+
+    def model_input(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return image
+
+    def __call__(self, model: nn.Module, image: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = model(image)
+        ce = seg_ce(out["out"], label, self.ignore_index)
+        aux = seg_ce(out["aux"], label, self.ignore_index) if "aux" in out else torch.zeros(())
+        return {"loss": ce + self.w_aux * aux, "ce": ce.detach(), "aux": aux.detach()}
+
+
+class LADTeacherStep:
+    """LAD teacher: image + noised label channel, dual-path consistency (see ``dual_path_loss``).
+
+    Validation feeds the label channel with ``val_codebook`` (the code book the teacher will see
+    when distilling), so the curve tracks the teacher the student learns from.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int, codebook: str, noise_std: float, scale: float,
+                 w_aux: float, w_cons: float, temperature: float, dual_path: bool = True,
+                 val_codebook: str = "fixed", val_noise_std: float = 0.02) -> None:
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.kwargs = dict(codebook=codebook, noise_std=noise_std, scale=scale, w_aux=w_aux, w_cons=w_cons,
+                           temperature=temperature, dual_path=dual_path)
+        self.scale, self.val_codebook, self.val_noise_std = scale, val_codebook, val_noise_std
+
+    def model_input(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return teacher_input(image, label, self.num_classes, self.ignore_index, self.val_codebook,
+                             self.val_noise_std, self.scale)
+
+    def __call__(self, model: nn.Module, image: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dual_path_loss(model, image, label, self.num_classes, self.ignore_index, **self.kwargs)
+
+
+class DistillStep:
+    """Student from a frozen LAD teacher: ``CE + w_aux CE_aux + w_kd CWD_T(z_s, z_t)``.
+
+    The teacher (eval mode, no grad) sees the image and the noised label; the student the image only.
+    """
+
+    def __init__(self, teacher: nn.Module, num_classes: int, ignore_index: int, codebook: str, noise_std: float,
+                 scale: float, w_kd: float, temperature: float, w_aux: float) -> None:
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.codebook, self.noise_std, self.scale = codebook, noise_std, scale
+        self.w_kd, self.temperature, self.w_aux = w_kd, temperature, w_aux
+
+    def model_input(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return image
+
+    def __call__(self, model: nn.Module, image: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            x_t = teacher_input(image, label, self.num_classes, self.ignore_index, self.codebook,
+                                self.noise_std, self.scale)
+            z_t = self.teacher(x_t)["out"]
+        out = model(image)
+        ce = seg_ce(out["out"], label, self.ignore_index)
+        aux = seg_ce(out["aux"], label, self.ignore_index) if "aux" in out else torch.zeros(())
+        kd = cwd(out["out"], z_t, self.temperature)
+        return {"loss": ce + self.w_aux * aux + self.w_kd * kd, "ce": ce.detach(), "aux": aux.detach(),
+                "kd": kd.detach()}
+
+
+# role name -> step class; a new distillation method is one more entry.
+STEPS: dict[str, Callable[..., Any]] = {
+    "baseline": SupervisedStep,
+    "teacher": LADTeacherStep,
+    "distill": DistillStep,
+}
