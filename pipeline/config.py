@@ -298,7 +298,10 @@ def _check_values(cfg: Config) -> None:
         m = getattr(cfg.model, role)
         if m.arch not in HEADS:
             raise ConfigError(f"model.{role}.arch: expected one of {sorted(HEADS)}, got {m.arch!r}")
-        check_backbone(m.backbone, f"model.{role}.backbone")
+        try:
+            check_backbone(m.backbone, f"model.{role}.backbone")
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:

@@ -39,6 +39,9 @@ ROLES: dict[str, tuple[str, list[str]]] = {
                                 "distill.lr"]),
 }
 
+STAGE_NAMES = {"baseline": "train_baseline", "teacher": "train_teacher", "student": "distill",
+               "baseline_ft": "train_baseline_ft"}  # as in dvc.yaml
+
 
 def model_path(role: str) -> Path:
     return MODELS / "baseline_ft" / "model.pt" if role == "baseline_ft" else MODELS / f"{role}.pt"
@@ -125,7 +128,7 @@ def train(role: str, cfg: Config, run: Any = None) -> dict[str, Any]:
 
 def main(cfg: Config, role: str) -> None:
     tags = {"role_model": ROLES[role][0]}
-    with stage_run(f"train_{role}", EXPERIMENT, stage_params(cfg, ROLES[role][1]), tags) as run:
+    with stage_run(STAGE_NAMES[role], EXPERIMENT, stage_params(cfg, ROLES[role][1]), tags) as run:
         summary = train(role, cfg, run)
         if run is not None:
             run.set_tags({"resumed_from": summary.get("resumed_from")} if summary.get("resumed_from") else {})
@@ -137,6 +140,7 @@ def main(cfg: Config, role: str) -> None:
                 model, _ = load_trained(model_path(role))
                 example = np.zeros((1, 3, cfg.train.crop_size, cfg.train.crop_size), np.float32)
                 uri = run.log_pytorch_model(model, "student", example)
+                run.set_tags({"model_uri": uri})
                 print(f"student logged to MLflow as {uri}")
 
 

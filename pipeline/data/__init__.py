@@ -43,7 +43,7 @@ def split_stats(ds: SegDataset, num_classes: int, desc: str) -> dict[str, Any]:
     for i in tqdm(range(len(ds)), desc=f"check {desc}", unit="img", leave=False):
         _, label = ds.load(i)
         values = np.bincount(label.ravel(), minlength=256)
-        bad = [v for v in np.nonzero(values)[0] if v >= num_classes and v != ds.ignore_index]
+        bad = [int(v) for v in np.nonzero(values)[0] if v >= num_classes and v != ds.ignore_index]
         if bad:
             path = ds.root / voc.LABEL_DIR / f"{ds.ids[i]}.png"
             raise ValueError(f"{path}: label values {bad} outside 0..{num_classes - 1} "

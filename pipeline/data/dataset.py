@@ -104,8 +104,11 @@ def train_loader(dataset: SegDataset, batch_size: int, seed: int, start_iter: in
                  num_workers: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
     """Endless iterator of training batches, starting at step ``start_iter``."""
     sampler = InfiniteSampler(len(dataset), seed, start_iter * batch_size, rank, world_size)
+    # Its own generator: creating the iterator must not draw from torch's global RNG, or a resumed
+    # run's label noise and dropout would be shifted by one draw against an uninterrupted run.
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                        drop_last=True, persistent_workers=num_workers > 0)
+                        drop_last=True, persistent_workers=num_workers > 0,
+                        generator=torch.Generator().manual_seed(seed))
     return iter(loader)
 
 

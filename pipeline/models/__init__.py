@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Callable
 
 import timm
@@ -22,8 +23,9 @@ HEADS: dict[str, Callable[..., nn.Module]] = {
 def check_backbone(name: str, key: str = "backbone") -> None:
     """Raise ValueError naming ``key`` if timm does not know ``name``."""
     if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('_')[0][:6]}*")[:8]
-        raise ValueError(f"{key}: unknown timm model {name!r} (similar: {close or 'none'})")
+        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+        raise ValueError(f"{key}: unknown timm model {name!r} (close matches: {close or 'none'}; "
+                         "see timm.list_models())")
 
 
 class Segmentor(nn.Module):

@@ -1,0 +1,90 @@
+"""Shared fixtures: tiny configs, a tiny prepared dataset, and a shrunk copy of the repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+# The real params.yaml shrunk to seconds on a CPU: tiny images, a handful of iterations.
+TINY = {
+    "synthetic": {"num_train": 16, "num_val": 6, "size": 32},
+    "model": {r: {"head_channels": 16, "aux_channels": 8} for r in ("student", "teacher")},
+    "train": {"iters": 4, "batch_size": 2, "crop_size": 32, "val_interval": 2, "log_interval": 2,
+              "ckpt_interval": 2},
+    "distill": {"iters": 4},
+    "evaluate": {"batch_size": 4, "num_examples": 2},
+}
+
+
+def deep_update(base: dict, new: dict) -> dict:
+    for k, v in new.items():
+        base[k] = deep_update(base.get(k, {}), v) if isinstance(v, dict) else v
+    return base
+
+
+def tiny_params(**overrides: dict) -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    return deep_update(deep_update(params, TINY), overrides)
+
+
+def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
+    full_env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def copy_repo(dest: Path, params: dict) -> Path:
+    """The repository's tracked files (as in the working tree) in ``dest``, committed in a fresh git repo."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        src = REPO / f
+        if src.is_file() and not f.startswith(("reports/", "dvc.lock")):  # no reference outputs
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / f)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"]):
+        run(cmd, dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A shrunk copy of the repo after one full ``dvc repro`` (shared by the end-to-end tests)."""
+    repo = copy_repo(tmp_path_factory.mktemp("repo"), tiny_params())
+    proc = run(["dvc", "repro"], repo, env={"PIPELINE_RUN_ID": "first-repro"})
+    (repo / "first_repro.log").write_text(proc.stdout + proc.stderr)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def tiny_index(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A prepared tiny synthetic dataset (index dict) for library-level tests."""
+    from pipeline.data import prepare_index
+
+    root = tmp_path_factory.mktemp("data") / "synthetic"
+    cwd = os.getcwd()
+    os.chdir(root.parent)
+    try:
+        params = dict(seed=0, num_train=12, num_val=4, size=32, max_objects=3, min_scale=0.3, max_scale=0.6,
+                      clutter=2, noise_std=10.0, ignore_border=1)
+        index = prepare_index("synthetic", root, {"train": "train", "val": "val"}, params)
+    finally:
+        os.chdir(cwd)
+    index["root"] = str(root)
+    return index

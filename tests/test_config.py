@@ -1,0 +1,61 @@
+"""params.yaml validation: every bad value is reported with its key, before any work."""
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, config_from_dict, load_config
+from tests.conftest import REPO, copy_repo, run, tiny_params
+
+BAD = [
+    ({"train": {"lr": -0.1}}, "train.lr"),
+    ({"train": {"lrr": 0.1}}, "did you mean 'lr'"),
+    ({"train": {"iters": "many"}}, "train.iters"),
+    ({"train": {"iters": 1.5}}, "train.iters"),
+    ({"train": {"optimizer": "adam"}}, "train.optimizer"),
+    ({"train": {"amp": "fp8"}}, "train.amp"),
+    ({"train": {"scale_range": [2.0, 1.0]}}, "train.scale_range"),
+    ({"train": {"flip": "yes"}}, "train.flip"),
+    ({"lad": {"noise_std": -1}}, "lad.noise_std"),
+    ({"lad": {"codebook": "learned"}}, "lad.codebook"),
+    ({"distill": {"init": "imagenet"}}, "distill.init"),
+    ({"distill": {"temperature": 0}}, "distill.temperature"),
+    ({"model": {"student": {"arch": "unet"}}}, "model.student.arch"),
+    ({"model": {"teacher": {"backbone": "resnet_does_not_exist"}}}, "model.teacher.backbone"),
+    ({"model": {"student": {"output_stride": 4}}}, "model.student.output_stride"),
+    ({"data": {"name": "imagenet"}}, "data.name"),
+    ({"data": {"std": [0.2, 0.0, 0.2]}}, "data.std"),
+    ({"synthetic": {"min_scale": 0.9, "max_scale": 0.5}}, "synthetic.min_scale"),
+    ({"evaluate": {"multi_scale": []}}, "evaluate.multi_scale"),
+    ({"seed": -1}, "seed"),
+    ({"unknown_section": {}}, "unknown_section"),
+]
+
+
+def test_default_params_are_valid():
+    cfg = load_config(REPO / "params.yaml")
+    assert cfg.lad.noise_std == 0.03 and cfg.distill.w_kd == 3.0  # official values
+
+
+@pytest.mark.parametrize("override,needle", BAD, ids=[n for _, n in BAD])
+def test_bad_params_name_the_key(override, needle):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.").replace("(", r"\(")):
+        config_from_dict(tiny_params(**override))
+
+
+def test_stage_stops_before_work_with_a_clear_message(tmp_path):
+    repo = copy_repo(tmp_path, tiny_params(train={"lr": -1.0}))
+    proc = run(["python", "-m", "stages.prepare"], repo, check=False)
+    assert proc.returncode == 2
+    assert "train.lr" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (repo / "data" / "prepared").exists()
+    assert not (repo / ".mlflow").exists()  # not even a tracking run was opened
+
+
+def test_not_yaml(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+    path.write_text(yaml.safe_dump({"train": 3}))
+    with pytest.raises(ConfigError, match="train: expected a mapping"):
+        load_config(path)

@@ -1,0 +1,64 @@
+"""The training loop: it learns, validates, and resumes exactly from its checkpoint."""
+
+import pytest
+import torch
+
+from pipeline.data import make_dataset
+from pipeline.engine import Trainer, atomic_save, load_checkpoint
+from pipeline.models import create_segmentor
+from pipeline.steps import STEPS
+
+
+def make_trainer(index, iters, resume_path, fingerprint="fp", val=False):
+    torch.manual_seed(0)
+    k = len(index["classes"])
+    model = create_segmentor("deeplabv3", "resnet18d", k, in_chans=4, head_channels=16, aux_channels=8,
+                             aspp_rates=(1, 2, 3))
+    step = STEPS["teacher"](k, 255, "random", 0.03, 1.0, 0.4, 5.0, 4.0)  # label noise exercises the RNG
+    train = make_dataset(index, "train", [0.5] * 3, [0.25] * 3, crop=32, scale_range=(0.75, 1.25), flip=True)
+    val_set = make_dataset(index, "val", [0.5] * 3, [0.25] * 3) if val else None
+    return Trainer(model, step, train, val_set, k, 255, index["classes"], iters, 2, "adamw", 1e-3, amp="none",
+                   seed=0, val_interval=2, log_interval=1, ckpt_interval=2, resume_path=resume_path,
+                   fingerprint=fingerprint, desc="test")
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_index, tmp_path):
+    straight = make_trainer(tiny_index, 6, None)
+    straight.fit()
+    ckpt = tmp_path / "resume.pt"
+    first = make_trainer(tiny_index, 6, ckpt)
+
+    def crash(metrics, step):  # dies during iteration 5, after the checkpoint of iteration 4
+        if step == 5:
+            raise KeyboardInterrupt
+
+    first.log_fn = crash
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    assert load_checkpoint(ckpt)["iteration"] == 4
+    second = make_trainer(tiny_index, 6, ckpt)
+    second.fit()
+    assert second.resumed_from == 4
+    for (name, a), b in zip(straight.model.state_dict().items(), second.model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    assert [r["step"] for r in second.history["train"]] == list(range(1, 7))
+
+
+def test_checkpoint_of_another_configuration_is_not_resumed(tiny_index, tmp_path):
+    ckpt = tmp_path / "resume.pt"
+    t = make_trainer(tiny_index, 2, ckpt, fingerprint="A")
+    atomic_save(t.state(), ckpt)
+    other = make_trainer(tiny_index, 2, ckpt, fingerprint="B")
+    other.fit()
+    assert other.resumed_from is None
+    state = load_checkpoint(ckpt)
+    assert {"model", "optimizer", "iteration", "rng", "git_commit", "fingerprint"} <= set(state)
+
+
+def test_training_lowers_the_loss_and_validates(tiny_index):
+    t = make_trainer(tiny_index, 12, None, val=True)
+    hist = t.fit()
+    losses = [r["loss"] for r in hist["train"]]
+    assert sum(losses[-3:]) < sum(losses[:3])
+    assert [r["step"] for r in hist["val"]] == [2, 4, 6, 8, 10, 12]
+    assert all(0 <= r["val_miou"] <= 100 for r in hist["val"])

@@ -1,0 +1,51 @@
+"""Losses and metrics against hand-computed values."""
+
+import math
+
+import numpy as np
+import torch
+
+from pipeline.losses import cwd, seg_ce
+from pipeline.metrics import confusion, scores
+
+
+def test_cwd_hand_computed():
+    # one image, one channel, two positions: p_t = softmax([2 ln 3, 0] / 2) = (0.75, 0.25), p_s = (0.5, 0.5)
+    t = torch.tensor([2 * math.log(3), 0.0]).reshape(1, 1, 1, 2)
+    s = torch.zeros(1, 1, 1, 2)
+    kl = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    assert abs(cwd(s, t, temperature=2.0).item() - 4 * kl) < 1e-6
+
+
+def test_cwd_averages_over_images_and_channels_and_is_zero_for_equal_maps():
+    torch.manual_seed(0)
+    t = torch.randn(3, 4, 5, 5)
+    assert cwd(t, t).item() < 1e-6
+    s = torch.randn(3, 4, 5, 5)
+    per = [cwd(s[i:i + 1, c:c + 1], t[i:i + 1, c:c + 1]).item() for i in range(3) for c in range(4)]
+    assert abs(cwd(s, t).item() - np.mean(per)) < 1e-5
+
+
+def test_seg_ce_ignores_pixels_and_upsamples():
+    logits = torch.zeros(1, 2, 2, 2)
+    logits[0, 0] = 10.0  # confident class 0 everywhere
+    label = torch.tensor([[[0, 0], [255, 255]]])
+    assert seg_ce(logits, label).item() < 1e-3
+    label = torch.tensor([[[1, 1], [255, 255]]])
+    assert abs(seg_ce(logits, label).item() - 10.0) < 1e-3
+    big = torch.zeros(1, 4, 4, dtype=torch.long)
+    assert seg_ce(logits, big).item() < 1e-3  # logits upsampled to the 4x4 label
+
+
+def test_confusion_and_scores_known_answer():
+    label = torch.tensor([0, 0, 1, 1, 2, 255])
+    pred = torch.tensor([0, 1, 1, 1, 0, 2])
+    conf = confusion(pred, label, 4)
+    expected = np.zeros((4, 4), int)
+    expected[0, 0], expected[0, 1], expected[1, 1], expected[2, 0] = 1, 1, 2, 1
+    np.testing.assert_array_equal(conf.numpy(), expected)
+    s = scores(conf.numpy(), ["a", "b", "c", "d"])
+    # IoU: a = 1/(2+2-1) = 1/3, b = 2/(2+3-2) = 2/3, c = 0/(1+0-0) = 0, d absent -> skipped (nanmean)
+    assert s["per_class_iou"]["d"] is None
+    assert abs(s["miou"] - 100 * (1 / 3 + 2 / 3 + 0) / 3) < 1e-9
+    assert abs(s["pixel_acc"] - 100 * 3 / 5) < 1e-9

@@ -1,0 +1,43 @@
+"""Segmentor factory: heads, strides, channels, checkpoint round trip, pretrained offline."""
+
+import pytest
+import torch
+
+from pipeline.engine import atomic_save, load_trained
+from pipeline.models import HEADS, count_flops, count_params, create_segmentor
+
+
+@pytest.mark.parametrize("arch", sorted(HEADS))
+@pytest.mark.parametrize("stride", [8, 16])
+def test_heads_shapes(arch, stride):
+    model = create_segmentor(arch, "resnet18d", 5, in_chans=4, output_stride=stride, head_channels=16,
+                             aux_channels=8, aspp_rates=(1, 2, 3)).train()
+    out = model(torch.randn(2, 4, 64, 64))
+    assert out["out"].shape == (2, 5, 64 // stride, 64 // stride) and out["aux"].shape == out["out"].shape
+    model.eval()
+    assert set(model(torch.randn(1, 4, 64, 64))) == {"out"}
+    assert model.predict(torch.randn(1, 4, 48, 40)).shape == (1, 5, 48, 40)
+
+
+def test_counts():
+    model = create_segmentor("fcn", "resnet18d", 3, head_channels=16, aux_channels=8)
+    assert 11e6 < count_params(model) < 12e6  # ResNet-18 body ~11.2M
+    assert count_flops(model, 64) > count_flops(model, 32) > 0
+
+
+def test_checkpoint_round_trip_and_class_mismatch(tmp_path):
+    model = create_segmentor("pspnet", "resnet18d", 4, head_channels=16, aux_channels=8).eval()
+    atomic_save({"model": model.state_dict(), "spec": model.spec, "iteration": 3}, tmp_path / "m.pt")
+    again, ckpt = load_trained(tmp_path / "m.pt", 4)
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(again(x)["out"], model(x)["out"])
+    with pytest.raises(ValueError, match="model has 4 classes, the dataset has 21"):
+        load_trained(tmp_path / "m.pt", 21)
+    assert not list(tmp_path.glob(".*tmp*"))  # atomic: no temporary file left
+
+
+def test_unknown_names():
+    with pytest.raises(ValueError, match="arch"):
+        create_segmentor("segformer", "resnet18d", 3)
+    with pytest.raises(ValueError, match="unknown timm model"):
+        create_segmentor("fcn", "resnet_nope", 3)

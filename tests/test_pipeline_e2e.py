@@ -1,0 +1,99 @@
+"""The real `dvc repro` on a shrunk copy of the repository: outputs, MLflow runs, no-op, variations.
+
+The tests share one repository copy and run in file order (each builds on the previous state).
+"""
+
+import json
+
+import pytest
+
+from tests.conftest import run
+
+pytestmark = pytest.mark.e2e
+
+STAGES = {"prepare", "train_baseline", "train_teacher", "distill", "train_baseline_ft", "evaluate", "report"}
+MODELS = {"baseline", "lad_student", "teacher_random", "teacher_fixed", "teacher_zero"}
+
+
+def runs(repo, **filters):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{repo / '.mlflow' / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["lad"], output_format="pandas")
+    for k, v in filters.items():
+        df = df[df[f"tags.{k}"] == v]
+    return df
+
+
+def test_outputs(tiny_repo):
+    metrics = json.loads((tiny_repo / "reports/metrics.json").read_text())
+    assert set(metrics) == MODELS  # baseline_ft only with distill.init: baseline
+    for name, m in metrics.items():
+        assert 0 <= m["miou"] <= 100 and 0 <= m["pixel_acc"] <= 100, name
+    res = json.loads((tiny_repo / "reports/eval/teacher_fixed.json").read_text())
+    assert len(res["per_class_iou"]) == 6 and res["params_m"] > 10 and res["gflops"] > 0
+    assert res["label_channel"] == "fixed" and res["iterations"] == 4
+    report = (tiny_repo / "reports/report.md").read_text()
+    assert "| Teacher | Student | Method | mIoU" in report and "all-zero (no label)" in report
+    for fig in ("training_curves", "per_class_iou", "examples"):
+        data = (tiny_repo / f"reports/figures/{fig}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, fig
+    curve = (tiny_repo / "reports/curves/teacher_train.tsv").read_text().splitlines()
+    assert curve[0].split("\t")[:3] == ["step", "lr", "loss"] and "cons" in curve[0] and len(curve) == 3
+    assert (tiny_repo / "reports/curves/student_val.tsv").read_text().splitlines()[0] == "step\tval_miou\tval_pixel_acc"
+    train = json.loads((tiny_repo / "reports/train/student.json").read_text())
+    assert train["iters"] == 4 and train["resumed_from"] is None
+    assert not list((tiny_repo / "models/.resume").glob("*.pt"))  # completed stages leave nothing to resume
+    assert "Running stage 'report'" in (tiny_repo / "first_repro.log").read_text()
+
+
+def test_mlflow_parent_and_child_runs(tiny_repo):
+    df = runs(tiny_repo, **{"lad.pipeline_id": "first-repro"})
+    parents = df[df["tags.lad.role"] == "pipeline"]
+    children = df[df["tags.lad.role"] == "stage"]
+    assert len(parents) == 1 and set(children["tags.stage"]) == STAGES and len(children) == len(STAGES)
+    parent_id = parents["run_id"].iloc[0]
+    assert (children["tags.mlflow.parentRunId"] == parent_id).all()
+    assert (children["status"] == "FINISHED").all()
+    assert children["tags.git_commit"].str.len().eq(40).all() and children["tags.params_hash"].notna().all()
+    teacher = children[children["tags.stage"] == "train_teacher"].iloc[0]
+    assert teacher["params.lad.noise_std"] == "0.03" and teacher["params.train.iters"] == "4"
+    assert parents["metrics.lad_student_miou"].notna().all()
+
+    import mlflow
+    import torch
+
+    client = mlflow.MlflowClient()
+    history = client.get_metric_history(teacher["run_id"], "train_loss")
+    assert [m.step for m in history] == [2, 4]
+    assert {"report.md", "figures"} <= {a.path for a in client.list_artifacts(parent_id)}
+    model_uri = children[children["tags.stage"] == "distill"]["tags.model_uri"].iloc[0]
+    student = mlflow.pytorch.load_model(model_uri).eval()
+    assert student(torch.zeros(1, 3, 32, 32))["out"].shape[1] == 6
+
+
+def test_second_repro_is_a_noop(tiny_repo):
+    proc = run(["dvc", "repro"], tiny_repo)
+    assert "Data and pipelines are up to date" in proc.stdout + proc.stderr
+
+
+def test_variations_rerun_only_what_they_change(tiny_repo):
+    proc = run(["dvc", "exp", "run", "-n", "noise-01", "-S", "lad.noise_std=0.1"], tiny_repo)
+    out = proc.stdout + proc.stderr
+    for stage in ("train_teacher", "distill", "evaluate", "report"):
+        assert f"Running stage '{stage}'" in out, stage
+    for stage in ("prepare", "train_baseline", "train_baseline_ft"):
+        assert f"Running stage '{stage}'" not in out, stage
+    table = run(["dvc", "exp", "show", "--md", "--no-pager"], tiny_repo).stdout
+    assert "noise-01" in table and "0.1" in table
+    df = runs(tiny_repo, **{"lad.pipeline_id": "noise-01"})
+    assert set(df[df["tags.lad.role"] == "stage"]["tags.stage"]) == {"train_teacher", "distill", "evaluate", "report"}
+    assert (df[df["tags.lad.role"] == "pipeline"]["tags.mlflow.runName"] == "noise-01").all()
+
+    # warm start: the baseline is fine-tuned for the same extra iterations as the equal-budget control
+    proc = run(["dvc", "exp", "run", "-n", "warm", "-S", "distill.init=baseline"], tiny_repo)
+    out = proc.stdout + proc.stderr
+    assert "Running stage 'train_baseline_ft'" in out and "Running stage 'train_teacher'" not in out
+    metrics = json.loads((tiny_repo / "reports/metrics.json").read_text())
+    assert "baseline_ft" in metrics and (tiny_repo / "models/baseline_ft/model.pt").is_file()
+    assert "equal-budget control" in (tiny_repo / "reports/report.md").read_text()
