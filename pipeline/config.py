@@ -78,6 +78,7 @@ class TrainConfig:
     momentum: float = 0.9  # SGD momentum (adamw: beta1)
     weight_decay: float = 1e-4  # decoupled for adamw, L2 for sgd
     poly_power: float = 0.9  # lr = lr0 * (1 - it/iters) ** power
+    w_aux: float = 0.4  # auxiliary head CE weight of the baseline (CIRKD 0.4)
     crop_size: int = 64  # square training crop, pixels
     scale_range: list[float] = field(default_factory=lambda: [0.75, 1.25])  # random rescale
     flip: bool = True  # random horizontal flip
@@ -172,6 +173,7 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "train.momentum": (0.0, 1.0),
     "train.weight_decay": (0.0, 1.0),
     "train.poly_power": (0.0, 10.0),
+    "train.w_aux": (0.0, None),
     "train.crop_size": (16, 8192),
     "train.val_interval": (0, None),
     "train.log_interval": (1, None),

@@ -55,7 +55,7 @@ def build(role: str, cfg: Config, index: dict[str, Any]) -> tuple[torch.nn.Modul
                              net.head_channels, net.aux_channels, net.pretrained, net.dropout, net.aspp_rates)
     lad, dst = cfg.lad, cfg.distill
     if role == "baseline":
-        return model, STEPS["baseline"](k, ignore, lad.w_aux), cfg.train.iters, cfg.train.lr
+        return model, STEPS["baseline"](k, ignore, cfg.train.w_aux), cfg.train.iters, cfg.train.lr
     if role == "teacher":
         step = STEPS["teacher"](k, ignore, lad.codebook, lad.noise_std, lad.scale, lad.w_aux, lad.w_cons,
                                 lad.temperature, lad.dual_path, dst.codebook, dst.noise_std)
@@ -67,7 +67,7 @@ def build(role: str, cfg: Config, index: dict[str, Any]) -> tuple[torch.nn.Modul
                              f"checkpoint has {base.spec}, params ask for {model.spec}")
         model.load_state_dict(base.state_dict())
     if role == "baseline_ft":
-        return model, STEPS["baseline"](k, ignore, lad.w_aux), dst.iters, dst.lr
+        return model, STEPS["baseline"](k, ignore, cfg.train.w_aux), dst.iters, dst.lr
     teacher, _ = load_trained(model_path("teacher"), k)
     step = STEPS["distill"](teacher, k, ignore, dst.codebook, dst.noise_std, lad.scale, dst.w_kd,
                             dst.temperature, dst.w_aux)
