@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import uuid
 from pathlib import Path
@@ -62,8 +63,6 @@ def pipeline_id() -> str:
 
 
 def params_hash(params: dict[str, Any]) -> str:
-    import json
-
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -133,7 +132,6 @@ class StageRun:
 
 def _client(experiment: str) -> tuple[Any, str]:
     import mlflow
-    from filelock import FileLock
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri()
