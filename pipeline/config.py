@@ -138,10 +138,19 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def section_hash(self, *sections: str) -> str:
-        """A short stable hash of the named sections (``"train"``, ``"model.student"``)."""
-        blob = {s: select(self.to_dict(), s) for s in sorted(sections)}
-        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
+    def sections(self, *names: str) -> dict[str, Any]:
+        """The named sections (``"train"``, ``"model.student"``) keyed by their dotted names."""
+        tree = self.to_dict()
+        return {name: select(tree, name) for name in names}
+
+    def section_hash(self, *names: str) -> str:
+        """A short stable hash of the named sections."""
+        return stable_hash(self.sections(*names))
+
+
+def stable_hash(obj: Any) -> str:
+    """12 hex digits of SHA-256 over canonical JSON: equal values, equal hash."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 # Allowed values for string keys; the registries are checked where they live (models, data).

@@ -6,20 +6,18 @@ What a role computes per batch is its *step* (:mod:`pipeline.steps`); everything
 from __future__ import annotations
 
 import math
-import os
-import random
 import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from pipeline.data import SegDataset, eval_loader, train_loader
-from pipeline.evaluate import evaluate
+from pipeline.evaluate import autocast, evaluate
+from pipeline.io import atomic_write
 from pipeline.metrics import scores
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -35,12 +33,8 @@ def git_commit() -> str:
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` without ever leaving a half-written file at ``path``."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -117,7 +111,7 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(), "iteration": self.iteration,
-                "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])},
+                "rng": {"torch": torch.get_rng_state()},
                 "history": self.history, "fingerprint": self.fingerprint, "git_commit": git_commit(), **self.meta}
 
     def try_resume(self) -> bool:
@@ -133,7 +127,6 @@ class Trainer:
         self.scaler.load_state_dict(ckpt["scaler"])
         self.iteration, self.history = ckpt["iteration"], ckpt["history"]
         torch.set_rng_state(ckpt["rng"]["torch"])
-        random.setstate((3, tuple(ckpt["rng"]["python"]), None))
         self.resumed_from = self.iteration
         tqdm.write(f"resuming {self.desc} from {self.resume_path} at iteration {self.iteration}")
         return True
@@ -149,7 +142,6 @@ class Trainer:
     def fit(self) -> dict[str, list[dict[str, float]]]:
         """Run to ``iters``; returns the history ``{"train": [...], "val": [...]}``."""
         torch.manual_seed(self.seed)
-        random.seed(self.seed)
         self.try_resume()
         self.model.train()
         batches = train_loader(self.train_set, self.batch_size, self.seed, self.iteration, self.num_workers)
@@ -161,8 +153,7 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             image, label = (t.to(self.device, non_blocking=True) for t in next(batches))
-            with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16,
-                                enabled=self.autocast_dtype is not None):
+            with autocast(self.device, self.autocast_dtype):
                 terms = self.step(self.model, image, label)
             loss = terms["loss"]
             if not math.isfinite(loss.item()):

@@ -15,13 +15,19 @@ from pipeline.metrics import confusion
 InputFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def autocast(device: torch.device | str, dtype: torch.dtype | None) -> torch.autocast:
+    """Mixed precision in ``dtype`` on ``device``; ``dtype=None`` runs in float32."""
+    device_type = torch.device(device).type
+    return torch.autocast(device_type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, scales: Iterable[float] = (1.0,), flip: bool = False,
                    autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Class scores at the input size, averaged over rescaled (and flipped) copies of ``x``."""
     size = x.shape[2:]
     total = 0.0
-    with torch.autocast(x.device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+    with autocast(x.device, autocast_dtype):
         for s in scales:
             xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
             for flipped in ([False, True] if flip else [False]):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.losses import cwd, seg_ce
+from pipeline.losses import cwd, seg_terms
 
 CODEBOOKS = ("random", "fixed")
 
@@ -77,8 +77,7 @@ def dual_path_loss(model: nn.Module, image: torch.Tensor, label: torch.Tensor, n
     for _ in range(2 if dual_path else 1):
         x = teacher_input(image, label, num_classes, ignore_index, codebook, noise_std, scale)
         outs.append(model(x))
-    ce = sum(seg_ce(o["out"], label, ignore_index) for o in outs)
-    aux = sum(seg_ce(o["aux"], label, ignore_index) for o in outs if "aux" in o)
+    ce, aux = (sum(t) for t in zip(*(seg_terms(o, label, ignore_index) for o in outs)))
     terms = {"ce": ce, "aux": aux}
     loss = ce + w_aux * aux
     if dual_path:
@@ -86,4 +85,4 @@ def dual_path_loss(model: nn.Module, image: torch.Tensor, label: torch.Tensor, n
         cons = cwd(z1, z2.detach(), temperature) + cwd(z2, z1.detach(), temperature)
         terms["cons"] = cons
         loss = loss + w_cons * cons
-    return {"loss": loss, **{k: torch.as_tensor(v).detach() for k, v in terms.items()}}
+    return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}

@@ -13,6 +13,14 @@ def seg_ce(logits: torch.Tensor, label: torch.Tensor, ignore_index: int = 255) -
     return F.cross_entropy(logits.float(), label, ignore_index=ignore_index)
 
 
+def seg_terms(out: dict[str, torch.Tensor], label: torch.Tensor, ignore_index: int = 255
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(CE of the main logits, CE of the auxiliary logits)``; the latter is 0 without an aux head."""
+    ce = seg_ce(out["out"], label, ignore_index)
+    aux = seg_ce(out["aux"], label, ignore_index) if "aux" in out else ce.new_zeros(())
+    return ce, aux
+
+
 def cwd(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 4.0) -> torch.Tensor:
     """Channel-wise distillation (Shu et al., ICCV 2021).
 

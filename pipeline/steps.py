@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from pipeline.lad import dual_path_loss, teacher_input
-from pipeline.losses import cwd, seg_ce
+from pipeline.losses import cwd, seg_terms
 
 
 class SupervisedStep:
@@ -25,9 +25,7 @@ class SupervisedStep:
         return image
 
     def __call__(self, model: nn.Module, image: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = model(image)
-        ce = seg_ce(out["out"], label, self.ignore_index)
-        aux = seg_ce(out["aux"], label, self.ignore_index) if "aux" in out else torch.zeros(())
+        ce, aux = seg_terms(model(image), label, self.ignore_index)
         return {"loss": ce + self.w_aux * aux, "ce": ce.detach(), "aux": aux.detach()}
 
 
@@ -76,8 +74,7 @@ class DistillStep:
                                 self.noise_std, self.scale)
             z_t = self.teacher(x_t)["out"]
         out = model(image)
-        ce = seg_ce(out["out"], label, self.ignore_index)
-        aux = seg_ce(out["aux"], label, self.ignore_index) if "aux" in out else torch.zeros(())
+        ce, aux = seg_terms(out, label, self.ignore_index)
         kd = cwd(out["out"], z_t, self.temperature)
         return {"loss": ce + self.w_aux * aux + self.w_kd * kd, "ce": ce.detach(), "aux": aux.detach(),
                 "kd": kd.detach()}

@@ -12,12 +12,13 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
+
+from pipeline.config import stable_hash
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -62,10 +63,6 @@ def pipeline_id() -> str:
             or f"manual-{uuid.uuid4().hex[:8]}")
 
 
-def params_hash(params: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
     flat: dict[str, Any] = {}
@@ -86,8 +83,6 @@ class StageRun:
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None, parent: bool = False) -> None:
         """One batched request for all ``metrics`` at ``step`` (optionally on the parent run)."""
-        import time
-
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
@@ -177,7 +172,7 @@ def stage_run(stage: str, experiment: str, params: dict[str, Any], tags: dict[st
         else:
             name = os.environ.get("DVC_EXP_NAME") or f"pipeline {group}"
             parent_id = client.create_run(exp_id, run_name=name, tags={**common, ROLE_TAG: "pipeline"}).info.run_id
-    child_tags = {**common, ROLE_TAG: "stage", "stage": stage, "params_hash": params_hash(params),
+    child_tags = {**common, ROLE_TAG: "stage", "stage": stage, "params_hash": stable_hash(params),
                   "mlflow.parentRunId": parent_id, **(tags or {})}
     run_id = client.create_run(exp_id, run_name=stage, tags=child_tags).info.run_id
     run = StageRun(client, run_id, parent_id)

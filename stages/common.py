@@ -1,15 +1,14 @@
-"""What every stage shares: paths of the DAG's files, config loading, errors, MLflow child runs."""
+"""What every stage shares: paths of the DAG's files, config loading and clear input errors."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from pipeline.config import Config, ConfigError, load_config, select
+from pipeline.config import Config, ConfigError, load_config
 
 # The files that connect the stages (dvc.yaml declares the same paths).
 INDEX = Path("data/prepared/index.json")
@@ -20,20 +19,6 @@ CURVES = Path("reports/curves")
 EVAL = Path("reports/eval")
 METRICS = Path("reports/metrics.json")
 EXPERIMENT = os.environ.get("MLFLOW_EXPERIMENT_NAME", "lad")
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-
-
-def stage_params(cfg: Config, sections: list[str]) -> dict[str, Any]:
-    """The params a stage reads, as a nested dict keyed by the dotted section names."""
-    tree = cfg.to_dict()
-    return {s: select(tree, s) for s in sections}
 
 
 def run_stage(body: Callable[[Config], None], params_file: str = "params.yaml") -> None:

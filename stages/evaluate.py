@@ -7,7 +7,6 @@ images with every model's prediction, for the report's grid).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -15,13 +14,16 @@ import torch
 
 from pipeline.config import Config
 from pipeline.data import eval_loader, load_index, make_dataset
+from pipeline.data.dataset import pad_collate
 from pipeline.engine import AMP_DTYPES, load_trained
 from pipeline.evaluate import evaluate, predict_logits
+from pipeline.io import atomic_write
 from pipeline.lad import teacher_input
 from pipeline.metrics import scores
 from pipeline.models import count_flops, count_params
+from pipeline.io import write_json
 from pipeline.tracking import stage_run
-from stages.common import EVAL, EXPERIMENT, INDEX, METRICS, run_stage, stage_params, write_json
+from stages.common import EVAL, EXPERIMENT, INDEX, METRICS, run_stage
 from stages.train import model_path
 
 SECTIONS = ["data", "lad.scale", "distill.codebook", "distill.noise_std", "evaluate", "train.amp",
@@ -56,10 +58,12 @@ def evaluate_all(cfg: Config) -> dict[str, dict[str, Any]]:
     loader = eval_loader(val, cfg.evaluate.batch_size)
     amp = AMP_DTYPES[cfg.train.amp]
     n_ex = min(cfg.evaluate.num_examples, len(val))
-    ex_images = torch.stack([val[i][0] for i in range(n_ex)]) if n_ex else torch.zeros(0)
-    ex_labels = torch.stack([val[i][1] for i in range(n_ex)]) if n_ex else torch.zeros(0)
-    examples = {"image": np.stack([val.load(i)[0] for i in range(n_ex)]) if n_ex else np.zeros(0),
-                "label": ex_labels.numpy().astype(np.uint8)}
+    examples: dict[str, np.ndarray] = {}
+    if n_ex:  # the first val images, padded to one size, for the report's prediction grid
+        ex_images, ex_labels = pad_collate([val[i] for i in range(n_ex)], ignore)
+        rgb = ex_images * torch.tensor(cfg.data.std)[:, None, None] + torch.tensor(cfg.data.mean)[:, None, None]
+        examples = {"image": (rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy(),
+                    "label": ex_labels.numpy().astype(np.uint8)}
     results: dict[str, dict[str, Any]] = {}
     for name, (role, codebook) in EVALUATIONS.items():
         path = model_path(role)
@@ -83,9 +87,7 @@ def evaluate_all(cfg: Config) -> dict[str, dict[str, Any]]:
     EVAL.mkdir(parents=True, exist_ok=True)
     for name, res in results.items():
         write_json(EVAL / f"{name}.json", res)
-    tmp = EVAL / ".examples.tmp.npz"
-    np.savez_compressed(tmp, **examples)
-    tmp.replace(EVAL / "examples.npz")
+    atomic_write(EVAL / "examples.npz", lambda tmp: np.savez_compressed(tmp, **examples))
     summary = {name: {"miou": round(r["miou"], 3), "pixel_acc": round(r["pixel_acc"], 3),
                       "mean_acc": round(r["mean_acc"], 3)} for name, r in results.items()}
     write_json(METRICS, summary)
@@ -93,7 +95,7 @@ def evaluate_all(cfg: Config) -> dict[str, dict[str, Any]]:
 
 
 def main(cfg: Config) -> None:
-    with stage_run("evaluate", EXPERIMENT, stage_params(cfg, SECTIONS)) as run:
+    with stage_run("evaluate", EXPERIMENT, cfg.sections(*SECTIONS)) as run:
         results = evaluate_all(cfg)
         run.log_metrics({f"{n}_{m}": r[m] for n, r in results.items() for m in ("miou", "pixel_acc")})
         run.log_artifact(METRICS)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from pipeline.config import Config
 from pipeline.data import prepare_index
+from pipeline.io import write_json
 from pipeline.tracking import stage_run
-from stages.common import EXPERIMENT, INDEX, stage_params, write_json, run_stage
+from stages.common import EXPERIMENT, INDEX, run_stage
 
 SECTIONS = ["data", "synthetic"]
 
@@ -22,7 +23,7 @@ def prepare(cfg: Config, index_path: Path = INDEX) -> dict:
 
 
 def main(cfg: Config) -> None:
-    with stage_run("prepare", EXPERIMENT, stage_params(cfg, SECTIONS)) as run:
+    with stage_run("prepare", EXPERIMENT, cfg.sections(*SECTIONS)) as run:
         index = prepare(cfg)
         for role, st in index["stats"].items():
             run.log_metrics({f"{role}_images": st["images"], f"{role}_ignore_fraction": st["ignore_fraction"],

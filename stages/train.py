@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import time
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +25,28 @@ from pipeline.data import load_index, make_dataset
 from pipeline.engine import Trainer, atomic_save, git_commit, load_trained
 from pipeline.models import create_segmentor
 from pipeline.steps import STEPS
+from pipeline.io import write_json
 from pipeline.tracking import stage_run
-from stages.common import (CURVES, EXPERIMENT, INDEX, MODELS, RESUME, TRAIN_REPORTS, run_stage, stage_params,
-                           write_json)
+from stages.common import CURVES, EXPERIMENT, INDEX, MODELS, RESUME, TRAIN_REPORTS, run_stage
 
-# role -> (network in params, params sections read). dvc.yaml lists the same sections.
-ROLES: dict[str, tuple[str, list[str]]] = {
-    "baseline": ("student", ["seed", "data", "model.student", "train"]),
-    "teacher": ("teacher", ["seed", "data", "model.teacher", "train", "lad", "distill.codebook", "distill.noise_std"]),
-    "student": ("student", ["seed", "data", "model.student", "model.teacher", "train", "lad.scale", "distill"]),
-    "baseline_ft": ("student", ["seed", "data", "model.student", "train", "distill.init", "distill.iters",
-                                "distill.lr"]),
+
+
+@dataclass(frozen=True)
+class Role:
+    stage: str  # the DVC stage (and MLflow child run) name, as in dvc.yaml
+    net: str  # which network of params.yaml `model` it trains
+    sections: tuple[str, ...]  # the params it reads; dvc.yaml lists the same
+
+
+ROLES: dict[str, Role] = {
+    "baseline": Role("train_baseline", "student", ("seed", "data", "model.student", "train")),
+    "teacher": Role("train_teacher", "teacher", ("seed", "data", "model.teacher", "train", "lad",
+                                                 "distill.codebook", "distill.noise_std")),
+    "student": Role("distill", "student", ("seed", "data", "model.student", "model.teacher", "train",
+                                           "lad.scale", "distill")),
+    "baseline_ft": Role("train_baseline_ft", "student", ("seed", "data", "model.student", "train", "distill.init",
+                                                         "distill.iters", "distill.lr")),
 }
-
-STAGE_NAMES = {"baseline": "train_baseline", "teacher": "train_teacher", "student": "distill",
-               "baseline_ft": "train_baseline_ft"}  # as in dvc.yaml
 
 
 def model_path(role: str) -> Path:
@@ -50,7 +56,7 @@ def model_path(role: str) -> Path:
 def build(role: str, cfg: Config, index: dict[str, Any]) -> tuple[torch.nn.Module, Any, int, float]:
     """The network, its step, iterations and learning rate for ``role``."""
     k, ignore = len(index["classes"]), index["ignore_index"]
-    net = getattr(cfg.model, ROLES[role][0])
+    net = getattr(cfg.model, ROLES[role].net)
     model = create_segmentor(net.arch, net.backbone, k, 4 if role == "teacher" else 3, net.output_stride,
                              net.head_channels, net.aux_channels, net.pretrained, net.dropout, net.aspp_rates)
     lad, dst = cfg.lad, cfg.distill
@@ -85,7 +91,7 @@ def write_curves(role: str, history: dict[str, list[dict[str, float]]]) -> None:
 def train(role: str, cfg: Config, run: Any = None) -> dict[str, Any]:
     """Train ``role`` to completion (resuming if interrupted); writes model, curves and summary."""
     index = load_index(INDEX)
-    sections = ROLES[role][1]
+    sections = ROLES[role].sections
     if role == "baseline_ft" and cfg.distill.init != "baseline":
         reason = f"distill.init is {cfg.distill.init!r}: the baseline itself is the equal-budget control"
         out = MODELS / "baseline_ft"
@@ -127,11 +133,12 @@ def train(role: str, cfg: Config, run: Any = None) -> dict[str, Any]:
 
 
 def main(cfg: Config, role: str) -> None:
-    tags = {"role_model": ROLES[role][0]}
-    with stage_run(STAGE_NAMES[role], EXPERIMENT, stage_params(cfg, ROLES[role][1]), tags) as run:
+    spec = ROLES[role]
+    with stage_run(spec.stage, EXPERIMENT, cfg.sections(*spec.sections), {"role_model": spec.net}) as run:
         summary = train(role, cfg, run)
         if run is not None:
-            run.set_tags({"resumed_from": summary.get("resumed_from")} if summary.get("resumed_from") else {})
+            if summary.get("resumed_from"):
+                run.set_tags({"resumed_from": summary["resumed_from"]})
             run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
             run.log_artifact(TRAIN_REPORTS / f"{role}.json")
             for kind in ("train", "val"):

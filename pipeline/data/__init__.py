@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +71,7 @@ def prepare_index(name: str, root: str | Path, splits: dict[str, str],
     elif not root.is_dir():
         raise FileNotFoundError(f"{root}: dataset folder not found (data.root for data.name={name!r})")
     index: dict[str, Any] = {
-        "name": name, "root": os.path.relpath(root.resolve(), Path.cwd()) if not root.is_absolute() else str(root),
+        "name": name, "root": str(root),  # as given: relative roots stay relative to the project
         "classes": list(info.classes), "ignore_index": info.ignore_index,
         "palette": voc.voc_palette(len(info.classes)).tolist(), "splits": {}, "stats": {},
     }
