@@ -57,6 +57,7 @@ def build(role: str, cfg: Config, index: dict[str, Any]) -> tuple[torch.nn.Modul
     """The network, its step, iterations and learning rate for ``role``."""
     k, ignore = len(index["classes"]), index["ignore_index"]
     net = getattr(cfg.model, ROLES[role].net)
+    torch.manual_seed(cfg.seed)  # the initial weights: same seed, same network in every process
     model = create_segmentor(net.arch, net.backbone, k, 4 if role == "teacher" else 3, net.output_stride,
                              net.head_channels, net.aux_channels, net.pretrained, net.dropout, net.aspp_rates)
     lad, dst = cfg.lad, cfg.distill

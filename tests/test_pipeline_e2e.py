@@ -97,3 +97,13 @@ def test_variations_rerun_only_what_they_change(tiny_repo):
     metrics = json.loads((tiny_repo / "reports/metrics.json").read_text())
     assert "baseline_ft" in metrics and (tiny_repo / "models/baseline_ft/model.pt").is_file()
     assert "equal-budget control" in (tiny_repo / "reports/report.md").read_text()
+
+
+def test_same_seed_same_weights_in_a_new_process(tiny_repo):
+    import torch
+
+    before = torch.load(tiny_repo / "models/baseline.pt", weights_only=True)["model"]
+    run(["dvc", "repro", "--force", "--single-item", "train_baseline"], tiny_repo)
+    after = torch.load(tiny_repo / "models/baseline.pt", weights_only=True)["model"]
+    for name, tensor in before.items():
+        assert torch.equal(tensor, after[name]), name
