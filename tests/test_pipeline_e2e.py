@@ -107,3 +107,16 @@ def test_same_seed_same_weights_in_a_new_process(tiny_repo):
     after = torch.load(tiny_repo / "models/baseline.pt", weights_only=True)["model"]
     for name, tensor in before.items():
         assert torch.equal(tensor, after[name]), name
+
+
+def test_queued_experiments_run_all(tiny_repo):
+    """README's queue: queued runs execute in a copy under .dvc/tmp/exps/ yet log to the project's store."""
+    for name, setting in (("q-cons", "lad.w_cons=1"), ("q-kd", "distill.w_kd=1")):
+        run(["dvc", "exp", "run", "--queue", "-n", name, "-S", setting], tiny_repo)
+    run(["dvc", "exp", "run", "--run-all"], tiny_repo)
+    table = run(["dvc", "exp", "show", "--md", "--no-pager"], tiny_repo).stdout
+    assert "q-cons" in table and "q-kd" in table
+    for name in ("q-cons", "q-kd"):
+        df = runs(tiny_repo, **{"lad.pipeline_id": name})
+        assert "report" in set(df[df["tags.lad.role"] == "stage"]["tags.stage"]), name
+        assert (df["status"] == "FINISHED").all(), name
