@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -139,6 +140,34 @@ def _client(experiment: str) -> tuple[Any, str]:
     return client, exp_id
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _fail_killed_runs(client: Any, exp_id: str, stage: str, current_parent: str) -> None:
+    """Mark FAILED the RUNNING runs of ``stage`` whose process on this host is gone, and their parents.
+
+    A stage killed outright (SIGKILL, power loss) cannot end its own run; its rerun does it here.
+    """
+    host = socket.gethostname()
+    stale = client.search_runs([exp_id], f"tags.`{ROLE_TAG}` = 'stage' and tags.stage = '{stage}' "
+                                         f"and tags.`lad.host` = '{host}' and attributes.status = 'RUNNING'")
+    for run in stale:
+        pid = run.data.tags.get("lad.pid", "")
+        if pid.isdigit() and not _alive(int(pid)):
+            client.set_tag(run.info.run_id, "lad.killed", "true")
+            client.set_terminated(run.info.run_id, status="FAILED")
+            parent = run.data.tags.get("mlflow.parentRunId")
+            if parent and parent != current_parent and client.get_run(parent).info.status == "RUNNING":
+                client.set_terminated(parent, status="FAILED")
+
+
 def _lock_path() -> Path:
     path = project_root() / ".mlflow" / ".lock"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,7 +201,9 @@ def stage_run(stage: str, experiment: str, params: dict[str, Any], tags: dict[st
         else:
             name = os.environ.get("DVC_EXP_NAME") or f"pipeline {group}"
             parent_id = client.create_run(exp_id, run_name=name, tags={**common, ROLE_TAG: "pipeline"}).info.run_id
+        _fail_killed_runs(client, exp_id, stage, parent_id)
     child_tags = {**common, ROLE_TAG: "stage", "stage": stage, "params_hash": stable_hash(params),
+                  "lad.host": socket.gethostname(), "lad.pid": os.getpid(),
                   "mlflow.parentRunId": parent_id, **(tags or {})}
     run_id = client.create_run(exp_id, run_name=stage, tags=child_tags).info.run_id
     run = StageRun(client, run_id, parent_id)

@@ -1,0 +1,57 @@
+"""A real training stage killed with SIGKILL mid-run resumes and ends with the uninterrupted weights."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from tests.conftest import BIN, copy_repo, run, tiny_params
+
+ITERS = 120  # long enough to be killed mid-run, short enough for CI
+
+
+@pytest.fixture()
+def kill_repo(tmp_path):
+    params = tiny_params(train={"iters": ITERS, "ckpt_interval": 10, "val_interval": 40, "log_interval": 10})
+    return copy_repo(tmp_path, params)
+
+
+def test_sigkill_then_rerun_resumes_to_the_same_weights(kill_repo):
+    import mlflow
+
+    run(["dvc", "repro", "prepare"], kill_repo)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PIPELINE_RUN_ID": "killed"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen(["dvc", "repro", "train_baseline"], cwd=kill_repo, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = kill_repo / "models/.resume/baseline.pt"
+    deadline = time.time() + 300
+    while not ckpt.is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the stage ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # dvc, its shell and the stage process, all at once
+    proc.wait()
+    assert not (kill_repo / "models/baseline.pt").exists(), "a killed stage left a final model behind"
+
+    out = run(["dvc", "repro", "train_baseline"], kill_repo, env={"PIPELINE_RUN_ID": "resumed"})
+    assert "resuming baseline" in out.stdout + out.stderr
+    resumed = torch.load(kill_repo / "models/baseline.pt", weights_only=True)["model"]
+    assert not ckpt.exists(), "the resume checkpoint outlived a finished stage"
+
+    run(["dvc", "repro", "--force", "--single-item", "train_baseline"], kill_repo)  # uninterrupted
+    straight = torch.load(kill_repo / "models/baseline.pt", weights_only=True)["model"]
+    for name, tensor in straight.items():
+        assert torch.equal(tensor, resumed[name]), name
+
+    mlflow.set_tracking_uri(f"sqlite:///{kill_repo / '.mlflow' / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["lad"], filter_string="tags.stage = 'train_baseline'")
+    by_group = {g: rows for g, rows in df.groupby("tags.lad.pipeline_id")}
+    killed, resumed_run = by_group["killed"].iloc[0], by_group["resumed"].iloc[0]
+    assert killed["status"] == "FAILED" and killed["tags.lad.killed"] == "true"
+    assert resumed_run["status"] == "FINISHED"
+    assert int(resumed_run["tags.resumed_from"]) >= 10
