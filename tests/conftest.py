@@ -38,10 +38,15 @@ def tiny_params(**overrides: dict) -> dict:
     return deep_update(deep_update(params, TINY), overrides)
 
 
-def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def command_env(env: dict | None = None) -> dict:
+    """The environment of a pipeline command: this venv first on PATH, the project's own MLflow store."""
     full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
     full_env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
+    return full_env
+
+
+def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=command_env(env), capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from tests.conftest import BIN, copy_repo, run, tiny_params
+from tests.conftest import command_env, copy_repo, run, tiny_params
 
 ITERS = 120  # long enough to be killed mid-run, short enough for CI
 
@@ -25,8 +25,7 @@ def test_sigkill_then_rerun_resumes_to_the_same_weights(kill_repo):
     import mlflow
 
     run(["dvc", "repro", "prepare"], kill_repo)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PIPELINE_RUN_ID": "killed"}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = command_env({"PIPELINE_RUN_ID": "killed"})
     proc = subprocess.Popen(["dvc", "repro", "train_baseline"], cwd=kill_repo, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = kill_repo / "models/.resume/baseline.pt"
