@@ -68,6 +68,31 @@ def copy_repo(dest: Path, params: dict) -> Path:
     return dest
 
 
+def runs(repo: Path, **filters: str):
+    """The MLflow runs (pandas) of ``repo``'s own store, filtered by tag values."""
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{repo / '.mlflow' / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["lad"], output_format="pandas")
+    for k, v in filters.items():
+        df = df[df[f"tags.{k}"] == v]
+    return df
+
+
+def weights(path: Path) -> dict:
+    """The state dict of a trained-model checkpoint."""
+    import torch
+
+    return torch.load(path, weights_only=True)["model"]
+
+
+def assert_same_weights(before: dict, after: dict) -> None:
+    import torch
+
+    for name, tensor in before.items():
+        assert torch.equal(tensor, after[name]), name
+
+
 @pytest.fixture(scope="session")
 def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A shrunk copy of the repo after one full ``dvc repro`` (shared by the end-to-end tests)."""

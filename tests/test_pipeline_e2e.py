@@ -7,22 +7,12 @@ import json
 
 import pytest
 
-from tests.conftest import run
+from tests.conftest import assert_same_weights, run, runs, weights
 
 pytestmark = pytest.mark.e2e
 
 STAGES = {"prepare", "train_baseline", "train_teacher", "distill", "train_baseline_ft", "evaluate", "report"}
 MODELS = {"baseline", "lad_student", "teacher_random", "teacher_fixed", "teacher_zero"}
-
-
-def runs(repo, **filters):
-    import mlflow
-
-    mlflow.set_tracking_uri(f"sqlite:///{repo / '.mlflow' / 'mlflow.db'}")
-    df = mlflow.search_runs(experiment_names=["lad"], output_format="pandas")
-    for k, v in filters.items():
-        df = df[df[f"tags.{k}"] == v]
-    return df
 
 
 def test_outputs(tiny_repo):
@@ -100,13 +90,9 @@ def test_variations_rerun_only_what_they_change(tiny_repo):
 
 
 def test_same_seed_same_weights_in_a_new_process(tiny_repo):
-    import torch
-
-    before = torch.load(tiny_repo / "models/baseline.pt", weights_only=True)["model"]
+    before = weights(tiny_repo / "models/baseline.pt")
     run(["dvc", "repro", "--force", "--single-item", "train_baseline"], tiny_repo)
-    after = torch.load(tiny_repo / "models/baseline.pt", weights_only=True)["model"]
-    for name, tensor in before.items():
-        assert torch.equal(tensor, after[name]), name
+    assert_same_weights(before, weights(tiny_repo / "models/baseline.pt"))
 
 
 def test_queued_experiments_run_all(tiny_repo):

@@ -8,9 +8,8 @@ import subprocess
 import time
 
 import pytest
-import torch
 
-from tests.conftest import command_env, copy_repo, run, tiny_params
+from tests.conftest import assert_same_weights, command_env, copy_repo, run, runs, tiny_params, weights
 
 ITERS = 120  # long enough to be killed mid-run, short enough for CI
 
@@ -22,8 +21,6 @@ def kill_repo(tmp_path):
 
 
 def test_sigkill_then_rerun_resumes_to_the_same_weights(kill_repo):
-    import mlflow
-
     run(["dvc", "repro", "prepare"], kill_repo)
     env = command_env({"PIPELINE_RUN_ID": "killed"})
     proc = subprocess.Popen(["dvc", "repro", "train_baseline"], cwd=kill_repo, env=env, start_new_session=True,
@@ -39,16 +36,13 @@ def test_sigkill_then_rerun_resumes_to_the_same_weights(kill_repo):
 
     out = run(["dvc", "repro", "train_baseline"], kill_repo, env={"PIPELINE_RUN_ID": "resumed"})
     assert "resuming baseline" in out.stdout + out.stderr
-    resumed = torch.load(kill_repo / "models/baseline.pt", weights_only=True)["model"]
+    resumed = weights(kill_repo / "models/baseline.pt")
     assert not ckpt.exists(), "the resume checkpoint outlived a finished stage"
 
     run(["dvc", "repro", "--force", "--single-item", "train_baseline"], kill_repo)  # uninterrupted
-    straight = torch.load(kill_repo / "models/baseline.pt", weights_only=True)["model"]
-    for name, tensor in straight.items():
-        assert torch.equal(tensor, resumed[name]), name
+    assert_same_weights(weights(kill_repo / "models/baseline.pt"), resumed)
 
-    mlflow.set_tracking_uri(f"sqlite:///{kill_repo / '.mlflow' / 'mlflow.db'}")
-    df = mlflow.search_runs(experiment_names=["lad"], filter_string="tags.stage = 'train_baseline'")
+    df = runs(kill_repo, stage="train_baseline")
     by_group = {g: rows for g, rows in df.groupby("tags.lad.pipeline_id")}
     killed, resumed_run = by_group["killed"].iloc[0], by_group["resumed"].iloc[0]
     assert killed["status"] == "FAILED" and killed["tags.lad.killed"] == "true"
