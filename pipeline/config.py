@@ -49,6 +49,7 @@ class DataConfig:
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # RGB, 0..1 units
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])  # RGB, 0..1 units
     cache: bool = True  # keep decoded images in memory (small datasets only)
+    on_bad: str = "error"  # a bad file in prepare: error (stop, naming it) | skip (leave it out, listed in skipped.tsv)
 
 
 @dataclass
@@ -87,6 +88,8 @@ class TrainConfig:
     log_interval: int = 10  # log losses every N steps
     num_workers: int = 0  # DataLoader workers (0: in the main process)
     ckpt_interval: int = 100  # write the resume checkpoint every N steps
+    nproc: int = 1  # processes per node; > 1 runs the stage under torchrun (DDP), batch_size is per process
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda
 
 
 @dataclass
@@ -126,7 +129,7 @@ class EvaluateConfig:
 
 @dataclass
 class Config:
-    seed: int = 0  # global seed: same seed, same numbers on CPU
+    seeds: list[int] = field(default_factory=lambda: [0])  # one run of every trained stage per seed (DVC matrix)
     data: DataConfig = field(default_factory=DataConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     model: ModelsConfig = field(default_factory=ModelsConfig)
@@ -157,6 +160,8 @@ def stable_hash(obj: Any) -> str:
 CHOICES: dict[str, tuple[str, ...]] = {
     "train.optimizer": ("sgd", "adamw"),
     "train.amp": ("none", "bf16", "fp16"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "data.on_bad": ("error", "skip"),
     "lad.codebook": ("random", "fixed"),
     "distill.codebook": ("random", "fixed"),
     "distill.init": ("scratch", "baseline"),
@@ -166,7 +171,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 # (min, max, inclusive-min) bounds for numbers.
 BOUNDS: dict[str, tuple[float | None, float | None]] = {
-    "seed": (0, None),
     "synthetic.num_train": (1, None),
     "synthetic.num_val": (1, None),
     "synthetic.size": (16, 4096),
@@ -188,6 +192,7 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "train.log_interval": (1, None),
     "train.num_workers": (0, 64),
     "train.ckpt_interval": (1, None),
+    "train.nproc": (1, 1024),
     "lad.noise_std": (0.0, None),
     "lad.scale": (0.0, None),
     "lad.w_aux": (0.0, None),
@@ -293,13 +298,16 @@ def _check_values(cfg: Config) -> None:
         value = select(tree, key)
         if len(value) != 3 or (key == "data.std" and min(value) <= 0):
             raise ConfigError(f"{key}: expected 3 numbers (R, G, B){', all > 0' if key == 'data.std' else ''}, got {value}")
+    if not cfg.seeds or min(cfg.seeds) < 0 or len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ConfigError(f"seeds: expected a non-empty list of distinct integers >= 0, got {cfg.seeds}")
     if not cfg.evaluate.multi_scale or min(cfg.evaluate.multi_scale) <= 0:
         raise ConfigError(f"evaluate.multi_scale: expected a non-empty list of scales > 0, got {cfg.evaluate.multi_scale}")
-    if cfg.train.amp == "fp16":
-        import torch
+    import torch
 
-        if not torch.cuda.is_available():
-            raise ConfigError("train.amp: 'fp16' needs CUDA; use 'bf16' or 'none' on CPU")
+    if cfg.train.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: 'cuda' asked for, but torch sees no CUDA device; use 'auto' or 'cpu'")
+    if cfg.train.amp == "fp16" and (cfg.train.device == "cpu" or not torch.cuda.is_available()):
+        raise ConfigError("train.amp: 'fp16' needs CUDA; use 'bf16' or 'none' on CPU")
     from pipeline.data import DATASETS
     from pipeline.models import HEADS, check_backbone
 

@@ -20,6 +20,12 @@ def model_name(res: dict[str, Any]) -> str:
     return f"{ARCH_NAMES.get(res['arch'], res['arch'])}-{res['backbone']}"
 
 
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; 0 for a single value)."""
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
 def fmt(v: Any, digits: int = 2) -> str:
     return "—" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
 

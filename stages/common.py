@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -13,12 +15,65 @@ from pipeline.config import Config, ConfigError, load_config
 # The files that connect the stages (dvc.yaml declares the same paths).
 INDEX = Path("data/prepared/index.json")
 MODELS = Path("models")
-RESUME = MODELS / ".resume"  # in-progress checkpoints: not DVC outputs, so a rerun keeps them
 TRAIN_REPORTS = Path("reports/train")
 CURVES = Path("reports/curves")
 EVAL = Path("reports/eval")
 METRICS = Path("reports/metrics.json")
 EXPERIMENT = os.environ.get("MLFLOW_EXPERIMENT_NAME", "lad")
+
+
+@dataclass(frozen=True)
+class SeedPaths:
+    """Where the stages of one seed (one column of the DVC matrix) read and write."""
+
+    seed: int
+
+    @property
+    def models(self) -> Path:
+        return MODELS / f"seed{self.seed}"
+
+    def model(self, role: str) -> Path:
+        """The final checkpoint of a trained model (``role``: baseline, teacher, student, baseline_ft)."""
+        return self.models / "baseline_ft" / "model.pt" if role == "baseline_ft" else self.models / f"{role}.pt"
+
+    def resume(self, role: str) -> Path:
+        """In-progress checkpoint and status of ``role``: a DVC ``persist`` output, so a rerun keeps it."""
+        return self.models / "resume" / role
+
+    def train_report(self, role: str) -> Path:
+        return TRAIN_REPORTS / f"seed{self.seed}" / f"{role}.json"
+
+    def curve(self, role: str, kind: str) -> Path:
+        return CURVES / f"seed{self.seed}" / f"{role}_{kind}.tsv"
+
+    @property
+    def eval(self) -> Path:
+        return EVAL / f"seed{self.seed}"
+
+    @property
+    def eval_metrics(self) -> Path:
+        return EVAL / f"seed{self.seed}.json"
+
+
+def stage_args(description: str, roles: list[str] | None = None) -> argparse.Namespace:
+    """The command line of a per-seed stage: ``[role] --seed N``."""
+    parser = argparse.ArgumentParser(description=description)
+    if roles:
+        parser.add_argument("role", choices=roles)
+    parser.add_argument("--seed", type=int, default=0, help="the seed of this run (an entry of params.yaml seeds)")
+    return parser.parse_args()
+
+
+def error_line(err: BaseException) -> str:
+    """One readable line for an input error, also when it was raised inside a DataLoader worker.
+
+    A worker's exception reaches the main process with the worker's whole traceback in its message;
+    its last line is the original error, which names the file.
+    """
+    text = str(err).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return text
 
 
 def run_stage(body: Callable[[Config], None], params_file: str = "params.yaml") -> None:
@@ -29,5 +84,5 @@ def run_stage(body: Callable[[Config], None], params_file: str = "params.yaml") 
     except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
         if os.environ.get("LAD_DEBUG"):
             traceback.print_exc()
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {error_line(err)}", file=sys.stderr)
         sys.exit(2)

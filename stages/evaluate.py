@@ -1,8 +1,9 @@
-"""Stage ``evaluate``: every trained model on the val split; the teacher three ways.
+"""Stage ``evaluate --seed N``: every model of one seed on the val split; the teacher three ways.
 
-Writes ``reports/eval/<model>.json`` (scores, per-class IoU, confusion matrix, params, FLOPs),
-the summary ``reports/metrics.json`` (DVC metrics) and ``reports/eval/examples.npz`` (a few val
-images with every model's prediction, for the report's grid).
+Writes ``reports/eval/seed<N>/<model>.json`` (scores, per-class IoU, confusion matrix, params,
+FLOPs) and ``examples.npz`` (a few val images with every model's prediction, for the report's
+grid), and the seed's summary ``reports/eval/seed<N>.json`` (DVC metrics). The report averages
+over seeds.
 """
 
 from __future__ import annotations
@@ -15,19 +16,18 @@ import torch
 from pipeline.config import Config
 from pipeline.data import eval_loader, load_index, make_dataset
 from pipeline.data.dataset import pad_collate
+from pipeline.dist import pick_device
 from pipeline.engine import AMP_DTYPES, load_trained
 from pipeline.evaluate import evaluate, predict_logits
-from pipeline.io import atomic_write
+from pipeline.io import atomic_write, write_json
 from pipeline.lad import teacher_input
 from pipeline.metrics import scores
 from pipeline.models import count_flops, count_params
-from pipeline.io import write_json
 from pipeline.tracking import stage_run
-from stages.common import EVAL, EXPERIMENT, INDEX, METRICS, run_stage
-from stages.train import model_path
+from stages.common import EXPERIMENT, INDEX, SeedPaths, run_stage, stage_args
 
 SECTIONS = ["data", "lad.scale", "distill.codebook", "distill.noise_std", "evaluate", "train.amp",
-            "train.crop_size"]
+            "train.crop_size", "train.device"]
 
 # evaluated name -> (checkpoint role, label channel code book: None = image only, "zero" = empty channel)
 EVALUATIONS: dict[str, tuple[str, str | None]] = {
@@ -50,8 +50,10 @@ def input_fn(cfg: Config, index: dict[str, Any], codebook: str | None) -> Callab
     return lambda x, y: teacher_input(x, y, k, ignore, book, noise, cfg.lad.scale)
 
 
-def evaluate_all(cfg: Config) -> dict[str, dict[str, Any]]:
-    """Evaluate every model whose checkpoint exists; returns name -> result."""
+def evaluate_all(cfg: Config, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Evaluate every model of ``seed`` whose checkpoint exists; returns name -> result."""
+    paths = SeedPaths(seed)
+    device = pick_device(cfg.train.device)
     index = load_index(INDEX)
     k, ignore, classes = len(index["classes"]), index["ignore_index"], index["classes"]
     val = make_dataset(index, "val", cfg.data.mean, cfg.data.std, cfg.data.cache)
@@ -66,14 +68,15 @@ def evaluate_all(cfg: Config) -> dict[str, dict[str, Any]]:
                     "label": ex_labels.numpy().astype(np.uint8)}
     results: dict[str, dict[str, Any]] = {}
     for name, (role, codebook) in EVALUATIONS.items():
-        path = model_path(role)
+        path = paths.model(role)
         if not path.is_file():
             continue  # e.g. baseline_ft when distill.init is scratch
-        model, ckpt = load_trained(path, k)
+        model, ckpt = load_trained(path, classes)
         fn = input_fn(cfg, index, codebook)
-        torch.manual_seed(cfg.seed)  # the label noise of the teacher's evaluation is reproducible
-        conf = evaluate(model, loader, k, ignore, fn, cfg.evaluate.multi_scale, cfg.evaluate.flip,
-                        autocast_dtype=amp, progress=f"evaluate {name}")
+        torch.manual_seed(seed)  # the label noise of the teacher's evaluation is reproducible
+        conf = evaluate(model.to(device), loader, k, ignore, fn, cfg.evaluate.multi_scale, cfg.evaluate.flip,
+                        device=device, autocast_dtype=amp, progress=f"evaluate {name} (seed {seed})")
+        model.cpu()
         res = scores(conf, classes)
         res.update(model=role, label_channel=codebook or "none", arch=ckpt["spec"]["arch"],
                    backbone=ckpt["spec"]["backbone"], params_m=count_params(model) / 1e6,
@@ -84,23 +87,22 @@ def evaluate_all(cfg: Config) -> dict[str, dict[str, Any]]:
             x = fn(ex_images, ex_labels) if fn else ex_images
             examples[name] = predict_logits(model, x).argmax(1).numpy().astype(np.uint8)
         print(f"{name:16s} mIoU {res['miou']:6.2f}  pixel acc {res['pixel_acc']:6.2f}")
-    EVAL.mkdir(parents=True, exist_ok=True)
     for name, res in results.items():
-        write_json(EVAL / f"{name}.json", res)
-    atomic_write(EVAL / "examples.npz", lambda tmp: np.savez_compressed(tmp, **examples))
+        write_json(paths.eval / f"{name}.json", res)
+    atomic_write(paths.eval / "examples.npz", lambda tmp: np.savez_compressed(tmp, **examples))
     summary = {name: {"miou": round(r["miou"], 3), "pixel_acc": round(r["pixel_acc"], 3),
                       "mean_acc": round(r["mean_acc"], 3)} for name, r in results.items()}
-    write_json(METRICS, summary)
+    write_json(paths.eval_metrics, summary)
     return results
 
 
-def main(cfg: Config) -> None:
-    with stage_run("evaluate", EXPERIMENT, cfg.sections(*SECTIONS)) as run:
-        results = evaluate_all(cfg)
+def main(cfg: Config, seed: int) -> None:
+    with stage_run(f"evaluate@{seed}", EXPERIMENT, {**cfg.sections(*SECTIONS), "seed": seed}, {"seed": seed}) as run:
+        results = evaluate_all(cfg, seed)
         run.log_metrics({f"{n}_{m}": r[m] for n, r in results.items() for m in ("miou", "pixel_acc")})
-        run.log_artifact(METRICS)
-        run.log_artifact(EVAL, "eval")
+        run.log_artifact(SeedPaths(seed).eval, "eval")
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    args = stage_args(__doc__.splitlines()[0])
+    run_stage(lambda cfg: main(cfg, args.seed))

@@ -1,24 +1,40 @@
-"""Stage ``prepare``: generate (synthetic) or validate (real) the dataset and write its index."""
+"""Stage ``prepare``: generate (synthetic) or validate (real) the dataset and write its index.
+
+Writes ``data/prepared/index.json``, ``data/prepared/skipped.tsv`` (the samples left out with
+``data.on_bad: skip``, one per line with its file and problem) and ``reports/data.json`` (per-split
+image counts, skipped counts, ignore fraction and class pixel frequencies: DVC metrics).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+import pandas as pd
+
 from pipeline.config import Config
 from pipeline.data import prepare_index
-from pipeline.io import write_json
+from pipeline.io import atomic_write, write_json
 from pipeline.tracking import stage_run
 from stages.common import EXPERIMENT, INDEX, run_stage
 
 SECTIONS = ["data", "synthetic"]
+DATA_METRICS = Path("reports/data.json")
 
 
 def prepare(cfg: Config, index_path: Path = INDEX) -> dict:
     """Make the dataset ready and write ``index_path``; returns the index."""
     splits = {"train": cfg.data.train_split, "val": cfg.data.val_split}
-    index = prepare_index(cfg.data.name, cfg.data.root, splits, dataclasses.asdict(cfg.synthetic))
+    index = prepare_index(cfg.data.name, cfg.data.root, splits, dataclasses.asdict(cfg.synthetic), cfg.data.on_bad)
+    skipped = pd.DataFrame(index["skipped"], columns=["split", "id", "file", "problem"])
+    atomic_write(index_path.parent / "skipped.tsv", lambda tmp: skipped.to_csv(tmp, sep="\t", index=False))
     write_json(index_path, index)
+    write_json(DATA_METRICS, {role: {**{k: v for k, v in st.items() if k != "class_frequency"},
+                                     "class_frequency": dict(zip(index["classes"], st["class_frequency"]))}
+                              for role, st in index["stats"].items()})
+    if len(skipped):
+        print(f"warning: {len(skipped)} problem(s) found; those samples are left out "
+              f"(data.on_bad: skip), listed in {index_path.parent / 'skipped.tsv'}")
     return index
 
 
@@ -29,6 +45,8 @@ def main(cfg: Config) -> None:
             run.log_metrics({f"{role}_images": st["images"], f"{role}_ignore_fraction": st["ignore_fraction"],
                              **{f"{role}_freq_{c}": f for c, f in zip(index["classes"], st["class_frequency"])}})
         run.log_artifact(INDEX)
+        run.log_artifact(DATA_METRICS)
+        run.log_artifact(INDEX.parent / "skipped.tsv")
         print(f"prepared {cfg.data.name}: " + ", ".join(f"{r} {s['images']} images" for r, s in index["stats"].items()))
 
 

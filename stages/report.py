@@ -16,40 +16,71 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.engine import git_commit
-from pipeline.report import full_palette, markdown_table, fmt, model_name, plot_curves, plot_examples, plot_per_class
+from pipeline.io import atomic_write, write_json
+from pipeline.report import (full_palette, markdown_table, fmt, mean_std, model_name, plot_curves, plot_examples,
+                             plot_per_class)
 from pipeline.tracking import stage_run
-from stages.common import CURVES, EVAL, EXPERIMENT, INDEX, METRICS, TRAIN_REPORTS, run_stage
+from stages.common import EXPERIMENT, INDEX, METRICS, SeedPaths, run_stage
 from stages.evaluate import EVALUATIONS
 from stages.train import ROLES
 
 REPORT = Path("reports/report.md")
 FIGURES = Path("reports/figures")
 PER_CLASS = Path("reports/per_class_iou.tsv")
-SECTIONS = ["distill.init", "distill.iters", "evaluate.multi_scale", "evaluate.flip"]
+SECTIONS = ["seeds", "distill.init", "distill.iters", "evaluate.multi_scale", "evaluate.flip"]
 TRAINED = tuple(ROLES)  # the trained models, in DAG order
+SCORES = ("miou", "pixel_acc", "mean_acc")
 
 
-def load_results() -> dict[str, dict[str, Any]]:
-    return {n: json.loads((EVAL / f"{n}.json").read_text()) for n in EVALUATIONS if (EVAL / f"{n}.json").is_file()}
+def read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; run the stages before the report (dvc repro)")
+    return json.loads(path.read_text())
+
+
+def load_results(seeds: list[int]) -> dict[str, list[dict[str, Any]]]:
+    """Evaluation name -> its result for every seed (names evaluated for some seeds only are dropped)."""
+    per_seed = [{n: read_json(SeedPaths(s).eval / f"{n}.json") for n in EVALUATIONS
+                 if (SeedPaths(s).eval / f"{n}.json").is_file()} for s in seeds]
+    return {n: [r[n] for r in per_seed] for n in EVALUATIONS if all(n in r for r in per_seed)}
+
+
+def summarise(res: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """``reports/metrics.json``: mean (and std over seeds) of each score of each model."""
+    out = {}
+    for name, runs in res.items():
+        row: dict[str, float] = {"seeds": len(runs)}
+        for m in SCORES:
+            mean, std = mean_std([r[m] for r in runs])
+            row[m], row[f"{m}_std"] = round(mean, 3), round(std, 3)
+        out[name] = row
+    return out
 
 
 def build_report(cfg: Config) -> dict[str, float]:
-    """Write report.md, figures and per-class TSV; returns the headline metrics."""
-    index = json.loads(INDEX.read_text())
-    res = load_results()
-    train = {r: json.loads((TRAIN_REPORTS / f"{r}.json").read_text()) for r in TRAINED
-             if (TRAIN_REPORTS / f"{r}.json").is_file()}
+    """Write report.md, metrics.json, figures and per-class TSV; returns the headline metrics."""
+    index = read_json(INDEX)
+    seeds, first = cfg.seeds, SeedPaths(cfg.seeds[0])
+    res = load_results(seeds)
+    summary = summarise(res)
+    write_json(METRICS, summary)
+    train = {r: [json.loads(p.read_text()) for s in seeds if (p := SeedPaths(s).train_report(r)).is_file()]
+             for r in TRAINED}
     FIGURES.mkdir(parents=True, exist_ok=True)
 
-    student = model_name(res["baseline"])
-    teacher = model_name(res["teacher_fixed"]) + " + label (LAD)"
+    student = model_name(res["baseline"][0])
+    teacher = model_name(res["teacher_fixed"][0]) + " + label (LAD)"
     init = cfg.distill.init
 
+    def miou(key: str) -> str:
+        s = summary[key]
+        return fmt(s["miou"]) + (f" ± {fmt(s['miou_std'])}" if s["seeds"] > 1 else "")
+
     def row(teacher_name: str, method: str, key: str) -> list[str]:
-        r = res[key]
-        secs = train.get(r["model"], {}).get("train_seconds")
-        return [teacher_name, student, method, fmt(r["miou"]), fmt(r["pixel_acc"]), fmt(r["params_m"]),
-                fmt(r["gflops"]), str(r["iterations"]), fmt(secs, 0)]
+        r = res[key][0]
+        secs = [t["train_seconds"] for t in train.get(r["model"], []) if "train_seconds" in t]
+        return [teacher_name, student, method, miou(key), fmt(summary[key]["pixel_acc"]), fmt(r["params_m"]),
+                fmt(r["gflops"]), str(r["iterations"]), fmt(mean_std(secs)[0] if secs else None, 0)]
 
     header = ["Teacher", "Student", "Method", "mIoU", "pixel acc", "params (M)", "GFLOPs", "iterations", "train s"]
     rows = [row("—", "Baseline", "baseline")]
@@ -57,20 +88,22 @@ def build_report(cfg: Config) -> dict[str, float]:
         rows.append(row("—", f"Baseline + {cfg.distill.iters} more iterations (equal-budget control)", "baseline_ft"))
     rows.append(row(teacher, f"LAD (init: {init})", "lad_student"))
     t_header = ["Teacher", "label channel at evaluation", "mIoU", "pixel acc", "params (M)", "GFLOPs"]
-    t_rows = [[teacher, desc, fmt(res[k]["miou"]), fmt(res[k]["pixel_acc"]), fmt(res[k]["params_m"]),
-               fmt(res[k]["gflops"])]
+    t_rows = [[teacher, desc, miou(k), fmt(summary[k]["pixel_acc"]), fmt(res[k][0]["params_m"]),
+               fmt(res[k][0]["gflops"])]
               for k, desc in (("teacher_random", "random code book (as in teacher training)"),
                               ("teacher_fixed", "fixed code book (as in distillation)"),
                               ("teacher_zero", "all-zero (no label)"))]
+    seed_rows = [[str(s)] + [fmt(res[n][i]["miou"]) for n in res] for i, s in enumerate(seeds)]
 
-    per_class = pd.DataFrame({n: r["per_class_iou"] for n, r in res.items()}).astype(float)
+    per_class = pd.DataFrame({n: pd.DataFrame([r["per_class_iou"] for r in runs]).astype(float).mean()
+                              for n, runs in res.items()})
     per_class.index.name = "class"
     per_class.round(3).to_csv(PER_CLASS, sep="\t")
     plot_per_class(per_class, FIGURES / "per_class_iou.png")
-    curves = {r: {k: pd.read_csv(CURVES / f"{r}_{k}.tsv", sep="\t") for k in ("train", "val")}
-              for r in TRAINED if (CURVES / f"{r}_train.tsv").is_file()}
+    curves = {r: {k: pd.read_csv(first.curve(r, k), sep="\t") for k in ("train", "val")}
+              for r in TRAINED if first.curve(r, "train").is_file()}
     plot_curves({r: c for r, c in curves.items() if len(c["train"])}, FIGURES / "training_curves.png")
-    examples = dict(np.load(EVAL / "examples.npz"))
+    examples = dict(np.load(first.eval / "examples.npz"))
     if "image" in examples:
         plot_examples(examples, [("image", "image"), ("label", "ground truth"), ("baseline", "baseline"),
                                  ("teacher_fixed", "teacher + label"), ("lad_student", "LAD student")],
@@ -83,8 +116,10 @@ Generated by `dvc repro` (stage `report`) at commit `{git_commit()[:10]}` on {ti
 Val split: {index['stats']['val']['images']} images, {len(index['classes'])} classes. mIoU is the nanmean of
 per-class IoU over classes present in the prediction or the ground truth (as mmsegmentation), from one
 confusion matrix over the split; the checkpoint evaluated is the last one (no best-on-val selection).
+Seeds: {', '.join(map(str, seeds))}{' (mean ± sample std over seeds)' if len(seeds) > 1 else ''}; curves, examples
+and per-seed columns below; per-class IoU is the mean over seeds.
 Evaluation scales {', '.join(f'{s:g}' for s in cfg.evaluate.multi_scale)}{', with flip' if cfg.evaluate.flip else ''}. FLOPs: one forward at
-{res['baseline']['flops_input']}x{res['baseline']['flops_input']} (2 x multiply-adds).
+{res['baseline'][0]['flops_input']}x{res['baseline'][0]['flops_input']} (2 x multiply-adds).
 
 ## Students
 
@@ -94,22 +129,26 @@ Evaluation scales {', '.join(f'{s:g}' for s in cfg.evaluate.multi_scale)}{', wit
 
 {markdown_table(t_header, t_rows)}
 
+## mIoU of each seed
+
+{markdown_table(["seed"] + list(res), seed_rows)}
+
 ## Per-class IoU (%)
 
 {markdown_table(["class"] + list(per_class.columns), pc_rows)}
 
 ![per-class IoU](figures/per_class_iou.png)
 
-## Training curves
+## Training curves (seed {seeds[0]})
 
 ![training curves](figures/training_curves.png)
 
-## Val examples
+## Val examples (seed {seeds[0]})
 
 ![examples](figures/examples.png)
 """
-    REPORT.write_text(text)
-    return {f"{n}_miou": r["miou"] for n, r in res.items()}
+    atomic_write(REPORT, lambda tmp: tmp.write_text(text))
+    return {f"{n}_miou": r["miou"] for n, r in summary.items()}
 
 
 def main(cfg: Config) -> None:

@@ -1,63 +1,62 @@
-"""Training stages: ``python -m stages.train {baseline|teacher|student|baseline_ft}``.
+"""Training stages: ``python -m stages.train {baseline|teacher|student|baseline_ft} --seed N``.
 
 * ``baseline``: the student architecture, cross-entropy only (the paper's Baseline row).
 * ``teacher``: the LAD teacher (image + noised label), dual-path consistency.
 * ``student``: the student distilled from the frozen LAD teacher (CWD).
 * ``baseline_ft``: with ``distill.init: baseline``, the baseline trained on for the same extra
   iterations without a teacher, so a warm-started student is compared at equal budget.
+
+With ``train.nproc > 1`` the stage re-executes itself under ``torchrun`` (DDP, one process per GPU,
+or gloo processes on a CPU).
 """
 
 from __future__ import annotations
 
-import argparse
 import shutil
+import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from pipeline import dist
 from pipeline.config import Config
 from pipeline.data import load_index, make_dataset
 from pipeline.engine import Trainer, atomic_save, git_commit, load_trained
+from pipeline.io import atomic_write, write_json
 from pipeline.models import create_segmentor
 from pipeline.steps import STEPS
-from pipeline.io import write_json
 from pipeline.tracking import stage_run
-from stages.common import CURVES, EXPERIMENT, INDEX, MODELS, RESUME, TRAIN_REPORTS, run_stage
-
+from stages.common import EXPERIMENT, INDEX, SeedPaths, run_stage, stage_args
 
 
 @dataclass(frozen=True)
 class Role:
-    stage: str  # the DVC stage (and MLflow child run) name, as in dvc.yaml
+    stage: str  # the DVC stage name (before ``@<seed>``) and the MLflow child run name, as in dvc.yaml
     net: str  # which network of params.yaml `model` it trains
     sections: tuple[str, ...]  # the params it reads; dvc.yaml lists the same
 
 
 ROLES: dict[str, Role] = {
-    "baseline": Role("train_baseline", "student", ("seed", "data", "model.student", "train")),
-    "teacher": Role("train_teacher", "teacher", ("seed", "data", "model.teacher", "train", "lad",
-                                                 "distill.codebook", "distill.noise_std")),
-    "student": Role("distill", "student", ("seed", "data", "model.student", "model.teacher", "train",
-                                           "lad.scale", "distill")),
-    "baseline_ft": Role("train_baseline_ft", "student", ("seed", "data", "model.student", "train", "distill.init",
+    "baseline": Role("train_baseline", "student", ("data", "model.student", "train")),
+    "teacher": Role("train_teacher", "teacher", ("data", "model.teacher", "train", "lad", "distill.codebook",
+                                                 "distill.noise_std")),
+    "student": Role("distill", "student", ("data", "model.student", "model.teacher", "train", "lad.scale",
+                                           "distill")),
+    "baseline_ft": Role("train_baseline_ft", "student", ("data", "model.student", "train", "distill.init",
                                                          "distill.iters", "distill.lr")),
 }
 
 
-def model_path(role: str) -> Path:
-    return MODELS / "baseline_ft" / "model.pt" if role == "baseline_ft" else MODELS / f"{role}.pt"
-
-
-def build(role: str, cfg: Config, index: dict[str, Any]) -> tuple[torch.nn.Module, Any, int, float]:
+def build(role: str, cfg: Config, index: dict[str, Any], paths: SeedPaths,
+          device: torch.device = torch.device("cpu")) -> tuple[torch.nn.Module, Any, int, float]:
     """The network, its step, iterations and learning rate for ``role``."""
     k, ignore = len(index["classes"]), index["ignore_index"]
     net = getattr(cfg.model, ROLES[role].net)
-    torch.manual_seed(cfg.seed)  # the initial weights: same seed, same network in every process
+    torch.manual_seed(paths.seed)  # the initial weights: same seed, same network in every process
     model = create_segmentor(net.arch, net.backbone, k, 4 if role == "teacher" else 3, net.output_stride,
                              net.head_channels, net.aux_channels, net.pretrained, net.dropout, net.aspp_rates)
     lad, dst = cfg.lad, cfg.distill
@@ -68,92 +67,114 @@ def build(role: str, cfg: Config, index: dict[str, Any]) -> tuple[torch.nn.Modul
                                 lad.temperature, lad.dual_path, dst.codebook, dst.noise_std)
         return model, step, cfg.train.iters, cfg.train.lr
     if role == "baseline_ft" or dst.init == "baseline":  # warm start from the trained baseline
-        base, _ = load_trained(model_path("baseline"), k)
+        base, _ = load_trained(paths.model("baseline"), index["classes"])
         if base.spec != model.spec:
-            raise ValueError(f"distill.init: baseline needs models/baseline.pt to match model.student; "
+            raise ValueError(f"distill.init: baseline needs {paths.model('baseline')} to match model.student; "
                              f"checkpoint has {base.spec}, params ask for {model.spec}")
         model.load_state_dict(base.state_dict())
     if role == "baseline_ft":
         return model, STEPS["baseline"](k, ignore, cfg.train.w_aux), dst.iters, dst.lr
-    teacher, _ = load_trained(model_path("teacher"), k)
-    step = STEPS["distill"](teacher, k, ignore, dst.codebook, dst.noise_std, lad.scale, dst.w_kd,
+    teacher, _ = load_trained(paths.model("teacher"), index["classes"])
+    step = STEPS["distill"](teacher.to(device), k, ignore, dst.codebook, dst.noise_std, lad.scale, dst.w_kd,
                             dst.temperature, dst.w_aux)
     return model, step, dst.iters, dst.lr
 
 
-def write_curves(role: str, history: dict[str, list[dict[str, float]]]) -> None:
-    CURVES.mkdir(parents=True, exist_ok=True)
+def write_curves(role: str, history: dict[str, list[dict[str, float]]], paths: SeedPaths) -> None:
     for kind in ("train", "val"):
         rows = history.get(kind) or []
         df = pd.DataFrame(rows, columns=None if rows else ["step"])
-        df.to_csv(CURVES / f"{role}_{kind}.tsv", sep="\t", index=False, float_format="%.6g")
+        atomic_write(paths.curve(role, kind), lambda tmp: df.to_csv(tmp, sep="\t", index=False, float_format="%.6g"))
 
 
-def train(role: str, cfg: Config, run: Any = None) -> dict[str, Any]:
-    """Train ``role`` to completion (resuming if interrupted); writes model, curves and summary."""
+def skip_baseline_ft(cfg: Config, paths: SeedPaths) -> dict[str, Any]:
+    """``train_baseline_ft`` without a warm start: record why there is nothing to train."""
+    reason = f"distill.init is {cfg.distill.init!r}: the baseline itself is the equal-budget control"
+    out = paths.model("baseline_ft").parent
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    (out / "SKIPPED").write_text(reason + "\n")
+    paths.resume("baseline_ft").mkdir(parents=True, exist_ok=True)
+    write_json(paths.resume("baseline_ft") / "status.json", {"skipped": True})
+    write_curves("baseline_ft", {}, paths)
+    summary = {"skipped": True, "reason": reason}
+    write_json(paths.train_report("baseline_ft"), summary)
+    print(f"baseline_ft: skipped ({reason})")
+    return summary
+
+
+def train(role: str, cfg: Config, seed: int = 0, run: Any = None, ctx: dist.Context | None = None) -> dict[str, Any]:
+    """Train ``role`` for ``seed`` to completion (resuming if interrupted); writes model, curves and summary."""
+    ctx = ctx or dist.Context()
+    paths = SeedPaths(seed)
     index = load_index(INDEX)
-    sections = ROLES[role].sections
     if role == "baseline_ft" and cfg.distill.init != "baseline":
-        reason = f"distill.init is {cfg.distill.init!r}: the baseline itself is the equal-budget control"
-        out = MODELS / "baseline_ft"
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
-        (out / "SKIPPED").write_text(reason + "\n")
-        write_curves(role, {})
-        summary = {"skipped": True, "reason": reason}
-        write_json(TRAIN_REPORTS / f"{role}.json", summary)
-        print(f"{role}: skipped ({reason})")
-        return summary
-    model, step, iters, lr = build(role, cfg, index)
+        return skip_baseline_ft(cfg, paths) if ctx.writes_files else {"skipped": True}
+    model, step, iters, lr = build(role, cfg, index, paths, ctx.device)
     t = cfg.train
     mean, std = cfg.data.mean, cfg.data.std
     train_set = make_dataset(index, "train", mean, std, cfg.data.cache, crop=t.crop_size,
                              scale_range=tuple(t.scale_range), flip=t.flip)
     val_set = make_dataset(index, "val", mean, std, cfg.data.cache)
-    fingerprint = f"{role}-{cfg.section_hash(*sections)}"
-    meta = {"spec": model.spec, "role": role, "config": cfg.to_dict(), "classes": index["classes"]}
+    fingerprint = f"{role}-{seed}-{cfg.section_hash(*ROLES[role].sections)}"
+    meta = {"spec": model.spec, "role": role, "seed": seed, "config": cfg.to_dict(), "classes": index["classes"]}
     trainer = Trainer(model, step, train_set, val_set, len(index["classes"]), index["ignore_index"],
                       index["classes"], iters, t.batch_size, t.optimizer, lr, t.momentum, t.weight_decay,
-                      t.poly_power, t.amp, cfg.seed, t.val_interval, t.log_interval, t.ckpt_interval,
-                      t.num_workers, RESUME / f"{role}.pt", fingerprint,
-                      run.log_metrics if run else None, cfg.evaluate.batch_size, meta, desc=role)
+                      t.poly_power, t.amp, seed, t.val_interval, t.log_interval, t.ckpt_interval,
+                      t.num_workers, paths.resume(role), fingerprint,
+                      run.log_metrics if run else None, cfg.evaluate.batch_size, meta, desc=role, ctx=ctx)
     start = time.perf_counter()
     history = trainer.fit()
     elapsed = time.perf_counter() - start
-    final = {"model": model.state_dict(), "spec": model.spec, "iteration": trainer.iteration,
-             "fingerprint": fingerprint, "git_commit": git_commit(), **meta}
-    atomic_save(final, model_path(role))
-    write_curves(role, history)
     last_val = history["val"][-1] if history["val"] else {}
-    summary = {"iters": iters, "val_miou": last_val.get("val_miou"), "val_pixel_acc": last_val.get("val_pixel_acc"),
-               "train_seconds": round(elapsed, 1), "resumed_from": trainer.resumed_from,
+    summary = {"seed": seed, "iters": iters, "val_miou": last_val.get("val_miou"),
+               "val_pixel_acc": last_val.get("val_pixel_acc"), "train_seconds": round(elapsed, 1),
+               "resumed_from": trainer.resumed_from, "processes": ctx.world_size, "batch_per_process": t.batch_size,
+               "effective_batch": trainer.effective_batch, "device": ctx.device.type,
                "sec_per_iter": round(elapsed / max(iters - (trainer.resumed_from or 0), 1), 4)}
-    write_json(TRAIN_REPORTS / f"{role}.json", summary)
-    (RESUME / f"{role}.pt").unlink(missing_ok=True)  # done: nothing left to resume
+    if ctx.writes_files:
+        final = {"model": trainer.module.state_dict(), "spec": model.spec, "iteration": trainer.iteration,
+                 "fingerprint": fingerprint, "git_commit": git_commit(), **meta}
+        atomic_save(final, paths.model(role))
+        write_curves(role, history, paths)
+        write_json(paths.train_report(role), summary)
+    trainer.finish()  # done: nothing left to resume
     return summary
 
 
-def main(cfg: Config, role: str) -> None:
-    spec = ROLES[role]
-    with stage_run(spec.stage, EXPERIMENT, cfg.sections(*spec.sections), {"role_model": spec.net}) as run:
-        summary = train(role, cfg, run)
-        if run is not None:
-            if summary.get("resumed_from"):
-                run.set_tags({"resumed_from": summary["resumed_from"]})
-            run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-            run.log_artifact(TRAIN_REPORTS / f"{role}.json")
-            for kind in ("train", "val"):
-                run.log_artifact(CURVES / f"{role}_{kind}.tsv", "curves")
-            if role == "student" and not summary.get("skipped"):
-                model, _ = load_trained(model_path(role))
-                example = np.zeros((1, 3, cfg.train.crop_size, cfg.train.crop_size), np.float32)
-                uri = run.log_pytorch_model(model, "student", example)
-                run.set_tags({"model_uri": uri})
-                print(f"student logged to MLflow as {uri}")
+def main(cfg: Config, role: str, seed: int) -> None:
+    if cfg.train.nproc > 1 and not dist.under_torchrun():
+        sys.exit(dist.relaunch(cfg.train.nproc, "stages.train", [role, "--seed", str(seed)]))
+    ctx = dist.setup(cfg.train.device)
+    spec, paths = ROLES[role], SeedPaths(seed)
+    params = {**cfg.sections(*spec.sections), "seed": seed, "processes": ctx.world_size,
+              "effective_batch": cfg.train.batch_size * ctx.world_size}
+    try:
+        with stage_run(f"{spec.stage}@{seed}", EXPERIMENT, params, {"role_model": spec.net, "seed": seed},
+                       enabled=ctx.is_main) as run:
+            summary = train(role, cfg, seed, run, ctx)
+            if run is not None:
+                log_summary(run, role, summary, paths, cfg)
+    finally:
+        dist.teardown(ctx)
+
+
+def log_summary(run: Any, role: str, summary: dict[str, Any], paths: SeedPaths, cfg: Config) -> None:
+    """The finished stage's summary, curves and (for the student) the MLflow model."""
+    if summary.get("resumed_from"):
+        run.set_tags({"resumed_from": summary["resumed_from"]})
+    run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    run.log_artifact(paths.train_report(role))
+    for kind in ("train", "val"):
+        run.log_artifact(paths.curve(role, kind), "curves")
+    if role == "student":
+        model, _ = load_trained(paths.model(role))
+        example = np.zeros((1, 3, cfg.train.crop_size, cfg.train.crop_size), np.float32)
+        uri = run.log_pytorch_model(model, "student", example)
+        run.set_tags({"model_uri": uri})
+        print(f"student logged to MLflow as {uri}")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("role", choices=sorted(ROLES))
-    args = parser.parse_args()
-    run_stage(lambda cfg: main(cfg, args.role))
+    args = stage_args(__doc__.splitlines()[0], sorted(ROLES))
+    run_stage(lambda cfg: main(cfg, args.role, args.seed))

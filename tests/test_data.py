@@ -35,31 +35,6 @@ def test_voc_palette_matches_published_colours():
     assert pal[0].tolist() == [0, 0, 0] and pal[1].tolist() == [128, 0, 0] and pal[15].tolist() == [192, 128, 128]
 
 
-def test_real_voc_folder_errors_name_the_file(tmp_path, tiny_index):
-    import shutil
-
-    root = tmp_path / "VOC2012"
-    shutil.copytree(tiny_index["root"], root)
-    index = prepare_index("voc", root, {"train": "train", "val": "val"})  # the same reader serves real VOC
-    assert index["classes"][0] == "background" and len(index["classes"]) == 21
-    missing = root / "SegmentationClass" / "val_00001.png"
-    missing.unlink()
-    with pytest.raises(FileNotFoundError, match="val_00001.png"):
-        prepare_index("voc", root, {"val": "val"})
-    voc.write_label(missing, np.full((32, 32), 40, np.uint8))
-    with pytest.raises(ValueError, match=r"val_00001.png: label values \[40\]"):
-        prepare_index("voc", root, {"val": "val"})
-    (root / "JPEGImages" / "val_00002.jpg").write_bytes(b"not a jpeg")
-    ds = SegDataset(root, ["val_00002"], [0, 0, 0], [1, 1, 1])
-    with pytest.raises(ValueError, match="val_00002.jpg: missing or unreadable"):
-        ds[0]
-    (root / "ImageSets/Segmentation/empty.txt").write_text("\n")
-    with pytest.raises(ValueError, match="empty.txt: split list is empty"):
-        prepare_index("voc", root, {"train": "empty"})
-    with pytest.raises(FileNotFoundError, match="nowhere"):
-        prepare_index("voc", tmp_path / "nowhere", {"train": "train"})
-
-
 def test_training_augmentation_shapes_and_padding_with_ignore(tiny_index):
     ds = make_dataset(tiny_index, "train", [0.5] * 3, [0.25] * 3, crop=48, scale_range=(1.0, 1.0), flip=False)
     x, y = ds[(0, 123)]

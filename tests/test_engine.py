@@ -9,7 +9,7 @@ from pipeline.models import create_segmentor
 from pipeline.steps import STEPS
 
 
-def make_trainer(index, iters, resume_path, fingerprint="fp", val=False):
+def make_trainer(index, iters, resume_dir, fingerprint="fp", val=False):
     torch.manual_seed(0)
     k = len(index["classes"])
     model = create_segmentor("deeplabv3", "resnet18d", k, in_chans=4, head_channels=16, aux_channels=8,
@@ -18,15 +18,14 @@ def make_trainer(index, iters, resume_path, fingerprint="fp", val=False):
     train = make_dataset(index, "train", [0.5] * 3, [0.25] * 3, crop=32, scale_range=(0.75, 1.25), flip=True)
     val_set = make_dataset(index, "val", [0.5] * 3, [0.25] * 3) if val else None
     return Trainer(model, step, train, val_set, k, 255, index["classes"], iters, 2, "adamw", 1e-3, amp="none",
-                   seed=0, val_interval=2, log_interval=1, ckpt_interval=2, resume_path=resume_path,
+                   seed=0, val_interval=2, log_interval=1, ckpt_interval=2, resume_dir=resume_dir,
                    fingerprint=fingerprint, desc="test")
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_index, tmp_path):
     straight = make_trainer(tiny_index, 6, None)
     straight.fit()
-    ckpt = tmp_path / "resume.pt"
-    first = make_trainer(tiny_index, 6, ckpt)
+    first = make_trainer(tiny_index, 6, tmp_path)
 
     def crash(metrics, step):  # dies during iteration 5, after the checkpoint of iteration 4
         if step == 5:
@@ -35,8 +34,8 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_index, tmp_p
     first.log_fn = crash
     with pytest.raises(KeyboardInterrupt):
         first.fit()
-    assert load_checkpoint(ckpt)["iteration"] == 4
-    second = make_trainer(tiny_index, 6, ckpt)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["iteration"] == 4
+    second = make_trainer(tiny_index, 6, tmp_path)
     second.fit()
     assert second.resumed_from == 4
     for (name, a), b in zip(straight.model.state_dict().items(), second.model.state_dict().values()):
@@ -45,10 +44,10 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_index, tmp_p
 
 
 def test_checkpoint_of_another_configuration_is_not_resumed(tiny_index, tmp_path):
-    ckpt = tmp_path / "resume.pt"
-    t = make_trainer(tiny_index, 2, ckpt, fingerprint="A")
+    ckpt = tmp_path / "checkpoint.pt"
+    t = make_trainer(tiny_index, 2, tmp_path, fingerprint="A")
     atomic_save(t.state(), ckpt)
-    other = make_trainer(tiny_index, 2, ckpt, fingerprint="B")
+    other = make_trainer(tiny_index, 2, tmp_path, fingerprint="B")
     other.fit()
     assert other.resumed_from is None
     state = load_checkpoint(ckpt)

@@ -11,7 +11,7 @@ from tests.conftest import assert_same_weights, run, runs, weights
 
 pytestmark = pytest.mark.e2e
 
-STAGES = {"prepare", "train_baseline", "train_teacher", "distill", "train_baseline_ft", "evaluate", "report"}
+STAGES = {"prepare", "train_baseline@0", "train_teacher@0", "distill@0", "train_baseline_ft@0", "evaluate@0", "report"}
 MODELS = {"baseline", "lad_student", "teacher_random", "teacher_fixed", "teacher_zero"}
 
 
@@ -20,7 +20,7 @@ def test_outputs(tiny_repo):
     assert set(metrics) == MODELS  # baseline_ft only with distill.init: baseline
     for name, m in metrics.items():
         assert 0 <= m["miou"] <= 100 and 0 <= m["pixel_acc"] <= 100, name
-    res = json.loads((tiny_repo / "reports/eval/teacher_fixed.json").read_text())
+    res = json.loads((tiny_repo / "reports/eval/seed0/teacher_fixed.json").read_text())
     assert len(res["per_class_iou"]) == 6 and res["params_m"] > 10 and res["gflops"] > 0
     assert res["label_channel"] == "fixed" and res["iterations"] == 4
     report = (tiny_repo / "reports/report.md").read_text()
@@ -28,12 +28,16 @@ def test_outputs(tiny_repo):
     for fig in ("training_curves", "per_class_iou", "examples"):
         data = (tiny_repo / f"reports/figures/{fig}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, fig
-    curve = (tiny_repo / "reports/curves/teacher_train.tsv").read_text().splitlines()
+    curve = (tiny_repo / "reports/curves/seed0/teacher_train.tsv").read_text().splitlines()
     assert curve[0].split("\t")[:3] == ["step", "lr", "loss"] and "cons" in curve[0] and len(curve) == 3
-    assert (tiny_repo / "reports/curves/student_val.tsv").read_text().splitlines()[0] == "step\tval_miou\tval_pixel_acc"
-    train = json.loads((tiny_repo / "reports/train/student.json").read_text())
-    assert train["iters"] == 4 and train["resumed_from"] is None
-    assert not list((tiny_repo / "models/.resume").glob("*.pt"))  # completed stages leave nothing to resume
+    assert (tiny_repo / "reports/curves/seed0/student_val.tsv").read_text().splitlines()[0] == "step\tval_miou\tval_pixel_acc"
+    train = json.loads((tiny_repo / "reports/train/seed0/student.json").read_text())
+    assert train["iters"] == 4 and train["resumed_from"] is None and train["effective_batch"] == 2
+    assert not list((tiny_repo / "models/seed0/resume").glob("*/checkpoint.pt"))  # completed: nothing to resume
+    assert json.loads((tiny_repo / "models/seed0/resume/student/status.json").read_text())["complete"] is True
+    data = json.loads((tiny_repo / "reports/data.json").read_text())
+    assert data["train"]["images"] == 16 and data["train"]["skipped"] == 0
+    assert abs(sum(data["val"]["class_frequency"].values()) - 1) < 1e-6
     assert "Running stage 'report'" in (tiny_repo / "first_repro.log").read_text()
 
 
@@ -46,7 +50,7 @@ def test_mlflow_parent_and_child_runs(tiny_repo):
     assert (children["tags.mlflow.parentRunId"] == parent_id).all()
     assert (children["status"] == "FINISHED").all()
     assert children["tags.git_commit"].str.len().eq(40).all() and children["tags.params_hash"].notna().all()
-    teacher = children[children["tags.stage"] == "train_teacher"].iloc[0]
+    teacher = children[children["tags.stage"] == "train_teacher@0"].iloc[0]
     assert teacher["params.lad.noise_std"] == "0.03" and teacher["params.train.iters"] == "4"
     assert parents["metrics.lad_student_miou"].notna().all()
 
@@ -57,7 +61,7 @@ def test_mlflow_parent_and_child_runs(tiny_repo):
     history = client.get_metric_history(teacher["run_id"], "train_loss")
     assert [m.step for m in history] == [2, 4]
     assert {"report.md", "figures"} <= {a.path for a in client.list_artifacts(parent_id)}
-    model_uri = children[children["tags.stage"] == "distill"]["tags.model_uri"].iloc[0]
+    model_uri = children[children["tags.stage"] == "distill@0"]["tags.model_uri"].iloc[0]
     student = mlflow.pytorch.load_model(model_uri).eval()
     assert student(torch.zeros(1, 3, 32, 32))["out"].shape[1] == 6
 
@@ -70,29 +74,44 @@ def test_second_repro_is_a_noop(tiny_repo):
 def test_variations_rerun_only_what_they_change(tiny_repo):
     proc = run(["dvc", "exp", "run", "-n", "noise-01", "-S", "lad.noise_std=0.1"], tiny_repo)
     out = proc.stdout + proc.stderr
-    for stage in ("train_teacher", "distill", "evaluate", "report"):
+    for stage in ("train_teacher@0", "distill@0", "evaluate@0", "report"):
         assert f"Running stage '{stage}'" in out, stage
-    for stage in ("prepare", "train_baseline", "train_baseline_ft"):
+    for stage in ("prepare", "train_baseline@0", "train_baseline_ft@0"):
         assert f"Running stage '{stage}'" not in out, stage
     table = run(["dvc", "exp", "show", "--md", "--no-pager"], tiny_repo).stdout
     assert "noise-01" in table and "0.1" in table
     df = runs(tiny_repo, **{"lad.pipeline_id": "noise-01"})
-    assert set(df[df["tags.lad.role"] == "stage"]["tags.stage"]) == {"train_teacher", "distill", "evaluate", "report"}
+    assert set(df[df["tags.lad.role"] == "stage"]["tags.stage"]) == {"train_teacher@0", "distill@0", "evaluate@0", "report"}
     assert (df[df["tags.lad.role"] == "pipeline"]["tags.mlflow.runName"] == "noise-01").all()
 
     # warm start: the baseline is fine-tuned for the same extra iterations as the equal-budget control
     proc = run(["dvc", "exp", "run", "-n", "warm", "-S", "distill.init=baseline"], tiny_repo)
     out = proc.stdout + proc.stderr
-    assert "Running stage 'train_baseline_ft'" in out and "Running stage 'train_teacher'" not in out
+    assert "Running stage 'train_baseline_ft@0'" in out and "Running stage 'train_teacher@0'" not in out
     metrics = json.loads((tiny_repo / "reports/metrics.json").read_text())
-    assert "baseline_ft" in metrics and (tiny_repo / "models/baseline_ft/model.pt").is_file()
+    assert "baseline_ft" in metrics and (tiny_repo / "models/seed0/baseline_ft/model.pt").is_file()
     assert "equal-budget control" in (tiny_repo / "reports/report.md").read_text()
 
 
 def test_same_seed_same_weights_in_a_new_process(tiny_repo):
-    before = weights(tiny_repo / "models/baseline.pt")
-    run(["dvc", "repro", "--force", "--single-item", "train_baseline"], tiny_repo)
-    assert_same_weights(before, weights(tiny_repo / "models/baseline.pt"))
+    before = weights(tiny_repo / "models/seed0/baseline.pt")
+    run(["dvc", "repro", "--force", "--single-item", "train_baseline@0"], tiny_repo)
+    assert_same_weights(before, weights(tiny_repo / "models/seed0/baseline.pt"))
+
+
+def test_a_second_seed_adds_only_its_own_stages_and_the_report_averages(tiny_repo):
+    proc = run(["dvc", "exp", "run", "-n", "two-seeds", "-S", "seeds=[0,1]"], tiny_repo)
+    out = proc.stdout + proc.stderr
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert ran == {"train_baseline@1", "train_teacher@1", "distill@1", "train_baseline_ft@1", "evaluate@1", "report"}
+    with pytest.raises(AssertionError):  # another seed, another network
+        assert_same_weights(weights(tiny_repo / "models/seed0/baseline.pt"), weights(tiny_repo / "models/seed1/baseline.pt"))
+    per_seed = [json.loads((tiny_repo / f"reports/eval/seed{s}.json").read_text())["baseline"]["miou"] for s in (0, 1)]
+    metrics = json.loads((tiny_repo / "reports/metrics.json").read_text())["baseline"]
+    assert metrics["seeds"] == 2 and metrics["miou"] == pytest.approx(sum(per_seed) / 2, abs=1e-3)
+    assert metrics["miou_std"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2**0.5, abs=1e-3)
+    report = (tiny_repo / "reports/report.md").read_text()
+    assert f"{metrics['miou']:.2f} ± {metrics['miou_std']:.2f}" in report and "## mIoU of each seed" in report
 
 
 def test_queued_experiments_run_all(tiny_repo):

@@ -23,26 +23,26 @@ def kill_repo(tmp_path):
 def test_sigkill_then_rerun_resumes_to_the_same_weights(kill_repo):
     run(["dvc", "repro", "prepare"], kill_repo)
     env = command_env({"PIPELINE_RUN_ID": "killed"})
-    proc = subprocess.Popen(["dvc", "repro", "train_baseline"], cwd=kill_repo, env=env, start_new_session=True,
+    proc = subprocess.Popen(["dvc", "repro", "train_baseline@0"], cwd=kill_repo, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = kill_repo / "models/.resume/baseline.pt"
+    ckpt = kill_repo / "models/seed0/resume/baseline/checkpoint.pt"
     deadline = time.time() + 300
     while not ckpt.is_file() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     assert proc.poll() is None, "the stage ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)  # dvc, its shell and the stage process, all at once
     proc.wait()
-    assert not (kill_repo / "models/baseline.pt").exists(), "a killed stage left a final model behind"
+    assert not (kill_repo / "models/seed0/baseline.pt").exists(), "a killed stage left a final model behind"
 
-    out = run(["dvc", "repro", "train_baseline"], kill_repo, env={"PIPELINE_RUN_ID": "resumed"})
+    out = run(["dvc", "repro", "train_baseline@0"], kill_repo, env={"PIPELINE_RUN_ID": "resumed"})
     assert "resuming baseline" in out.stdout + out.stderr
-    resumed = weights(kill_repo / "models/baseline.pt")
+    resumed = weights(kill_repo / "models/seed0/baseline.pt")
     assert not ckpt.exists(), "the resume checkpoint outlived a finished stage"
 
-    run(["dvc", "repro", "--force", "--single-item", "train_baseline"], kill_repo)  # uninterrupted
-    assert_same_weights(weights(kill_repo / "models/baseline.pt"), resumed)
+    run(["dvc", "repro", "--force", "--single-item", "train_baseline@0"], kill_repo)  # uninterrupted
+    assert_same_weights(weights(kill_repo / "models/seed0/baseline.pt"), resumed)
 
-    df = runs(kill_repo, stage="train_baseline")
+    df = runs(kill_repo, stage="train_baseline@0")
     by_group = {g: rows for g, rows in df.groupby("tags.lad.pipeline_id")}
     killed, resumed_run = by_group["killed"].iloc[0], by_group["resumed"].iloc[0]
     assert killed["status"] == "FAILED" and killed["tags.lad.killed"] == "true"

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from pipeline.data import synthetic, voc
 from pipeline.data.dataset import InfiniteSampler, SegDataset, eval_loader, train_loader
 
-__all__ = ["DATASETS", "DatasetInfo", "InfiniteSampler", "SegDataset", "eval_loader", "train_loader",
+__all__ = ["BadDataError", "DATASETS", "DatasetInfo", "InfiniteSampler", "SegDataset", "eval_loader", "train_loader",
            "load_index", "make_dataset", "prepare_index"]
 
 
@@ -36,26 +37,68 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
-def split_stats(ds: SegDataset, num_classes: int, desc: str) -> dict[str, Any]:
-    """Image count and class pixel frequencies of a split; checks every label value on the way."""
+class BadDataError(ValueError):
+    """Bad dataset files; the message names each file and what is wrong with it."""
+
+
+def check_sample(root: Path, sample_id: str, num_classes: int, ignore_index: int
+                 ) -> tuple[np.ndarray | None, list[tuple[Path, str]]]:
+    """Decode one image/label pair fully; returns (label value histogram or None, problems).
+
+    A problem is ``(file, what is wrong)``: missing, unreadable or truncated file, label values
+    outside ``0..num_classes-1`` other than the ignore value, image and label of different sizes.
+    """
+    image_path, label_path = root / voc.IMAGE_DIR / f"{sample_id}.jpg", root / voc.LABEL_DIR / f"{sample_id}.png"
+    problems: list[tuple[Path, str]] = []
+    size = None
+    if not image_path.is_file():
+        problems.append((image_path, "image file missing"))
+    else:
+        try:
+            with Image.open(image_path) as img:
+                img.load()  # decodes every byte: a truncated file raises here
+                size = img.size[::-1]
+        except (OSError, SyntaxError, ValueError) as err:
+            problems.append((image_path, f"unreadable or truncated image ({err})"))
+    if not label_path.is_file():
+        problems.append((label_path, "label file missing"))
+        return None, problems
+    try:
+        label = voc.read_label(label_path)
+    except ValueError as err:
+        problems.append((label_path, str(err).removeprefix(f"{label_path}: ")))
+        return None, problems
+    if size is not None and label.shape != size:
+        problems.append((label_path, f"label size {label.shape} differs from its image's {size}"))
+    values = np.bincount(label.ravel(), minlength=256)
+    bad = [int(v) for v in np.nonzero(values)[0] if v >= num_classes and v != ignore_index]
+    if bad:
+        problems.append((label_path, f"label values {bad} outside 0..{num_classes - 1} "
+                                     f"(and not the ignore value {ignore_index})"))
+    return (None if problems else values), problems
+
+
+def scan_split(root: Path, ids: list[str], num_classes: int, ignore_index: int, desc: str
+               ) -> tuple[list[str], list[tuple[str, Path, str]], dict[str, Any]]:
+    """Check every sample of a split; returns (good ids, problems as (id, file, what), statistics)."""
     counts = np.zeros(num_classes + 1, np.int64)  # last slot: ignore
-    for i in tqdm(range(len(ds)), desc=f"check {desc}", unit="img", leave=False):
-        _, label = ds.load(i)
-        values = np.bincount(label.ravel(), minlength=256)
-        bad = [int(v) for v in np.nonzero(values)[0] if v >= num_classes and v != ds.ignore_index]
-        if bad:
-            path = ds.root / voc.LABEL_DIR / f"{ds.ids[i]}.png"
-            raise ValueError(f"{path}: label values {bad} outside 0..{num_classes - 1} "
-                             f"(and not the ignore value {ds.ignore_index})")
+    good, problems = [], []
+    for sample_id in tqdm(ids, desc=f"check {desc}", unit="img", leave=False):
+        values, found = check_sample(root, sample_id, num_classes, ignore_index)
+        problems += [(sample_id, path, what) for path, what in found]
+        if values is None:
+            continue
+        good.append(sample_id)
         counts[:num_classes] += values[:num_classes]
-        counts[num_classes] += values[ds.ignore_index]
+        counts[num_classes] += values[ignore_index]
     total = max(int(counts[:num_classes].sum()), 1)
-    return {"images": len(ds), "ignore_fraction": float(counts[num_classes] / max(counts.sum(), 1)),
-            "class_frequency": [float(c / total) for c in counts[:num_classes]]}
+    stats = {"images": len(good), "ignore_fraction": float(counts[num_classes] / max(counts.sum(), 1)),
+             "class_frequency": [float(c / total) for c in counts[:num_classes]]}
+    return good, problems, stats
 
 
 def prepare_index(name: str, root: str | Path, splits: dict[str, str],
-                  synthetic_params: dict[str, Any] | None = None) -> dict[str, Any]:
+                  synthetic_params: dict[str, Any] | None = None, on_bad: str = "error") -> dict[str, Any]:
     """Generate (synthetic) or validate (real) a dataset and return its index.
 
     Args:
@@ -63,6 +106,8 @@ def prepare_index(name: str, root: str | Path, splits: dict[str, str],
         root: the VOC-layout folder.
         splits: role -> split name, e.g. ``{"train": "train", "val": "val"}``.
         synthetic_params: generator arguments (only for generated datasets).
+        on_bad: ``error``: raise :class:`BadDataError` naming every bad file (up to 10) and the
+            count; ``skip``: leave those samples out and list them in ``index["skipped"]``.
     """
     info = DATASETS[name]
     root = Path(root)
@@ -73,14 +118,23 @@ def prepare_index(name: str, root: str | Path, splits: dict[str, str],
     index: dict[str, Any] = {
         "name": name, "root": str(root),  # as given: relative roots stay relative to the project
         "classes": list(info.classes), "ignore_index": info.ignore_index,
-        "palette": voc.voc_palette(len(info.classes)).tolist(), "splits": {}, "stats": {},
+        "palette": voc.voc_palette(len(info.classes)).tolist(), "splits": {}, "stats": {}, "skipped": [],
     }
+    k = len(info.classes)
     for role, split in splits.items():
         ids = voc.read_split(root, split)
-        voc.check_files(root, ids)
-        ds = SegDataset(root, ids, [0, 0, 0], [1, 1, 1], info.ignore_index)
-        index["splits"][role] = ids
-        index["stats"][role] = split_stats(ds, len(info.classes), f"{name}/{split}")
+        good, problems, stats = scan_split(root, ids, k, info.ignore_index, f"{name}/{split}")
+        if problems and on_bad == "error":
+            listed = "; ".join(f"{path}: {what}" for _, path, what in problems[:10])
+            more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+            raise BadDataError(f"{len(problems)} problem(s) in {len(ids) - len(good)} sample(s) of split "
+                               f"'{split}': {listed}{more}. Fix them, or set data.on_bad: skip to leave them out")
+        if not good:
+            raise BadDataError(f"split '{split}': none of its {len(ids)} samples is usable "
+                               f"(first problem: {problems[0][1]}: {problems[0][2]})")
+        index["splits"][role] = good
+        index["stats"][role] = {**stats, "skipped": len(ids) - len(good)}
+        index["skipped"] += [{"split": split, "id": i, "file": str(p), "problem": w} for i, p, w in problems]
     return index
 
 

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from pipeline.data import voc
 from pipeline.data.transforms import normalize, train_augment
@@ -125,7 +125,13 @@ def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]], ignore_index: in
     return images, labels
 
 
-def eval_loader(dataset: SegDataset, batch_size: int, num_workers: int = 0) -> DataLoader:
-    """Whole images in order, padded to a common size within a batch (padding is ignored)."""
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+def eval_loader(dataset: SegDataset, batch_size: int, num_workers: int = 0, rank: int = 0,
+                world_size: int = 1) -> DataLoader:
+    """Whole images in order, padded to a common size within a batch (padding is ignored).
+
+    With ``world_size > 1`` this process gets every ``world_size``-th image from ``rank`` on: the
+    processes together see each image exactly once (no padding with duplicates).
+    """
+    part = dataset if world_size == 1 else Subset(dataset, range(rank, len(dataset), world_size))
+    return DataLoader(part, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                       collate_fn=functools.partial(pad_collate, ignore_index=dataset.ignore_index))

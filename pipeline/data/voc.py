@@ -70,12 +70,3 @@ def read_split(root: Path, split: str) -> list[str]:
     if not ids:
         raise ValueError(f"{path}: split list is empty")
     return ids
-
-
-def check_files(root: Path, ids: list[str]) -> None:
-    """Every id must have its image and its label; the error names the first missing files."""
-    missing = [str(p) for i in ids for p in (Path(root) / IMAGE_DIR / f"{i}.jpg",
-                                              Path(root) / LABEL_DIR / f"{i}.png") if not p.is_file()]
-    if missing:
-        more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
-        raise FileNotFoundError(f"{len(missing)} dataset file(s) missing: {', '.join(missing[:3])}{more}")

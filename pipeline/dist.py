@@ -1,0 +1,104 @@
+"""Several processes through ``torchrun``: process group, device, rank roles, reductions, relaunch.
+
+A stage asked for ``train.nproc > 1`` re-executes itself under ``torchrun`` (:func:`relaunch`); each
+worker then calls :func:`setup`. NCCL on CUDA, gloo on CPU. Without torchrun everything here
+degrades to a single process (rank 0 of 1), so the same code serves both.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+# Extra torchrun flags for multi-node runs, e.g. "--nnodes 2 --node_rank 0 --rdzv_endpoint host:29500".
+TORCHRUN_ARGS_ENV = "LAD_TORCHRUN_ARGS"
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where this process stands: its rank among ``world_size`` and the device it trains on."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Global rank 0: the one process that logs to MLflow and prints progress."""
+        return self.rank == 0
+
+    @property
+    def writes_files(self) -> bool:
+        """Local rank 0: writes checkpoints and reports (one writer per node, for node-local disks)."""
+        return self.local_rank == 0
+
+
+def under_torchrun() -> bool:
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto``: CUDA (this process's GPU) when present, else CPU; ``cuda`` fails clearly without one."""
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("train.device: 'cuda' asked for, but torch sees no CUDA device")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def setup(device: str = "auto") -> Context:
+    """Join the process group when started by torchrun; returns this process's :class:`Context`."""
+    if not under_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+        return Context(device=pick_device(device))
+    rank, world, local = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+    dev = pick_device(device, local)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=timedelta(minutes=30))
+    return Context(rank, world, local, dev)
+
+
+def teardown(ctx: Context) -> None:
+    if ctx.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(tensor: torch.Tensor, ctx: Context) -> torch.Tensor:
+    """Sum ``tensor`` over all processes (in place; a no-op for one process)."""
+    if ctx.distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_gather_object(obj: object, ctx: Context) -> list[object]:
+    """``[obj of rank 0, obj of rank 1, ...]`` on every process."""
+    if not ctx.distributed:
+        return [obj]
+    out: list[object] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def relaunch(nproc: int, module: str, args: list[str]) -> int:
+    """Run ``python -m module args`` under torchrun with ``nproc`` processes per node; its exit code.
+
+    Single node by default (``--standalone`` picks a free port); ``$LAD_TORCHRUN_ARGS`` replaces
+    that with multi-node flags.
+    """
+    extra = shlex.split(os.environ.get(TORCHRUN_ARGS_ENV, "")) or ["--standalone"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", *extra,
+           "-m", module, *args]
+    print("launching: " + shlex.join(cmd), flush=True)
+    return subprocess.call(cmd)
