@@ -33,4 +33,4 @@ ui: $(VENV)/.installed
 		--default-artifact-root $(CURDIR)/.mlflow/artifacts
 
 clean:
-	rm -rf data/prepared models/*.pt models/baseline_ft models/.resume reports/eval reports/figures
+	rm -rf data/prepared models/seed* reports/eval reports/figures

@@ -45,6 +45,11 @@ class Context:
         return self.local_rank == 0
 
 
+def multi_node() -> bool:
+    """Multi-node torchrun flags are set: the stage runs under torchrun even with one process per node."""
+    return bool(os.environ.get(TORCHRUN_ARGS_ENV, "").strip())
+
+
 def under_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 

@@ -34,8 +34,17 @@ def git_commit() -> str:
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` without ever leaving a half-written file at ``path``."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    """``torch.save`` without ever leaving a half-written file at ``path``.
+
+    Saved through a file object: given a path, torch names the archive's root folder after the
+    (temporary) file name, so equal weights would give different bytes and DVC would rerun
+    everything downstream of a reproduced model.
+    """
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as f:
+            torch.save(obj, f)
+
+    atomic_write(path, write)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -64,8 +73,8 @@ def poly_lr(base: float, it: int, total: int, power: float) -> float:
 class Trainer:
     """Trains ``model`` with ``step`` for ``iters`` iterations, resumable from ``resume_dir``.
 
-    Under torchrun (``ctx.distributed``) the model is wrapped in DistributedDataParallel with
-    SyncBatchNorm, every process takes its share of each global batch (``batch_size`` per process),
+    Under torchrun (``ctx.distributed``) the model is wrapped in DistributedDataParallel (with
+    SyncBatchNorm on CUDA; torch has no CPU SyncBatchNorm), every process takes its share of each global batch (``batch_size`` per process),
     validation splits the val images between processes without duplicates, and only the main
     process logs; checkpoints are written by local rank 0.
 
@@ -99,8 +108,11 @@ class Trainer:
         self.ctx = ctx or Context(device=next(model.parameters()).device)
         self.device = self.ctx.device
         self.module = model.to(self.device)  # the bare network: what checkpoints hold
-        if self.ctx.distributed:
+        # torch's SyncBatchNorm runs on CUDA only: on CPU (gloo) each process normalises its own batch
+        self.sync_bn = self.ctx.distributed and self.device.type == "cuda"
+        if self.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
+        if self.ctx.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         self.model, self.step = model, step
@@ -195,7 +207,7 @@ class Trainer:
 
     def _log_row(self, sums: dict[str, float], lr: float, n: int, seconds: float) -> dict[str, float]:
         """Mean loss terms over the last ``n`` steps and all processes."""
-        keys = sorted(sums)
+        keys = list(sums)  # the same order on every process: the step returns the same terms
         mean = all_reduce_sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=self.device),
                               self.ctx) / (n * self.ctx.world_size)
         return {"step": self.iteration, "lr": lr, **dict(zip(keys, mean.tolist())), "sec_per_iter": seconds / n}

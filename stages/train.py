@@ -130,7 +130,7 @@ def train(role: str, cfg: Config, seed: int = 0, run: Any = None, ctx: dist.Cont
     summary = {"seed": seed, "iters": iters, "val_miou": last_val.get("val_miou"),
                "val_pixel_acc": last_val.get("val_pixel_acc"), "train_seconds": round(elapsed, 1),
                "resumed_from": trainer.resumed_from, "processes": ctx.world_size, "batch_per_process": t.batch_size,
-               "effective_batch": trainer.effective_batch, "device": ctx.device.type,
+               "effective_batch": trainer.effective_batch, "sync_bn": trainer.sync_bn, "device": ctx.device.type,
                "sec_per_iter": round(elapsed / max(iters - (trainer.resumed_from or 0), 1), 4)}
     if ctx.writes_files:
         final = {"model": trainer.module.state_dict(), "spec": model.spec, "iteration": trainer.iteration,
@@ -143,7 +143,7 @@ def train(role: str, cfg: Config, seed: int = 0, run: Any = None, ctx: dist.Cont
 
 
 def main(cfg: Config, role: str, seed: int) -> None:
-    if cfg.train.nproc > 1 and not dist.under_torchrun():
+    if (cfg.train.nproc > 1 or dist.multi_node()) and not dist.under_torchrun():
         sys.exit(dist.relaunch(cfg.train.nproc, "stages.train", [role, "--seed", str(seed)]))
     ctx = dist.setup(cfg.train.device)
     spec, paths = ROLES[role], SeedPaths(seed)

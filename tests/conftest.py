@@ -39,10 +39,10 @@ def tiny_params(**overrides: dict) -> dict:
 
 
 def command_env(env: dict | None = None) -> dict:
-    """The environment of a pipeline command: this venv first on PATH, the project's own MLflow store."""
-    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
-    full_env.pop("MLFLOW_TRACKING_URI", None)
-    return full_env
+    """The environment of a pipeline command: this venv first on PATH, the project's own MLflow store
+    unless ``env`` names another."""
+    full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return {**full_env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
 
 
 def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:

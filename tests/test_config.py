@@ -26,7 +26,17 @@ BAD = [
     ({"data": {"std": [0.2, 0.0, 0.2]}}, "data.std"),
     ({"synthetic": {"min_scale": 0.9, "max_scale": 0.5}}, "synthetic.min_scale"),
     ({"evaluate": {"multi_scale": []}}, "evaluate.multi_scale"),
-    ({"seed": -1}, "seed"),
+    ({"seed": 1}, "did you mean 'seeds'"),
+    ({"seeds": []}, "seeds"),
+    ({"seeds": [0, 0]}, "seeds"),
+    ({"seeds": [-1]}, "seeds"),
+    ({"seeds": 3}, "seeds: expected a list"),
+    ({"train": {"nproc": 0}}, "train.nproc"),
+    ({"train": {"device": "tpu"}}, "train.device"),
+    ({"train": {"amp": "fp16", "device": "cpu"}}, "train.amp"),
+    ({"train": {"crop_size": 100000}}, "train.crop_size"),
+    ({"data": {"on_bad": "ignore"}}, "data.on_bad"),
+    ({"model": {"teacher": {"dropout": 1.5}}}, "model.teacher.dropout"),
     ({"unknown_section": {}}, "unknown_section"),
 ]
 

@@ -113,3 +113,16 @@ def test_distill_step_leaves_teacher_frozen():
     assert all(p.grad is None for p in teacher.parameters())
     assert all(p.grad is not None for p in student.backbone.parameters() if p.requires_grad)
     torch.testing.assert_close(out["loss"].detach(), out["ce"] + 0.02 * out["aux"] + 3.0 * out["kd"])
+
+
+def test_bf16_autocast_keeps_the_label_channel_and_cwd_in_float32():
+    torch.manual_seed(0)
+    image, label = torch.randn(2, 3, 8, 8), torch.randint(0, 5, (2, 8, 8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x = teacher_input(image, label, 5, 255, "fixed", 0.0, 3.0)
+        s, t = torch.randn(2, 5, 4, 4).bfloat16(), torch.randn(2, 5, 4, 4).bfloat16()
+        loss = cwd(s, t)
+    assert x.dtype == torch.float32  # codes 0.1 apart survive (bf16 would round 3 * 0.1 steps)
+    torch.testing.assert_close(x[:, 3], 3.0 * fixed_codes(6)[label])
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, cwd(s.float(), t.float()))

@@ -33,7 +33,18 @@ def test_checkpoint_round_trip_and_class_mismatch(tmp_path):
     torch.testing.assert_close(again(x)["out"], model(x)["out"])
     with pytest.raises(ValueError, match="model has 4 classes, the dataset has 21"):
         load_trained(tmp_path / "m.pt", 21)
+    # a teacher made for another dataset with as many classes: both class lists are named
+    atomic_save({"model": model.state_dict(), "spec": model.spec, "classes": ["a", "b", "c", "d"]}, tmp_path / "t.pt")
+    with pytest.raises(ValueError, match=r"trained on classes \['a', 'b', 'c', 'd'\], the dataset has \['w', 'x'"):
+        load_trained(tmp_path / "t.pt", ["w", "x", "y", "z"])
+    # weights of another architecture than the spec says: named, not a raw state-dict trace
+    other = create_segmentor("fcn", "resnet18d", 4, head_channels=16, aux_channels=8)
+    atomic_save({"model": other.state_dict(), "spec": model.spec}, tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="weights do not fit the architecture its spec names \\(pspnet-resnet18d"):
+        load_trained(tmp_path / "x.pt", 4)
     assert not list(tmp_path.glob(".*tmp*"))  # atomic: no temporary file left
+    atomic_save({"model": model.state_dict(), "spec": model.spec, "iteration": 3}, tmp_path / "again.pt")
+    assert (tmp_path / "again.pt").read_bytes() == (tmp_path / "m.pt").read_bytes()  # same weights, same bytes
 
 
 def test_unknown_names():

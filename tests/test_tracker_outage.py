@@ -1,0 +1,136 @@
+"""Tracker outages: a real `mlflow server` on 127.0.0.1, down at the start and stopped mid-run.
+
+Stages go on, their outputs land in reports/, a warning says what was not logged, and the next
+stage (or `python -m stages.sync`) uploads the journal once the server is back.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import BIN, command_env, copy_repo, run, tiny_params
+
+ITERS = 60  # long enough to stop the server mid-run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """``mlflow server`` on 127.0.0.1 with its own store, started and stopped by the test."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.port, self.proc = root, free_port(), None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        cmd = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+               "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
+               "--artifacts-destination", str(self.root / "server-artifacts")]
+        log = (self.root / "server.log").open("a")
+        self.proc = subprocess.Popen(cmd, cwd=self.root, env=command_env(), stdout=log, stderr=log,
+                                     start_new_session=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                assert self.proc.poll() is None, (self.root / "server.log").read_text()[-3000:]
+                time.sleep(0.5)
+        raise AssertionError("mlflow server did not start within 120 s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # an outage, not a clean shutdown
+            self.proc.wait()
+
+
+@pytest.fixture()
+def server(tmp_path):
+    srv = MlflowServer(tmp_path)
+    yield srv
+    srv.stop()
+
+
+def client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def stage_runs(uri: str) -> pd.DataFrame:
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=["lad"], output_format="pandas")
+
+
+def test_outage_at_start_and_mid_run_loses_nothing(tmp_path, server):
+    repo = copy_repo(tmp_path / "repo", tiny_params(train={"iters": ITERS, "log_interval": 2, "val_interval": 20,
+                                                           "ckpt_interval": 10}))
+    env = {"MLFLOW_TRACKING_URI": server.uri, "PIPELINE_RUN_ID": "outage"}
+    pending = repo / ".mlflow" / "pending"
+
+    # 1. the server is down from the start: prepare runs all the same and journals its run
+    proc = run([sys.executable, "-m", "stages.prepare"], repo, env=env)
+    assert (repo / "data/prepared/index.json").is_file()
+    assert f"MLflow tracking at {server.uri} failed" in proc.stderr and "stages.sync" in proc.stderr
+    assert len(list(pending.glob("*.jsonl"))) == 1
+
+    # 2. the server comes up; the next stage uploads that journal first, then the server dies mid-run
+    server.start()
+    train = subprocess.Popen([sys.executable, "-m", "stages.train", "baseline", "--seed", "0"], cwd=repo,
+                             env=command_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt = repo / "models/seed0/resume/baseline/checkpoint.pt"
+    deadline = time.time() + 300
+    while not ckpt.is_file() and train.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert train.poll() is None, "the stage ended before the outage"
+    server.stop()
+    out, err = train.communicate(timeout=600)
+    assert train.returncode == 0, err[-3000:]
+    assert "uploaded" in out and "pending MLflow operation" in out  # prepare's journal, at the start
+    assert f"MLflow tracking at {server.uri} failed" in err and "were not delivered" in err
+    curve = pd.read_csv(repo / "reports/curves/seed0/baseline_train.tsv", sep="\t")
+    assert list(curve["step"]) == list(range(2, ITERS + 1, 2))  # the DVC files are complete all the same
+    assert (repo / "models/seed0/baseline.pt").is_file()
+    assert len(list(pending.glob("*.jsonl"))) == 1
+
+    # 3. while the server is still down, sync keeps the journal and says so
+    proc = run([sys.executable, "-m", "stages.sync"], repo, env=env, check=False)
+    assert proc.returncode == 1 and "still fails" in proc.stderr and len(list(pending.glob("*.jsonl"))) == 1
+
+    # 4. back up: sync uploads what was missed, exactly once
+    server.start()
+    proc = run([sys.executable, "-m", "stages.sync"], repo, env=env)
+    assert "uploaded" in proc.stdout and not list(pending.glob("*.jsonl"))
+    assert "nothing to upload" in run([sys.executable, "-m", "stages.sync"], repo, env=env).stdout
+
+    df = stage_runs(server.uri)
+    parents = df[df["tags.lad.role"] == "pipeline"]
+    stages = df[df["tags.lad.role"] == "stage"].set_index("tags.stage")
+    assert len(parents) == 1 and set(stages.index) == {"prepare", "train_baseline@0"}
+    assert (stages["status"] == "FINISHED").all() and (df["status"] == "FINISHED").all()
+    assert (stages["tags.mlflow.parentRunId"] == parents["run_id"].iloc[0]).all()
+    assert stages.loc["prepare", "metrics.train_images"] == 16
+    c = client(server.uri)
+    history = c.get_metric_history(stages.loc["train_baseline@0", "run_id"], "train_loss")
+    assert sorted(m.step for m in history) == list(range(2, ITERS + 1, 2))  # before and after the outage, once each
+    assert {a.path for a in c.list_artifacts(stages.loc["train_baseline@0", "run_id"], "curves")} == {
+        "curves/baseline_train.tsv", "curves/baseline_val.tsv"}
