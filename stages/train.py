@@ -117,7 +117,10 @@ def train(role: str, cfg: Config, seed: int = 0, run: Any = None, ctx: dist.Cont
                              scale_range=tuple(t.scale_range), flip=t.flip)
     val_set = make_dataset(index, "val", mean, std, cfg.data.cache)
     fingerprint = f"{role}-{seed}-{cfg.section_hash(*ROLES[role].sections)}"
-    meta = {"spec": model.spec, "role": role, "seed": seed, "config": cfg.to_dict(), "classes": index["classes"]}
+    # only the params this stage reads: a checkpoint is then byte-identical whenever DVC would call
+    # its inputs unchanged, so a forced rerun does not make everything downstream stale
+    meta = {"spec": model.spec, "role": role, "seed": seed, "config": cfg.sections(*ROLES[role].sections),
+            "classes": index["classes"]}
     trainer = Trainer(model, step, train_set, val_set, len(index["classes"]), index["ignore_index"],
                       index["classes"], iters, t.batch_size, t.optimizer, lr, t.momentum, t.weight_decay,
                       t.poly_power, t.amp, seed, t.val_interval, t.log_interval, t.ckpt_interval,
