@@ -84,3 +84,17 @@ def test_pretrained_without_internet_says_how_to_provide_the_weights(tmp_path):
     bad.write_bytes(b"nothing")
     with pytest.raises(RuntimeError, match="pretrained_path"):
         create_segmentor("fcn", "resnet18d", 3, pretrained=True, pretrained_path=str(bad))
+
+
+def test_pretrained_from_the_hub_offline_fails_with_a_way_out():
+    """Here the hub cannot be reached: the message names the fix (offline mode makes it fail at once)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from pipeline.models import create_segmentor\n"
+            "create_segmentor('fcn', 'resnet18d', 3, pretrained=True)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode != 0
+    assert "could not load ImageNet weights for 'resnet18d'" in proc.stderr and "pretrained_path" in proc.stderr
