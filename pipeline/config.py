@@ -42,12 +42,14 @@ class SyntheticConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "synthetic"  # dataset registry key: synthetic | voc
-    root: str = "data/prepared/synthetic"  # VOC-layout folder (generated here for synthetic)
-    train_split: str = "train"  # ImageSets/Segmentation/<split>.txt used for training
+    name: str = "synthetic"  # synthetic | voc | cityscapes | ade20k | coco_stuff164k | coco_stuff10k | camvid
+    root: str = "data/prepared/synthetic"  # the dataset in its published layout (generated here for synthetic)
+    train_split: str = "train"  # split used for training (e.g. train_aug for VOC, training for ADE20K)
     val_split: str = "val"  # split used for validation and evaluation
-    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # RGB, 0..1 units
-    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])  # RGB, 0..1 units
+    coco_classes: int = 171  # COCO-Stuff: 171 (mmsegmentation; unused thing ids ignored) | 182 (raw ids)
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # per input channel, 0..1 units
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])  # per input channel, 0..1 units
+    channel_order: str = "rgb"  # rgb (timm's ImageNet weights) | bgr (Caffe-style weights of the official code)
     cache: bool = True  # keep decoded images in memory (small datasets only)
     on_bad: str = "error"  # a bad file in prepare: error (stop, naming it) | skip (leave it out, listed in skipped.tsv)
 
@@ -59,7 +61,9 @@ class ModelConfig:
     output_stride: int = 8  # 8 or 16: dilated last stage(s), as in the paper
     head_channels: int = 64  # width of the decode head (paper: 256-512; small for CPU)
     aux_channels: int = 32  # width of the auxiliary FCN head on stage-3 features
-    pretrained: bool = False  # timm ImageNet weights (needs internet)
+    pretrained: bool = False  # timm ImageNet weights (from the hub, or from pretrained_path)
+    pretrained_path: str = ""  # local file of timm's weights for this backbone (offline clusters); "" = the hub
+    label_init: str = "official"  # teacher, pretrained: 4th input channel N(0, 0.1^2), RGB copied (official) | timm
     dropout: float = 0.1  # dropout before the classifier
     aspp_rates: list[int] = field(default_factory=lambda: [12, 24, 36])  # deeplabv3 dilations (paper, stride 8)
 
@@ -124,6 +128,9 @@ class EvaluateConfig:
     batch_size: int = 16  # images per evaluation batch
     multi_scale: list[float] = field(default_factory=lambda: [1.0])  # scales whose logits are averaged
     flip: bool = False  # also average horizontally flipped logits
+    mode: str = "whole"  # whole (the image at once) | slide (crop-size windows, e.g. Cityscapes 512 of 1024x2048)
+    crop: int = 512  # slide window side, pixels (of the rescaled image)
+    stride: int = 341  # slide window step, pixels (2/3 of the window, as mmsegmentation)
     num_examples: int = 6  # val images in the prediction grid of the report
 
 
@@ -162,11 +169,16 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.amp": ("none", "bf16", "fp16"),
     "train.device": ("auto", "cpu", "cuda"),
     "data.on_bad": ("error", "skip"),
+    "data.coco_classes": (171, 182),
+    "data.channel_order": ("rgb", "bgr"),
     "lad.codebook": ("random", "fixed"),
     "distill.codebook": ("random", "fixed"),
     "distill.init": ("scratch", "baseline"),
     "model.student.output_stride": (8, 16, 32),
     "model.teacher.output_stride": (8, 16, 32),
+    "evaluate.mode": ("whole", "slide"),
+    "model.student.label_init": ("official", "timm"),
+    "model.teacher.label_init": ("official", "timm"),
 }
 
 # (min, max, inclusive-min) bounds for numbers.
@@ -205,6 +217,8 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "distill.iters": (1, None),
     "distill.lr": (1e-12, 10.0),
     "evaluate.batch_size": (1, None),
+    "evaluate.crop": (16, 8192),
+    "evaluate.stride": (1, 8192),
     "evaluate.num_examples": (0, 64),
 }
 for _role in ("student", "teacher"):
@@ -297,9 +311,12 @@ def _check_values(cfg: Config) -> None:
     for key in ("data.mean", "data.std"):
         value = select(tree, key)
         if len(value) != 3 or (key == "data.std" and min(value) <= 0):
-            raise ConfigError(f"{key}: expected 3 numbers (R, G, B){', all > 0' if key == 'data.std' else ''}, got {value}")
+            raise ConfigError(f"{key}: expected 3 numbers (one per input channel){', all > 0' if key == 'data.std' else ''}, got {value}")
     if not cfg.seeds or min(cfg.seeds) < 0 or len(set(cfg.seeds)) != len(cfg.seeds):
         raise ConfigError(f"seeds: expected a non-empty list of distinct integers >= 0, got {cfg.seeds}")
+    if cfg.evaluate.stride > cfg.evaluate.crop:
+        raise ConfigError(f"evaluate.stride: must not exceed evaluate.crop ({cfg.evaluate.crop}): windows would "
+                          f"leave gaps, got {cfg.evaluate.stride}")
     if not cfg.evaluate.multi_scale or min(cfg.evaluate.multi_scale) <= 0:
         raise ConfigError(f"evaluate.multi_scale: expected a non-empty list of scales > 0, got {cfg.evaluate.multi_scale}")
     import torch
@@ -308,11 +325,11 @@ def _check_values(cfg: Config) -> None:
         raise ConfigError("train.device: 'cuda' asked for, but torch sees no CUDA device; use 'auto' or 'cpu'")
     if cfg.train.amp == "fp16" and (cfg.train.device == "cpu" or not torch.cuda.is_available()):
         raise ConfigError("train.amp: 'fp16' needs CUDA; use 'bf16' or 'none' on CPU")
-    from pipeline.data import DATASETS
+    from pipeline.data import LAYOUTS
     from pipeline.models import HEADS, check_backbone
 
-    if cfg.data.name not in DATASETS:
-        raise ConfigError(f"data.name: expected one of {sorted(DATASETS)}, got {cfg.data.name!r}")
+    if cfg.data.name not in LAYOUTS:
+        raise ConfigError(f"data.name: expected one of {list(LAYOUTS)}, got {cfg.data.name!r}")
     for role in ("student", "teacher"):
         m = getattr(cfg.model, role)
         if m.arch not in HEADS:
@@ -321,6 +338,11 @@ def _check_values(cfg: Config) -> None:
             check_backbone(m.backbone, f"model.{role}.backbone")
         except ValueError as err:
             raise ConfigError(str(err)) from err
+        if m.pretrained_path and not Path(m.pretrained_path).is_file():
+            raise ConfigError(f"model.{role}.pretrained_path: {m.pretrained_path}: file not found "
+                              "(a timm weights file for the backbone, .pth/.bin/.safetensors)")
+        if m.pretrained_path and not m.pretrained:
+            raise ConfigError(f"model.{role}.pretrained_path is set but model.{role}.pretrained is false")
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:

@@ -56,7 +56,7 @@ def evaluate_all(cfg: Config, seed: int = 0) -> dict[str, dict[str, Any]]:
     device = pick_device(cfg.train.device)
     index = load_index(INDEX)
     k, ignore, classes = len(index["classes"]), index["ignore_index"], index["classes"]
-    val = make_dataset(index, "val", cfg.data.mean, cfg.data.std, cfg.data.cache)
+    val = make_dataset(index, "val", cfg.data.mean, cfg.data.std, cfg.data.cache, cfg.data.channel_order)
     loader = eval_loader(val, cfg.evaluate.batch_size)
     amp = AMP_DTYPES[cfg.train.amp]
     n_ex = min(cfg.evaluate.num_examples, len(val))
@@ -64,6 +64,8 @@ def evaluate_all(cfg: Config, seed: int = 0) -> dict[str, dict[str, Any]]:
     if n_ex:  # the first val images, padded to one size, for the report's prediction grid
         ex_images, ex_labels = pad_collate([val[i] for i in range(n_ex)], ignore)
         rgb = ex_images * torch.tensor(cfg.data.std)[:, None, None] + torch.tensor(cfg.data.mean)[:, None, None]
+        if cfg.data.channel_order == "bgr":
+            rgb = rgb.flip(1)
         examples = {"image": (rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy(),
                     "label": ex_labels.numpy().astype(np.uint8)}
     results: dict[str, dict[str, Any]] = {}
@@ -74,8 +76,10 @@ def evaluate_all(cfg: Config, seed: int = 0) -> dict[str, dict[str, Any]]:
         model, ckpt = load_trained(path, classes)
         fn = input_fn(cfg, index, codebook)
         torch.manual_seed(seed)  # the label noise of the teacher's evaluation is reproducible
-        conf = evaluate(model.to(device), loader, k, ignore, fn, cfg.evaluate.multi_scale, cfg.evaluate.flip,
-                        device=device, autocast_dtype=amp, progress=f"evaluate {name} (seed {seed})")
+        ev = cfg.evaluate
+        conf = evaluate(model.to(device), loader, k, ignore, fn, ev.multi_scale, ev.flip, device=device,
+                        autocast_dtype=amp, progress=f"evaluate {name} (seed {seed})", mode=ev.mode, crop=ev.crop,
+                        stride=ev.stride)
         model.cpu()
         res = scores(conf, classes)
         res.update(model=role, label_channel=codebook or "none", arch=ckpt["spec"]["arch"],

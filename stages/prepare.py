@@ -25,8 +25,9 @@ DATA_METRICS = Path("reports/data.json")
 def prepare(cfg: Config, index_path: Path = INDEX) -> dict:
     """Make the dataset ready and write ``index_path``; returns the index."""
     splits = {"train": cfg.data.train_split, "val": cfg.data.val_split}
-    index = prepare_index(cfg.data.name, cfg.data.root, splits, dataclasses.asdict(cfg.synthetic), cfg.data.on_bad)
-    skipped = pd.DataFrame(index["skipped"], columns=["split", "id", "file", "problem"])
+    index = prepare_index(cfg.data.name, cfg.data.root, splits, dataclasses.asdict(cfg.synthetic), cfg.data.on_bad,
+                          cfg.data.coco_classes)
+    skipped = pd.DataFrame(index["skipped"], columns=["split", "image", "file", "problem"])
     atomic_write(index_path.parent / "skipped.tsv", lambda tmp: skipped.to_csv(tmp, sep="\t", index=False))
     write_json(index_path, index)
     write_json(DATA_METRICS, {role: {**{k: v for k, v in st.items() if k != "class_frequency"},

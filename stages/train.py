@@ -58,7 +58,8 @@ def build(role: str, cfg: Config, index: dict[str, Any], paths: SeedPaths,
     net = getattr(cfg.model, ROLES[role].net)
     torch.manual_seed(paths.seed)  # the initial weights: same seed, same network in every process
     model = create_segmentor(net.arch, net.backbone, k, 4 if role == "teacher" else 3, net.output_stride,
-                             net.head_channels, net.aux_channels, net.pretrained, net.dropout, net.aspp_rates)
+                             net.head_channels, net.aux_channels, net.pretrained, net.dropout, net.aspp_rates,
+                             pretrained_path=net.pretrained_path or None, label_init=net.label_init)
     lad, dst = cfg.lad, cfg.distill
     if role == "baseline":
         return model, STEPS["baseline"](k, ignore, cfg.train.w_aux), cfg.train.iters, cfg.train.lr
@@ -113,9 +114,9 @@ def train(role: str, cfg: Config, seed: int = 0, run: Any = None, ctx: dist.Cont
     model, step, iters, lr = build(role, cfg, index, paths, ctx.device)
     t = cfg.train
     mean, std = cfg.data.mean, cfg.data.std
-    train_set = make_dataset(index, "train", mean, std, cfg.data.cache, crop=t.crop_size,
-                             scale_range=tuple(t.scale_range), flip=t.flip)
-    val_set = make_dataset(index, "val", mean, std, cfg.data.cache)
+    train_set = make_dataset(index, "train", mean, std, cfg.data.cache, cfg.data.channel_order,
+                             crop=t.crop_size, scale_range=tuple(t.scale_range), flip=t.flip)
+    val_set = make_dataset(index, "val", mean, std, cfg.data.cache, cfg.data.channel_order)
     fingerprint = f"{role}-{seed}-{cfg.section_hash(*ROLES[role].sections)}"
     # only the params this stage reads: a checkpoint is then byte-identical whenever DVC would call
     # its inputs unchanged, so a forced rerun does not make everything downstream stale

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.data import BadDataError, SegDataset, prepare_index, voc
+from pipeline.data.layouts import make_layout
 from tests.conftest import copy_repo, run, tiny_params
 
 
@@ -26,7 +27,7 @@ def break_files(root: Path) -> dict[str, str]:
     jpeg = (root / "JPEGImages/train_00002.jpg").read_bytes()
     (root / "JPEGImages/train_00002.jpg").write_bytes(jpeg[: len(jpeg) // 2])  # truncated download
     voc.write_label(root / "SegmentationClass/train_00003.png", np.zeros((20, 32), np.uint8))
-    return {"train_00000.png": "label file missing", "train_00001.png": "label values [40] outside 0..20",
+    return {"train_00000.png": "label file missing", "train_00001.png": "label values [40] are not labels of this dataset (expected 0..20, 255)",
             "train_00002.jpg": "truncated", "train_00003.png": "label size (20, 32) differs"}
 
 
@@ -48,7 +49,8 @@ def test_every_bad_file_is_named_with_a_count(voc_copy):
 def test_skip_leaves_bad_samples_out_and_lists_them(voc_copy):
     expected = break_files(voc_copy)
     index = prepare_index("voc", voc_copy, {"train": "train", "val": "val"}, on_bad="skip")
-    assert len(index["splits"]["train"]) == 8 and not set(index["splits"]["train"]) & {f"train_0000{i}" for i in range(4)}
+    kept = [image for image, _ in index["samples"]["train"]]
+    assert len(kept) == 8 and not set(kept) & {f"JPEGImages/train_0000{i}.jpg" for i in range(4)}
     assert {Path(s["file"]).name for s in index["skipped"]} == set(expected)
     assert index["stats"]["train"]["skipped"] == 4 and index["stats"]["val"]["skipped"] == 0
     assert index["stats"]["train"]["images"] == 8
@@ -64,7 +66,8 @@ def test_other_split_and_folder_errors(voc_copy, tmp_path):
         prepare_index("voc", tmp_path / "nowhere", {"train": "train"})
     (voc_copy / "JPEGImages/val_00002.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(ValueError, match="val_00002.jpg: missing or unreadable"):
-        SegDataset(voc_copy, ["val_00002"], [0, 0, 0], [1, 1, 1])[0]
+        SegDataset(voc_copy, [("JPEGImages/val_00002.jpg", "SegmentationClass/val_00002.png")], [0, 0, 0], [1, 1, 1],
+                   make_layout("voc"))[0]
 
 
 def test_a_file_broken_after_prepare_is_named_not_buried_in_a_worker_trace(tmp_path):

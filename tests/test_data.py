@@ -23,7 +23,9 @@ def test_generator_is_deterministic_and_has_the_properties_asked():
 def test_prepare_index_writes_voc_layout(tiny_index):
     root = voc.Path(tiny_index["root"])
     assert (root / "JPEGImages" / "train_00000.jpg").is_file()
-    assert (root / "ImageSets/Segmentation/val.txt").read_text().split() == tiny_index["splits"]["val"]
+    ids = (root / "ImageSets/Segmentation/val.txt").read_text().split()
+    assert [tuple(s) for s in tiny_index["samples"]["val"]] == [(f"JPEGImages/{i}.jpg", f"SegmentationClass/{i}.png")
+                                                                for i in ids]
     label = voc.read_label(root / "SegmentationClass" / "train_00000.png")
     assert label.dtype == np.uint8 and label.shape == (32, 32)
     assert tiny_index["stats"]["train"]["images"] == 12

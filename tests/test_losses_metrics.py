@@ -49,3 +49,27 @@ def test_confusion_and_scores_known_answer():
     assert s["per_class_iou"]["d"] is None
     assert abs(s["miou"] - 100 * (1 / 3 + 2 / 3 + 0) / 3) < 1e-9
     assert abs(s["pixel_acc"] - 100 * 3 / 5) < 1e-9
+
+
+def test_sliding_window_equals_whole_image_for_a_position_independent_model():
+    import torch.nn.functional as F
+    from torch import nn
+
+    from pipeline.evaluate import predict_logits
+
+    class PerPixel(nn.Module):  # a 1x1 convolution: windows cannot change its answer
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            return {"out": self.conv(x)}
+
+    torch.manual_seed(0)
+    model, x = PerPixel(), torch.randn(2, 3, 37, 50)
+    whole = predict_logits(model, x)
+    slide = predict_logits(model, x, mode="slide", crop=16, stride=11)
+    torch.testing.assert_close(slide, whole)
+    torch.testing.assert_close(whole, F.softmax(model(x)["out"], 1))
+    small = predict_logits(model, x[:, :, :10, :12], mode="slide", crop=16, stride=11)  # padded window
+    torch.testing.assert_close(small, F.softmax(model(x[:, :, :10, :12])["out"], 1))

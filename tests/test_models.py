@@ -52,3 +52,49 @@ def test_unknown_names():
         create_segmentor("segformer", "resnet18d", 3)
     with pytest.raises(ValueError, match="unknown timm model"):
         create_segmentor("fcn", "resnet_nope", 3)
+
+
+def test_pretrained_from_a_local_file_and_the_label_channel_init(tmp_path):
+    import timm
+
+    torch.manual_seed(1)
+    reference = timm.create_model("resnet18d")  # stands in for timm's ImageNet weights, saved offline
+    path = tmp_path / "resnet18d.pth"
+    torch.save(reference.state_dict(), path)
+    first = reference.state_dict()["conv1.0.weight"]  # resnet18d: deep stem, first conv 3 -> 32
+
+    student = create_segmentor("fcn", "resnet18d", 3, pretrained=True, pretrained_path=str(path))
+    torch.testing.assert_close(student.backbone.state_dict()["conv1.0.weight"], first)
+    torch.testing.assert_close(student.backbone.state_dict()["layer4.1.conv2.weight"],
+                               reference.state_dict()["layer4.1.conv2.weight"])
+
+    teacher = create_segmentor("fcn", "resnet18d", 3, in_chans=4, pretrained=True, pretrained_path=str(path))
+    w = teacher.backbone.state_dict()["conv1.0.weight"]
+    assert w.shape[1] == 4
+    torch.testing.assert_close(w[:, :3], first)  # official: RGB copied, label channel N(0, 0.1^2)
+    assert 0.05 < w[:, 3].std().item() < 0.15
+    timm_style = create_segmentor("fcn", "resnet18d", 3, in_chans=4, pretrained=True, pretrained_path=str(path),
+                                  label_init="timm")
+    assert not torch.equal(timm_style.backbone.state_dict()["conv1.0.weight"][:, :3], first)  # timm rescales
+    assert teacher(torch.randn(1, 4, 32, 32))["out"].shape == (1, 3, 4, 4)
+
+
+def test_pretrained_without_internet_says_how_to_provide_the_weights(tmp_path):
+    bad = tmp_path / "not_weights.pth"
+    bad.write_bytes(b"nothing")
+    with pytest.raises(RuntimeError, match="pretrained_path"):
+        create_segmentor("fcn", "resnet18d", 3, pretrained=True, pretrained_path=str(bad))
+
+
+def test_pretrained_from_the_hub_offline_fails_with_a_way_out():
+    """Here the hub cannot be reached: the message names the fix (offline mode makes it fail at once)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from pipeline.models import create_segmentor\n"
+            "create_segmentor('fcn', 'resnet18d', 3, pretrained=True)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode != 0
+    assert "could not load ImageNet weights for 'resnet18d'" in proc.stderr and "pretrained_path" in proc.stderr

@@ -1,4 +1,4 @@
-"""Datasets: a registry of known datasets, the prepared index, and loaders built from it.
+"""Datasets: validation of a dataset in its layout, the prepared index, and loaders built from it.
 
 ``prepare`` (stage) -> :func:`prepare_index` writes ``index.json``; later stages call
 :func:`load_index` and :func:`make_dataset` and never look at the raw layout again.
@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,38 +19,24 @@ from tqdm import tqdm
 
 from pipeline.data import synthetic, voc
 from pipeline.data.dataset import InfiniteSampler, SegDataset, eval_loader, train_loader
+from pipeline.data.layouts import INVALID, LAYOUTS, Layout, make_layout
 
-__all__ = ["BadDataError", "DATASETS", "DatasetInfo", "InfiniteSampler", "SegDataset", "eval_loader", "train_loader",
+__all__ = ["BadDataError", "LAYOUTS", "InfiniteSampler", "SegDataset", "eval_loader", "train_loader",
            "load_index", "make_dataset", "prepare_index"]
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a dataset is: its class names and ignore value (all use the VOC folder layout here)."""
-
-    classes: tuple[str, ...]
-    ignore_index: int = 255
-    generated: bool = False  # True: ``prepare`` generates it (the embedded default)
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    "synthetic": DatasetInfo(synthetic.CLASSES, generated=True),
-    "voc": DatasetInfo(voc.VOC_CLASSES),
-}
 
 
 class BadDataError(ValueError):
     """Bad dataset files; the message names each file and what is wrong with it."""
 
 
-def check_sample(root: Path, sample_id: str, num_classes: int, ignore_index: int
+def check_sample(root: Path, image_rel: str, label_rel: str, lut: np.ndarray
                  ) -> tuple[np.ndarray | None, list[tuple[Path, str]]]:
-    """Decode one image/label pair fully; returns (label value histogram or None, problems).
+    """Decode one image/label pair fully; returns (train-id histogram or None, problems).
 
-    A problem is ``(file, what is wrong)``: missing, unreadable or truncated file, label values
-    outside ``0..num_classes-1`` other than the ignore value, image and label of different sizes.
+    A problem is ``(file, what is wrong)``: missing, unreadable or truncated file, raw label
+    values the dataset never uses (``lut`` says -1), image and label of different sizes.
     """
-    image_path, label_path = root / voc.IMAGE_DIR / f"{sample_id}.jpg", root / voc.LABEL_DIR / f"{sample_id}.png"
+    image_path, label_path = root / image_rel, root / label_rel
     problems: list[tuple[Path, str]] = []
     size = None
     if not image_path.is_file():
@@ -70,71 +58,99 @@ def check_sample(root: Path, sample_id: str, num_classes: int, ignore_index: int
         return None, problems
     if size is not None and label.shape != size:
         problems.append((label_path, f"label size {label.shape} differs from its image's {size}"))
-    values = np.bincount(label.ravel(), minlength=256)
-    bad = [int(v) for v in np.nonzero(values)[0] if v >= num_classes and v != ignore_index]
+    raw = np.bincount(label.ravel(), minlength=256)
+    bad = [int(v) for v in np.nonzero(raw)[0] if lut[v] == INVALID]
     if bad:
-        problems.append((label_path, f"label values {bad} outside 0..{num_classes - 1} "
-                                     f"(and not the ignore value {ignore_index})"))
-    return (None if problems else values), problems
+        valid = np.nonzero(lut != INVALID)[0]
+        problems.append((label_path, f"label values {bad} are not labels of this dataset (expected "
+                                     f"{compact(valid)})"))
+    if problems:
+        return None, problems
+    mapped = np.zeros(256, np.int64)
+    np.add.at(mapped, lut.clip(0), raw)  # histogram over train ids (255: ignore)
+    return mapped, problems
 
 
-def scan_split(root: Path, ids: list[str], num_classes: int, ignore_index: int, desc: str
-               ) -> tuple[list[str], list[tuple[str, Path, str]], dict[str, Any]]:
-    """Check every sample of a split; returns (good ids, problems as (id, file, what), statistics)."""
-    counts = np.zeros(num_classes + 1, np.int64)  # last slot: ignore
+def compact(values: np.ndarray) -> str:
+    """``0..20, 255`` for a sorted array of ints."""
+    runs, start = [], None
+    for i, v in enumerate(values):
+        if start is None:
+            start = v
+        if i + 1 == len(values) or values[i + 1] != v + 1:
+            runs.append(f"{start}..{v}" if v > start else f"{v}")
+            start = None
+    return ", ".join(runs)
+
+
+def scan_split(root: Path, samples: list[tuple[str, str]], layout: Layout, desc: str
+               ) -> tuple[list[tuple[str, str]], list[tuple[str, Path, str]], dict[str, Any]]:
+    """Check every sample of a split; returns (good samples, problems as (image, file, what), statistics)."""
+    k = len(layout.classes)
+    counts = np.zeros(k + 1, np.int64)  # last slot: ignore
     good, problems = [], []
-    for sample_id in tqdm(ids, desc=f"check {desc}", unit="img", leave=False):
-        values, found = check_sample(root, sample_id, num_classes, ignore_index)
-        problems += [(sample_id, path, what) for path, what in found]
-        if values is None:
-            continue
-        good.append(sample_id)
-        counts[:num_classes] += values[:num_classes]
-        counts[num_classes] += values[ignore_index]
-    total = max(int(counts[:num_classes].sum()), 1)
-    stats = {"images": len(good), "ignore_fraction": float(counts[num_classes] / max(counts.sum(), 1)),
-             "class_frequency": [float(c / total) for c in counts[:num_classes]]}
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # image decoding releases the GIL
+        checked = pool.map(lambda s: check_sample(root, s[0], s[1], layout.lut_for(s[1])), samples)
+        bar = tqdm(checked, total=len(samples), desc=f"check {desc}", unit="img", leave=False)
+        for (image, label), (values, found) in zip(samples, bar):
+            problems += [(image, path, what) for path, what in found]
+            if values is None:
+                continue
+            good.append((image, label))
+            counts[:k] += values[:k]
+            counts[k] += values[layout.ignore_index]
+    total = max(int(counts[:k].sum()), 1)
+    stats = {"images": len(good), "ignore_fraction": float(counts[k] / max(counts.sum(), 1)),
+             "class_frequency": [float(c / total) for c in counts[:k]]}
     return good, problems, stats
 
 
 def prepare_index(name: str, root: str | Path, splits: dict[str, str],
-                  synthetic_params: dict[str, Any] | None = None, on_bad: str = "error") -> dict[str, Any]:
+                  synthetic_params: dict[str, Any] | None = None, on_bad: str = "error",
+                  coco_classes: int = 171) -> dict[str, Any]:
     """Generate (synthetic) or validate (real) a dataset and return its index.
 
     Args:
-        name: key of :data:`DATASETS`.
-        root: the VOC-layout folder.
+        name: a dataset of :data:`pipeline.data.layouts.LAYOUTS`.
+        root: where the dataset is, in its published layout.
         splits: role -> split name, e.g. ``{"train": "train", "val": "val"}``.
-        synthetic_params: generator arguments (only for generated datasets).
+        synthetic_params: generator arguments (only for the synthetic dataset).
         on_bad: ``error``: raise :class:`BadDataError` naming every bad file (up to 10) and the
             count; ``skip``: leave those samples out and list them in ``index["skipped"]``.
+        coco_classes: 171 or 182 (COCO-Stuff only).
     """
-    info = DATASETS[name]
+    layout = make_layout(name, coco_classes)
     root = Path(root)
-    if info.generated:
+    if name == "synthetic":
         synthetic.generate(root, **(synthetic_params or {}))
     elif not root.is_dir():
         raise FileNotFoundError(f"{root}: dataset folder not found (data.root for data.name={name!r})")
     index: dict[str, Any] = {
         "name": name, "root": str(root),  # as given: relative roots stay relative to the project
-        "classes": list(info.classes), "ignore_index": info.ignore_index,
-        "palette": voc.voc_palette(len(info.classes)).tolist(), "splits": {}, "stats": {}, "skipped": [],
+        "coco_classes": coco_classes, "classes": list(layout.classes), "ignore_index": layout.ignore_index,
+        "palette": voc.voc_palette(len(layout.classes)).tolist(), "samples": {}, "stats": {}, "skipped": [],
     }
-    k = len(info.classes)
     for role, split in splits.items():
-        ids = voc.read_split(root, split)
-        good, problems, stats = scan_split(root, ids, k, info.ignore_index, f"{name}/{split}")
+        try:
+            samples = layout.samples(root, split)
+        except (FileNotFoundError, ValueError) as err:
+            raise type(err)(f"{err} (data.{role}_split: {split!r}; {name}'s usual splits: "
+                            f"{', '.join(layout.splits)})") from err
+        good, problems, stats = scan_split(root, samples, layout, f"{name}/{split}")
+        if layout.labels is not None:  # the reverse of "image without label"
+            paired = {label for _, label in samples}
+            problems += [("", root / f, "label without an image") for f in layout.labels(root, split) if f not in paired]
         if problems and on_bad == "error":
             listed = "; ".join(f"{path}: {what}" for _, path, what in problems[:10])
             more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-            raise BadDataError(f"{len(problems)} problem(s) in {len(ids) - len(good)} sample(s) of split "
+            raise BadDataError(f"{len(problems)} problem(s) in {len(samples) - len(good)} sample(s) of split "
                                f"'{split}': {listed}{more}. Fix them, or set data.on_bad: skip to leave them out")
         if not good:
-            raise BadDataError(f"split '{split}': none of its {len(ids)} samples is usable "
+            raise BadDataError(f"split '{split}': none of its {len(samples)} samples is usable "
                                f"(first problem: {problems[0][1]}: {problems[0][2]})")
-        index["splits"][role] = good
-        index["stats"][role] = {**stats, "skipped": len(ids) - len(good)}
-        index["skipped"] += [{"split": split, "id": i, "file": str(p), "problem": w} for i, p, w in problems]
+        index["samples"][role] = good
+        index["stats"][role] = {**stats, "skipped": len(samples) - len(good)}
+        index["skipped"] += [{"split": split, "image": i, "file": str(p), "problem": w} for i, p, w in problems]
     return index
 
 
@@ -146,7 +162,8 @@ def load_index(path: str | Path) -> dict[str, Any]:
 
 
 def make_dataset(index: dict[str, Any], role: str, mean: list[float], std: list[float],
-                 cache: bool = False, **augment: Any) -> SegDataset:
+                 cache: bool = False, channel_order: str = "rgb", **augment: Any) -> SegDataset:
     """The :class:`SegDataset` of split ``role`` ("train" or "val") of a prepared index."""
-    return SegDataset(index["root"], index["splits"][role], mean, std, index["ignore_index"],
-                      cache=cache, **augment)
+    layout = make_layout(index["name"], index.get("coco_classes", 171))
+    return SegDataset(index["root"], [tuple(s) for s in index["samples"][role]], mean, std, layout,
+                      cache=cache, channel_order=channel_order, **augment)

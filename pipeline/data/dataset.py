@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from pipeline.data import voc
+from pipeline.data.layouts import Layout
 from pipeline.data.transforms import normalize, train_augment
 
 
@@ -24,41 +25,45 @@ def read_image(path: Path) -> np.ndarray:
 
 
 class SegDataset(Dataset):
-    """Images and labels of one split of a VOC-layout folder.
+    """Images and labels of one split, read where the dataset keeps them and mapped to train ids.
 
     Args:
         root: dataset folder.
-        ids: image ids of the split.
+        samples: ``(image, label)`` paths relative to ``root``.
         mean: RGB mean, 0..1 units.
         std: RGB std, 0..1 units.
-        ignore_index: label value excluded from losses and metrics.
+        layout: the dataset's :class:`~pipeline.data.layouts.Layout` (label lookup table, ignore value).
         crop: training crop side; ``None`` gives whole, un-augmented images (evaluation).
         scale_range: random rescale range for training.
         flip: random horizontal flip for training.
         cache: keep decoded images in memory.
+        channel_order: ``rgb`` or ``bgr``: the order of the image channels the network sees (and
+            of ``mean`` and ``std``).
     """
 
-    def __init__(self, root: str | Path, ids: list[str], mean: list[float], std: list[float],
-                 ignore_index: int = 255, crop: int | None = None,
-                 scale_range: tuple[float, float] = (1.0, 1.0), flip: bool = False,
-                 cache: bool = False) -> None:
-        self.root, self.ids = Path(root), list(ids)
+    def __init__(self, root: str | Path, samples: list[tuple[str, str]], mean: list[float], std: list[float],
+                 layout: Layout, crop: int | None = None, scale_range: tuple[float, float] = (1.0, 1.0),
+                 flip: bool = False, cache: bool = False, channel_order: str = "rgb") -> None:
+        self.root, self.samples, self.layout = Path(root), list(samples), layout
+        self.bgr = channel_order == "bgr"
         self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
-        self.ignore_index, self.crop = ignore_index, crop
+        self.ignore_index, self.crop = layout.ignore_index, crop
         self.scale_range, self.flip = tuple(scale_range), flip
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.samples)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Raw (RGB uint8 image, uint8 label) of sample ``index``."""
+        """(uint8 image in ``channel_order``, uint8 train-id label) of sample ``index``."""
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        name = self.ids[index]
-        image = read_image(self.root / voc.IMAGE_DIR / f"{name}.jpg")
-        label_path = self.root / voc.LABEL_DIR / f"{name}.png"
-        label = voc.read_label(label_path)
+        image_rel, label_rel = self.samples[index]
+        image = read_image(self.root / image_rel)
+        if self.bgr:
+            image = np.ascontiguousarray(image[..., ::-1])
+        label_path = self.root / label_rel
+        label = self.layout.to_train_ids(voc.read_label(label_path), label_rel)
         if image.shape[:2] != label.shape:
             raise ValueError(f"{label_path}: label size {label.shape} differs from its image {image.shape[:2]}")
         if self._cache is not None:

@@ -4,6 +4,7 @@ Layout::
 
     <root>/JPEGImages/<id>.jpg
     <root>/SegmentationClass/<id>.png      palette PNG, pixel value = class index, 255 = ignore
+    <root>/SegmentationClassAug/<id>.png   (VOC aug) grey PNG, the same encoding
     <root>/ImageSets/Segmentation/<split>.txt
 """
 
@@ -16,6 +17,7 @@ from PIL import Image
 
 IMAGE_DIR = "JPEGImages"
 LABEL_DIR = "SegmentationClass"
+AUG_LABEL_DIR = "SegmentationClassAug"  # the SBD-augmented labels (grey PNG) of train_aug
 SPLIT_DIR = "ImageSets/Segmentation"
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -45,7 +47,18 @@ def write_label(path: Path, label: np.ndarray) -> None:
 
 
 def read_label(path: Path) -> np.ndarray:
-    """Read a label PNG as (H, W) uint8 class indices (palette index, not colour)."""
+    """Read a label file as (H, W) uint8 raw values: a PNG's palette index or grey value, or the
+    ``S`` matrix of a COCO-Stuff 10K ``.mat`` file."""
+    if path.suffix == ".mat":
+        from scipy.io import loadmat
+
+        try:
+            values = loadmat(path)["S"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}: unreadable .mat label file ({type(err).__name__}: {err})") from err
+        if values.max(initial=0) > 255:
+            raise ValueError(f"{path}: label values up to {values.max()}, more than 8 bits")
+        return values.astype(np.uint8)
     try:
         with Image.open(path) as img:
             if img.mode not in ("P", "L"):

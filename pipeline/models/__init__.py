@@ -51,10 +51,57 @@ class Segmentor(nn.Module):
         return F.interpolate(self(x)["out"], x.shape[2:], mode="bilinear", align_corners=False)
 
 
+LABEL_INITS = ("official", "timm")
+
+
+def widen_first_conv(body: nn.Module, in_chans: int, std: float = 0.1) -> None:
+    """Give the first 3-channel convolution ``in_chans`` inputs: RGB weights kept, the new channels
+    drawn from N(0, std^2) (the official LAD teacher's label channel; it uses std 0.1)."""
+    name, conv = next((n, m) for n, m in body.named_modules() if isinstance(m, nn.Conv2d) and m.in_channels == 3)
+    wide = nn.Conv2d(in_chans, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                     conv.groups, conv.bias is not None, padding_mode=conv.padding_mode)
+    with torch.no_grad():
+        wide.weight.normal_(0, std)
+        wide.weight[:, :3] = conv.weight
+        if conv.bias is not None:
+            wide.bias.copy_(conv.bias)
+    parent = body.get_submodule(name.rpartition(".")[0]) if "." in name else body
+    setattr(parent, name.rpartition(".")[2], wide)
+
+
+def create_body(backbone: str, in_chans: int, output_stride: int, pretrained: bool, pretrained_path: str | None,
+                label_init: str) -> nn.Module:
+    """The timm feature extractor (last two stages); ImageNet weights from the hub or a local file.
+
+    With ``in_chans=4`` and pretrained weights, ``label_init`` decides the extra channel's first
+    convolution: ``official`` (RGB weights copied, extra channel small random) or ``timm`` (timm's
+    own adaptation, which tiles the RGB weights).
+    """
+    kwargs: dict[str, Any] = dict(features_only=True, out_indices=(-2, -1))
+    if output_stride != 32:
+        kwargs["output_stride"] = output_stride
+    if pretrained_path:
+        kwargs["pretrained_cfg_overlay"] = dict(file=str(pretrained_path))  # offline: timm reads this file
+    widen = pretrained and in_chans > 3 and label_init == "official"
+    try:
+        body = timm.create_model(backbone, pretrained=pretrained, in_chans=3 if widen else in_chans, **kwargs)
+    except Exception as err:  # noqa: BLE001 - timm raises many kinds for an offline hub or a bad file
+        if not pretrained:
+            raise
+        source = f"the file {pretrained_path}" if pretrained_path else "the Hugging Face hub (needs internet)"
+        raise RuntimeError(f"pretrained: true could not load ImageNet weights for {backbone!r} from {source} "
+                           f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). Offline, "
+                           "download timm's weights elsewhere and set pretrained_path to the file, "
+                           "or set pretrained: false.") from err
+    if widen:
+        widen_first_conv(body, in_chans)
+    return body
+
+
 def create_segmentor(arch: str, backbone: str, num_classes: int, in_chans: int = 3, output_stride: int = 8,
                      head_channels: int = 256, aux_channels: int = 64, pretrained: bool = False,
                      dropout: float = 0.1, aspp_rates: tuple[int, ...] = (12, 24, 36),
-                     aux: bool = True) -> Segmentor:
+                     aux: bool = True, pretrained_path: str | None = None, label_init: str = "official") -> Segmentor:
     """Build a segmentor by name.
 
     Args:
@@ -69,23 +116,18 @@ def create_segmentor(arch: str, backbone: str, num_classes: int, in_chans: int =
         dropout: dropout before the classifiers.
         aspp_rates: ASPP dilations (DeepLabV3 at stride 8: 12, 24, 36).
         aux: build the auxiliary head.
+        pretrained_path: a local file of timm's weights for ``backbone`` (offline clusters).
+        label_init: ``official`` | ``timm``: how pretrained weights meet the 4th input channel.
     """
     if arch not in HEADS:
         raise ValueError(f"arch: expected one of {sorted(HEADS)}, got {arch!r}")
+    if label_init not in LABEL_INITS:
+        raise ValueError(f"label_init: expected one of {LABEL_INITS}, got {label_init!r}")
     check_backbone(backbone)
     spec = dict(arch=arch, backbone=backbone, num_classes=num_classes, in_chans=in_chans,
                 output_stride=output_stride, head_channels=head_channels, aux_channels=aux_channels,
                 pretrained=False, dropout=dropout, aspp_rates=list(aspp_rates), aux=aux)
-    kwargs = dict(features_only=True, in_chans=in_chans, out_indices=(-2, -1))
-    if output_stride != 32:
-        kwargs["output_stride"] = output_stride
-    try:
-        body = timm.create_model(backbone, pretrained=pretrained, **kwargs)
-    except Exception as err:  # noqa: BLE001 - timm raises many kinds for an offline hub
-        if not pretrained:
-            raise
-        raise RuntimeError(f"pretrained: true could not load ImageNet weights for {backbone!r} ({type(err).__name__}: "
-                           f"{err}). This needs internet access to the Hugging Face hub, or set pretrained: false.") from err
+    body = create_body(backbone, in_chans, output_stride, pretrained, pretrained_path, label_init)
     c3, c4 = body.feature_info.channels()
     head = HEADS[arch](c4, head_channels, num_classes, dropout, aspp_rates)
     aux_head = FCNHead(c3, aux_channels, num_classes, dropout) if aux else None

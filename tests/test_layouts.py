@@ -1,0 +1,170 @@
+"""Real dataset layouts: tiny fixtures in each published layout (real names, real label encodings)
+go through prepare and a training step; the label tables match the published mappings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.io import savemat
+
+from pipeline.data import BadDataError, make_dataset, prepare_index, voc
+from pipeline.data.layouts import INVALID, LAYOUTS, make_layout
+from pipeline.engine import Trainer
+from pipeline.models import create_segmentor
+from pipeline.steps import STEPS
+
+RNG = np.random.default_rng(0)
+
+
+def jpg(path: Path, h: int = 24, w: int = 32) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), RNG.integers(0, 255, (h, w, 3), dtype=np.uint8))
+
+
+def png_image(path: Path, h: int = 24, w: int = 32) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), RNG.integers(0, 255, (h, w, 3), dtype=np.uint8))
+
+
+def grey(path: Path, values: list[int], h: int = 24, w: int = 32) -> np.ndarray:
+    """A grey (mode L) label PNG drawing its values in vertical bands."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    label = np.repeat(np.array(values, np.uint8), -(-w // len(values)))[:w][None].repeat(h, 0)
+    Image.fromarray(label, mode="L").save(path)
+    return label
+
+
+def make_voc_aug(root: Path) -> None:
+    for split, names in (("train_aug", ["2007_000032", "2008_000002"]), ("val", ["2007_000033"])):
+        for n in names:
+            jpg(root / "JPEGImages" / f"{n}.jpg")
+            if split == "val":
+                (root / "SegmentationClass").mkdir(parents=True, exist_ok=True)
+                voc.write_label(root / "SegmentationClass" / f"{n}.png", np.full((24, 32), 15, np.uint8))
+            grey(root / "SegmentationClassAug" / f"{n}.png", [0, 1, 20, 255])
+        voc.write_split(root, split, names)
+
+
+def make_cityscapes(root: Path) -> None:
+    for split, city in (("train", "aachen"), ("val", "frankfurt")):
+        for i in range(2):
+            stem = f"{split}/{city}/{city}_{i:06d}_000019"
+            png_image(root / "leftImg8bit" / f"{stem}_leftImg8bit.png")
+            if split == "train":
+                grey(root / "gtFine" / f"{stem}_gtFine_labelIds.png", [0, 7, 26, 33, 1])
+            else:  # made by cityscapesscripts' createTrainIdLabelImgs: taken as train ids
+                grey(root / "gtFine" / f"{stem}_gtFine_labelTrainIds.png", [0, 13, 18, 255])
+                grey(root / "gtFine" / f"{stem}_gtFine_labelIds.png", [0, 1, 2])
+
+
+def make_ade20k(root: Path) -> None:
+    base = root / "ADEChallengeData2016"
+    for split, prefix in (("training", "ADE_train"), ("validation", "ADE_val")):
+        for i in range(1, 3):
+            jpg(base / "images" / split / f"{prefix}_{i:08d}.jpg")
+            grey(base / "annotations" / split / f"{prefix}_{i:08d}.png", [0, 1, 150])
+
+
+def make_coco164k(root: Path) -> None:
+    for split in ("train2017", "val2017"):
+        for i in (9, 25):
+            jpg(root / "images" / split / f"{i:012d}.jpg")
+            grey(root / "annotations" / split / f"{i:012d}.png", [0, 11, 12, 181, 255])
+
+
+def make_coco10k(root: Path) -> None:
+    for split in ("train", "test"):
+        names = [f"COCO_train2014_{i:012d}" for i in ((77, 78) if split == "train" else (80,))]
+        for n in names:
+            jpg(root / "images" / f"{n}.jpg")
+            (root / "annotations").mkdir(parents=True, exist_ok=True)
+            label = np.repeat(np.array([0, 1, 12, 13, 182], np.uint16), 7)[:32][None].repeat(24, 0)
+            savemat(root / "annotations" / f"{n}.mat", {"S": label})
+        (root / "imageLists").mkdir(parents=True, exist_ok=True)
+        (root / "imageLists" / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
+
+
+def make_camvid(root: Path) -> None:
+    for split in ("train", "val", "test"):
+        for n in ("0001TP_006690", "Seq05VD_f00000"):
+            png_image(root / split / f"{n}.png")
+            grey(root / f"{split}annot" / f"{n}.png", [0, 3, 10, 11])
+
+
+MAKERS = {"voc": make_voc_aug, "cityscapes": make_cityscapes, "ade20k": make_ade20k,
+          "coco_stuff164k": make_coco164k, "coco_stuff10k": make_coco10k, "camvid": make_camvid}
+# dataset -> (train split, val split, the train ids its first training label must hold)
+EXPECTED = {
+    "voc": ("train_aug", "val", {0, 1, 20, 255}),
+    "cityscapes": ("train", "val", {255, 0, 13, 18}),  # labelIds 0 and 1 -> ignore, 7 -> road, 26 -> car, 33 -> bicycle
+    "ade20k": ("training", "validation", {255, 0, 149}),
+    "coco_stuff164k": ("train2017", "val2017", {0, 255, 11, 170}),
+    "coco_stuff10k": ("train", "test", {255, 0, 11, 170}),
+    "camvid": ("train", "val", {0, 3, 10, 255}),
+}
+
+
+def test_every_real_layout_has_a_fixture():
+    assert set(MAKERS) == set(LAYOUTS) - {"synthetic"}
+
+
+def test_published_label_mappings():
+    city = make_layout("cityscapes").lut
+    assert city[7] == 0 and city[26] == 13 and city[33] == 18 and city[0] == 255 and city[1] == 255
+    assert city[34] == INVALID and city[255] == INVALID  # labelIds stop at 33
+    assert make_layout("cityscapes").lut_for("x_gtFine_labelTrainIds.png")[18] == 18
+    ade = make_layout("ade20k").lut
+    assert ade[0] == 255 and ade[1] == 0 and ade[150] == 149 and ade[151] == INVALID
+    c171, c182 = make_layout("coco_stuff164k").lut, make_layout("coco_stuff164k", 182).lut
+    assert len(make_layout("coco_stuff164k").classes) == 171 and len(make_layout("coco_stuff164k", 182).classes) == 182
+    assert c171[0] == 0 and c171[11] == 255 and c171[12] == 11 and c171[181] == 170 and c171[255] == 255
+    assert c182[11] == 11 and c182[181] == 181 and c182[182] == INVALID
+    assert make_layout("coco_stuff164k").classes[11] == "stop sign"  # 'street sign' (unused) dropped
+    c10k = make_layout("coco_stuff10k").lut
+    assert c10k[0] == 255 and c10k[1] == 0 and c10k[12] == 255 and c10k[13] == 11 and c10k[182] == 170
+    cam = make_layout("camvid").lut
+    assert cam[10] == 10 and cam[11] == 255 and cam[12] == INVALID and len(make_layout("camvid").classes) == 11
+    voc_lut = make_layout("voc").lut
+    assert voc_lut[20] == 20 and voc_lut[255] == 255 and voc_lut[21] == INVALID
+
+
+@pytest.mark.parametrize("name", sorted(MAKERS))
+def test_layout_prepares_and_trains_one_step(name, tmp_path):
+    root = tmp_path / name
+    MAKERS[name](root)
+    train_split, val_split, expected = EXPECTED[name]
+    index = prepare_index(name, root, {"train": train_split, "val": val_split})
+    assert index["stats"]["train"]["images"] >= 1 and index["stats"]["val"]["images"] >= 1
+    k = len(index["classes"])
+    ds = make_dataset(index, "train", [0.5] * 3, [0.25] * 3, crop=16, scale_range=(1.0, 1.0), flip=False)
+    whole = make_dataset(index, "train", [0.5] * 3, [0.25] * 3)
+    assert set(np.unique(whole.load(0)[1]).tolist()) == expected
+    torch.manual_seed(0)
+    model = create_segmentor("fcn", "resnet18d", k, head_channels=8, aux_channels=8)
+    trainer = Trainer(model, STEPS["baseline"](k, 255), ds, None, k, 255, index["classes"], iters=1, batch_size=1)
+    history = trainer.fit()
+    assert trainer.iteration == 1 and np.isfinite(history["train"][0]["loss"])
+
+
+def test_wrong_label_values_and_splits_are_named(tmp_path):
+    root = tmp_path / "camvid"
+    make_camvid(root)
+    grey(root / "trainannot" / "0001TP_006690.png", [0, 12, 40])
+    with pytest.raises(BadDataError, match=r"0001TP_006690.png: label values \[12, 40\] are not labels of this "
+                                           r"dataset \(expected 0\.\.11\)"):
+        prepare_index("camvid", root, {"train": "train"})
+    with pytest.raises(FileNotFoundError, match=r"camvid/training: CamVid images folder not found.*usual splits: "
+                                                r"train, val"):
+        prepare_index("camvid", root, {"train": "training"})
+    grey(root / "valannot" / "orphan.png", [0])
+    with pytest.raises(BadDataError, match="valannot/orphan.png: label without an image"):
+        prepare_index("camvid", root, {"val": "val"})
+    index = prepare_index("camvid", root, {"train": "train", "val": "val"}, on_bad="skip")
+    assert [(s["split"], Path(s["file"]).name) for s in index["skipped"]] == [("train", "0001TP_006690.png"),
+                                                                               ("val", "orphan.png")]
+    assert index["samples"]["train"] == [("train/Seq05VD_f00000.png", "trainannot/Seq05VD_f00000.png")]
