@@ -213,7 +213,8 @@ def replay(client: Any, path: Path) -> int:
         try:
             execute(client, op, refs)
         except Exception:
-            rest = [{"op": "resolved", "refs": refs}] + [o for o in ops[i:] if o["op"] != "resolved"]
+            head = [o for o in ops[:1] if o["op"] == "open"]  # keeps who wrote it: replayable once they are gone
+            rest = head + [{"op": "resolved", "refs": refs}] + [o for o in ops[i:] if o["op"] not in ("resolved", "open")]
             atomic_write(path, lambda tmp: tmp.write_text("".join(json.dumps(o) + "\n" for o in rest)))
             raise
         done += 1

@@ -1,0 +1,66 @@
+"""The tracking journal: an interrupted replay resumes without repeating or losing operations."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from pipeline import tracking
+
+
+class FakeClient:
+    """Just enough of MlflowClient; ``fail_on`` makes that call raise, like a server going down."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.calls: list[tuple] = []
+        self.fail_on, self.runs = fail_on, 0
+
+    def _call(self, name: str, *args) -> None:
+        if name == self.fail_on:
+            raise ConnectionError("server gone")
+        self.calls.append((name, *args))
+
+    def get_experiment_by_name(self, name):
+        return SimpleNamespace(experiment_id="1")
+
+    def search_runs(self, *args, **kwargs):
+        return []
+
+    def create_run(self, exp_id, run_name, tags):
+        self._call("create_run", run_name)
+        self.runs += 1
+        return SimpleNamespace(info=SimpleNamespace(run_id=f"id{self.runs}-{run_name}"))
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        self._call("log_batch", run_id, tuple(m.key for m in metrics))
+
+    def set_terminated(self, run_id, status):
+        self._call("set_terminated", run_id, status)
+
+
+def test_replay_resumes_after_a_failure_without_duplicates(tmp_path, monkeypatch):
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    journal = tracking.Journal("train_teacher@0")
+    journal.append({"op": "resolved", "refs": {}})
+    journal.append({"op": "parent", "ref": "local:parent", "experiment": "lad", "group": "g", "name": "p", "tags": {}})
+    journal.append({"op": "child", "ref": "local:c", "experiment": "lad", "parent": "local:parent", "name": "c",
+                    "tags": {}})
+    journal.append({"op": "batch", "run": "local:c", "metrics": [["train_loss", 1.0, 0, 2]]})
+    journal.append({"op": "terminate", "run": "local:c", "status": "FINISHED"})
+    journal.close()
+    assert tracking._replayable(journal.path)
+
+    down = FakeClient(fail_on="log_batch")
+    with pytest.raises(ConnectionError):
+        tracking.replay(down, journal.path)
+    assert [c[0] for c in down.calls] == ["create_run", "create_run"]  # parent and child made before the failure
+    lines = [json.loads(x) for x in journal.path.read_text().splitlines()]
+    assert lines[0]["op"] == "open" and lines[1] == {"op": "resolved", "refs": {"local:parent": "id1-p",
+                                                                               "local:c": "id2-c"}}
+
+    up = FakeClient()
+    assert tracking.sync_pending(up) == [(journal.path, 2)]
+    assert up.calls == [("log_batch", "id2-c", ("train_loss",)), ("set_terminated", "id2-c", "FINISHED")]
+    assert not journal.path.exists()
