@@ -48,3 +48,15 @@ def test_two_gloo_processes_match_one_process_at_equal_effective_batch(ddp_repo)
     assert len(stage) == 1 and stage["status"].iloc[0] == "FINISHED"
     assert stage["params.effective_batch"].iloc[0] == "4" and stage["params.processes"].iloc[0] == "2"
     assert len(df[df["tags.lad.role"] == "pipeline"]) == 1
+
+
+def test_dual_path_teacher_and_student_train_under_ddp(ddp_repo):
+    """The teacher calls the DDP model twice before one backward (two noised paths); the student
+    has a frozen teacher beside it: both must run as 2 gloo processes."""
+    params = yaml.safe_load((ddp_repo / "params.yaml").read_text())
+    params["train"].update(batch_size=2, nproc=2)
+    (ddp_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for role in ("teacher", "student"):
+        run(["python", "-m", "stages.train", role, "--seed", "0"], ddp_repo)
+        summary = json.loads((ddp_repo / f"reports/train/seed0/{role}.json").read_text())
+        assert summary["processes"] == 2 and summary["iters"] == 4, role
