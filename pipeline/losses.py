@@ -35,3 +35,41 @@ def cwd(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 4.0) 
     log_t = F.log_softmax(teacher.float().reshape(n, c, -1) / temperature, dim=-1)
     kl = (log_t.exp() * (log_t - log_s)).sum(-1)
     return temperature**2 * kl.sum() / (n * c)
+
+
+def kd(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Pixel-wise knowledge distillation (Hinton et al.; as CIRKD's ``CriterionKD``).
+
+    At every pixel, a softmax over the classes of ``z / T``; loss = ``T^2 *`` the mean over the
+    N*H*W pixels of ``KL(p_teacher || p_student)``. Computed in float32.
+    """
+    if student.shape[2:] != teacher.shape[2:]:
+        student = F.interpolate(student, teacher.shape[2:], mode="bilinear", align_corners=False)
+    c = student.shape[1]
+    log_s = F.log_softmax(student.float().movedim(1, -1).reshape(-1, c) / temperature, dim=-1)
+    log_t = F.log_softmax(teacher.float().movedim(1, -1).reshape(-1, c) / temperature, dim=-1)
+    return temperature**2 * (log_t.exp() * (log_t - log_s)).sum(-1).mean()
+
+
+def pixel_pair_relation(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 0.1,
+                        pool: bool = False) -> torch.Tensor:
+    """CIRKD's mini-batch pixel-to-pixel relation loss (Yang et al., CVPR 2022).
+
+    Features are L2-normalised along channels (optionally 2x2 average-pooled first). For every
+    ordered pair of images (i, j) of the batch, the (HW x HW) similarity ``f_i^T f_j`` becomes one
+    softmax per row at ``temperature``; loss = mean over the B^2 pairs of the row-averaged
+    ``KL(p_teacher || p_student)``. One image at a time against the whole batch, so memory is
+    B x (HW)^2, not B^2 x (HW)^2. Computed in float32.
+    """
+    if pool:
+        student = F.avg_pool2d(student, 2, 2, ceil_mode=True)
+        teacher = F.avg_pool2d(teacher, 2, 2, ceil_mode=True)
+    b = student.shape[0]
+    fs = F.normalize(student.float().flatten(2), dim=1)  # (B, C, HW)
+    ft = F.normalize(teacher.float().flatten(2), dim=1)
+    total = fs.new_zeros(())
+    for i in range(b):
+        log_s = F.log_softmax(torch.einsum("cp,bcq->bpq", fs[i], fs) / temperature, dim=-1)
+        log_t = F.log_softmax(torch.einsum("cp,bcq->bpq", ft[i], ft) / temperature, dim=-1)
+        total = total + (log_t.exp() * (log_t - log_s)).sum(-1).mean(-1).sum()
+    return total / (b * b)

@@ -73,3 +73,47 @@ def test_sliding_window_equals_whole_image_for_a_position_independent_model():
     torch.testing.assert_close(whole, F.softmax(model(x)["out"], 1))
     small = predict_logits(model, x[:, :, :10, :12], mode="slide", crop=16, stride=11)  # padded window
     torch.testing.assert_close(small, F.softmax(model(x[:, :, :10, :12])["out"], 1))
+
+
+def test_kd_hand_computed_and_its_gradient():
+    from pipeline.losses import kd
+
+    s = torch.tensor([[[[1.0]], [[0.0]]]])  # one pixel, two classes
+    t = torch.tensor([[[[0.0]], [[1.0]]]])
+    ps, pt = torch.softmax(torch.tensor([0.5, 0.0]), 0), torch.softmax(torch.tensor([0.0, 0.5]), 0)
+    expected = 4 * (pt * (pt.log() - ps.log())).sum()  # T = 2
+    assert abs(kd(s, t, 2.0).item() - expected.item()) < 1e-6
+    x = torch.randn(2, 3, 4, 5)
+    assert kd(x, x).item() < 1e-7
+    # the gradient is T (p_s - p_t) / (number of pixels), p at temperature T
+    z, b = torch.randn(1, 3, 2, 2, requires_grad=True), torch.randn(1, 3, 2, 2)
+    kd(z, b, 3.0).backward()
+    torch.testing.assert_close(z.grad, 3.0 * ((z / 3).softmax(1) - (b / 3).softmax(1)).detach() / 4)
+
+
+def test_pixel_pair_relation_matches_a_direct_loop_and_its_gradient():
+    from pipeline.losses import pixel_pair_relation
+
+    torch.manual_seed(0)
+    s, t = torch.randn(3, 4, 2, 3), torch.randn(3, 4, 2, 3)
+
+    def direct(fs, ft, tau):  # the definition, pair by pair and row by row
+        fs, ft = torch.nn.functional.normalize(fs, dim=1), torch.nn.functional.normalize(ft, dim=1)
+        total = 0.0
+        for i in range(3):
+            for j in range(3):
+                a_s, a_t = fs[i].flatten(1).T @ fs[j].flatten(1), ft[i].flatten(1).T @ ft[j].flatten(1)
+                rows = [(torch.softmax(a_t[r] / tau, 0) * (torch.log_softmax(a_t[r] / tau, 0)
+                         - torch.log_softmax(a_s[r] / tau, 0))).sum() for r in range(6)]
+                total += sum(rows) / 6
+        return total / 9
+
+    assert abs(pixel_pair_relation(s, t, 0.5).item() - direct(s, t, 0.5).item()) < 1e-5
+    assert pixel_pair_relation(t, t).item() < 1e-6
+    assert abs(pixel_pair_relation(3 * s, t).item() - pixel_pair_relation(s, t).item()) < 1e-5  # normalised
+    assert pixel_pair_relation(torch.randn(2, 4, 5, 5), torch.randn(2, 4, 5, 5), pool=True).item() > 0
+    a = s.clone().requires_grad_()
+    pixel_pair_relation(a, t, 0.5).backward()
+    b = s.clone().requires_grad_()
+    direct(b, t, 0.5).backward()
+    torch.testing.assert_close(a.grad, b.grad)  # the same gradient as the definition's
