@@ -1,5 +1,6 @@
 # `make run`: set up .venv and run the whole pipeline on the embedded dataset.
 # `make test`: set up .venv with the test extra and run the test suite.
+# `make ablations`: queue and run the LAD ablations as DVC experiments, tabulate them into the report.
 # `make ui`: browse the runs in the MLflow UI on http://127.0.0.1:5000
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test ui clean
+.PHONY: run test ablations ui clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,12 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	PATH="$(CURDIR)/$(BIN):$$PATH" pytest
+
+ablations: $(VENV)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m stages.ablations queue
+	PATH="$(CURDIR)/$(BIN):$$PATH" dvc exp run --run-all
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m stages.ablations report
+	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro report
 
 ui: $(VENV)/.installed
 	mkdir -p .mlflow/artifacts

@@ -56,9 +56,9 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "deeplabv3"  # head registry key: deeplabv3 | pspnet | fcn
-    backbone: str = "resnet18d"  # any timm model that supports features_only
-    output_stride: int = 8  # 8 or 16: dilated last stage(s), as in the paper
+    arch: str = "deeplabv3"  # head registry key: deeplabv3 | pspnet | fcn | ocrnet | stdc
+    backbone: str = "resnet18d"  # any timm model that supports features_only, or stdc1 | stdc2
+    output_stride: int = 8  # 8 or 16: dilated last stage(s), as in the paper; 32 for STDC
     head_channels: int = 64  # width of the decode head (paper: 256-512; small for CPU)
     aux_channels: int = 32  # width of the auxiliary FCN head on stage-3 features
     pretrained: bool = False  # timm ImageNet weights (from the hub, or from pretrained_path)
@@ -72,6 +72,7 @@ class ModelConfig:
 class ModelsConfig:
     student: ModelConfig = field(default_factory=ModelConfig)  # the deployed network (image only)
     teacher: ModelConfig = field(default_factory=ModelConfig)  # LAD teacher (image + label channel)
+    conventional_teacher: ModelConfig = field(default_factory=ModelConfig)  # large image-only teacher (compare)
 
 
 @dataclass
@@ -87,7 +88,7 @@ class TrainConfig:
     crop_size: int = 64  # square training crop, pixels
     scale_range: list[float] = field(default_factory=lambda: [0.75, 1.25])  # random rescale
     flip: bool = True  # random horizontal flip
-    amp: str = "bf16"  # none | bf16 | fp16 (fp16 only on CUDA); bf16 is ~1.8x on this CPU
+    amp: str = "none"  # none | bf16 | fp16 (fp16 only on CUDA); bf16 pays only on CPUs with native bf16
     val_interval: int = 250  # validate every N steps (0: only at the end)
     log_interval: int = 10  # log losses every N steps
     num_workers: int = 0  # DataLoader workers (0: in the main process)
@@ -107,6 +108,7 @@ class LADConfig:
     w_aux: float = 0.4  # auxiliary head CE weight
     w_cons: float = 5.0  # consistency (CWD) weight between the two paths
     temperature: float = 4.0  # CWD temperature of the consistency term
+    distance: str = "cwd"  # consistency distance: cwd (official) | kl (pixel-wise KL; ablation)
 
 
 @dataclass
@@ -118,9 +120,22 @@ class DistillConfig:
     w_kd: float = 3.0  # CWD distillation weight (official 3)
     temperature: float = 4.0  # CWD temperature (official 4)
     w_aux: float = 0.02  # student auxiliary head CE weight (official 0.02)
+    distance: str = "cwd"  # distillation distance: cwd (official) | kl (pixel-wise KL; ablation)
     init: str = "scratch"  # scratch | baseline (warm start from the trained baseline, as official)
     iters: int = 1000  # distillation steps (same budget as the baseline by default)
     lr: float = 1e-3  # peak learning rate of the distillation run
+
+
+@dataclass
+class CompareConfig:
+    """The comparison rows: a conventional teacher and earlier distillation methods from it."""
+
+    enabled: bool = False  # train the conventional teacher and one student per method (off: stages skip)
+    methods: list[str] = field(default_factory=lambda: ["kd", "cwd", "cirkd"])  # pipeline/methods.py keys
+    iters: int = 1000  # distillation steps per method (same budget as the baseline by default)
+    lr: float = 1e-3  # peak learning rate
+    w_aux: float = 0.4  # student auxiliary CE weight (CIRKD 0.4)
+    hparams: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> overrides of its defaults
 
 
 @dataclass
@@ -143,6 +158,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     lad: LADConfig = field(default_factory=LADConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,12 +190,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "lad.codebook": ("random", "fixed"),
     "distill.codebook": ("random", "fixed"),
     "distill.init": ("scratch", "baseline"),
-    "model.student.output_stride": (8, 16, 32),
-    "model.teacher.output_stride": (8, 16, 32),
+    "lad.distance": ("cwd", "kl"),
+    "distill.distance": ("cwd", "kl"),
     "evaluate.mode": ("whole", "slide"),
-    "model.student.label_init": ("official", "timm"),
-    "model.teacher.label_init": ("official", "timm"),
 }
+MODEL_ROLES = ("student", "teacher", "conventional_teacher")  # the sections of params.yaml `model`
 
 # (min, max, inclusive-min) bounds for numbers.
 BOUNDS: dict[str, tuple[float | None, float | None]] = {
@@ -216,12 +231,17 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "distill.w_aux": (0.0, None),
     "distill.iters": (1, None),
     "distill.lr": (1e-12, 10.0),
+    "compare.iters": (1, None),
+    "compare.lr": (1e-12, 10.0),
+    "compare.w_aux": (0.0, None),
     "evaluate.batch_size": (1, None),
     "evaluate.crop": (16, 8192),
     "evaluate.stride": (1, 8192),
     "evaluate.num_examples": (0, 64),
 }
-for _role in ("student", "teacher"):
+for _role in MODEL_ROLES:
+    CHOICES[f"model.{_role}.output_stride"] = (8, 16, 32)
+    CHOICES[f"model.{_role}.label_init"] = ("official", "timm")
     BOUNDS[f"model.{_role}.head_channels"] = (4, 4096)
     BOUNDS[f"model.{_role}.aux_channels"] = (4, 4096)
     BOUNDS[f"model.{_role}.dropout"] = (0.0, 0.99)
@@ -249,6 +269,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list of {_type_name(item)}, got {value!r}")
         return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        key_tp, value_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {_coerce(k, key_tp, key): _coerce(v, value_tp, f"{key}.{k}") for k, v in value.items()}
     if origin is Literal:
         if value not in typing.get_args(tp):
             raise ConfigError(f"{key}: expected one of {list(typing.get_args(tp))}, got {value!r}")
@@ -326,11 +351,21 @@ def _check_values(cfg: Config) -> None:
     if cfg.train.amp == "fp16" and (cfg.train.device == "cpu" or not torch.cuda.is_available()):
         raise ConfigError("train.amp: 'fp16' needs CUDA; use 'bf16' or 'none' on CPU")
     from pipeline.data import LAYOUTS
-    from pipeline.models import HEADS, check_backbone
+    from pipeline.models import HEADS, STDC_LAYERS, check_backbone
 
     if cfg.data.name not in LAYOUTS:
         raise ConfigError(f"data.name: expected one of {list(LAYOUTS)}, got {cfg.data.name!r}")
-    for role in ("student", "teacher"):
+    from pipeline.methods import method_hparams
+
+    c = cfg.compare
+    if not c.methods or len(set(c.methods)) != len(c.methods):
+        raise ConfigError(f"compare.methods: expected a non-empty list of distinct method names, got {c.methods}")
+    for name in c.methods + [m for m in c.hparams if m not in c.methods]:
+        try:
+            method_hparams(name, c.hparams.get(name))
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+    for role in MODEL_ROLES:
         m = getattr(cfg.model, role)
         if m.arch not in HEADS:
             raise ConfigError(f"model.{role}.arch: expected one of {sorted(HEADS)}, got {m.arch!r}")
@@ -343,6 +378,9 @@ def _check_values(cfg: Config) -> None:
                               "(a timm weights file for the backbone, .pth/.bin/.safetensors)")
         if m.pretrained_path and not m.pretrained:
             raise ConfigError(f"model.{role}.pretrained_path is set but model.{role}.pretrained is false")
+        if m.backbone in STDC_LAYERS and (m.output_stride != 32 or m.pretrained):
+            raise ConfigError(f"model.{role}.backbone: {m.backbone} is built here without dilation or ImageNet "
+                              f"weights: set model.{role}.output_stride: 32 and pretrained: false")
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:

@@ -116,11 +116,17 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         self.model, self.step = model, step
+        # a step's own trainable module (a distillation method's projections and memory queues):
+        # optimised and checkpointed with the network, its gradients averaged over processes by hand
+        self.extra: nn.Module | None = getattr(step, "module", None)
+        if self.extra is not None:
+            self.extra.to(self.device)
         self.train_set, self.val_set = train_set, val_set
         self.num_classes, self.ignore_index, self.class_names = num_classes, ignore_index, class_names
         self.iters, self.batch_size = iters, batch_size
         self.lr, self.poly_power = lr, poly_power
-        self.optimizer = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad],
+        trainable = list(model.parameters()) + (list(self.extra.parameters()) if self.extra is not None else [])
+        self.optimizer = make_optimizer(optimizer, [p for p in trainable if p.requires_grad],
                                         lr, momentum, weight_decay)
         self.autocast_dtype = AMP_DTYPES[amp]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
@@ -151,6 +157,7 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         """The full training state; collective under DDP (every rank's RNG state is gathered)."""
         return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "step_module": self.extra.state_dict() if self.extra is not None else None,
                 "scaler": self.scaler.state_dict(), "iteration": self.iteration,
                 "rng": all_gather_object(self._rng_state(), self.ctx), "world_size": self.ctx.world_size,
                 "history": self.history, "fingerprint": self.fingerprint, "git_commit": git_commit(), **self.meta}
@@ -178,6 +185,8 @@ class Trainer:
                 tqdm.write(f"{path}: checkpoint of another configuration, starting afresh")
             return False
         self.module.load_state_dict(ckpt["model"])
+        if self.extra is not None:
+            self.extra.load_state_dict(ckpt["step_module"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.iteration, self.history = ckpt["iteration"], ckpt["history"]
@@ -224,6 +233,10 @@ class Trainer:
                                      "lower the learning rate or check the data")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if self.extra is not None and self.ctx.distributed:  # outside DDP: average its gradients here
+            for p in self.extra.parameters():
+                if p.grad is not None:
+                    p.grad.copy_(all_reduce_sum(p.grad, self.ctx) / self.ctx.world_size)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.iteration += 1
@@ -234,6 +247,8 @@ class Trainer:
         torch.manual_seed(self.seed + self.ctx.rank)  # per process: label noise and dropout differ by rank
         self.try_resume()
         self.model.train()
+        if self.extra is not None:
+            self.extra.train()
         batches = train_loader(self.train_set, self.batch_size, self.seed, self.iteration, self.num_workers,
                                self.ctx.rank, self.ctx.world_size)
         bar = tqdm(total=self.iters, initial=self.iteration, desc=self.desc, unit="it", dynamic_ncols=True,

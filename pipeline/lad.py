@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.losses import cwd, seg_terms
+from pipeline.losses import DISTANCES, seg_terms
 
 CODEBOOKS = ("random", "fixed")
 
@@ -66,11 +66,13 @@ def teacher_input(image: torch.Tensor, label: torch.Tensor, num_classes: int, ig
 
 def dual_path_loss(model: nn.Module, image: torch.Tensor, label: torch.Tensor, num_classes: int,
                    ignore_index: int, codebook: str, noise_std: float, scale: float, w_aux: float,
-                   w_cons: float, temperature: float, dual_path: bool = True) -> dict[str, torch.Tensor]:
+                   w_cons: float, temperature: float, dual_path: bool = True,
+                   distance: str = "cwd") -> dict[str, torch.Tensor]:
     """LAD teacher loss: two independently noised label paths, CE on both, symmetric stop-grad CWD.
 
     ``L = sum_i [CE(z_i, y) + w_aux CE(a_i, y)] + w_cons [CWD(z1, sg(z2)) + CWD(z2, sg(z1))]``.
-    With ``dual_path=False`` a single path and no consistency term (the ablation).
+    With ``dual_path=False`` a single path and no consistency term (the ablation); ``distance``
+    (a key of ``losses.DISTANCES``) swaps CWD for pixel-wise KL (the other ablation).
     Returns the total as ``loss`` plus its terms (detached) for logging.
     """
     outs = []
@@ -82,7 +84,8 @@ def dual_path_loss(model: nn.Module, image: torch.Tensor, label: torch.Tensor, n
     loss = ce + w_aux * aux
     if dual_path:
         z1, z2 = outs[0]["out"], outs[1]["out"]
-        cons = cwd(z1, z2.detach(), temperature) + cwd(z2, z1.detach(), temperature)
+        dist = DISTANCES[distance]
+        cons = dist(z1, z2.detach(), temperature) + dist(z2, z1.detach(), temperature)
         terms["cons"] = cons
         loss = loss + w_cons * cons
     return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as tdist
 import torch.nn.functional as F
+from torch import nn
 
 
 def seg_ce(logits: torch.Tensor, label: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
@@ -15,8 +17,13 @@ def seg_ce(logits: torch.Tensor, label: torch.Tensor, ignore_index: int = 255) -
 
 def seg_terms(out: dict[str, torch.Tensor], label: torch.Tensor, ignore_index: int = 255
               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(CE of the main logits, CE of the auxiliary logits)``; the latter is 0 without an aux head."""
+    """``(CE of the main logits, CE of the auxiliary logits)``; the latter is 0 without an aux head.
+
+    An STDC head's ``detail`` logits add their detail loss (weight 1, as in STDC) to the main term.
+    """
     ce = seg_ce(out["out"], label, ignore_index)
+    if "detail" in out:
+        ce = ce + detail_loss(out["detail"], label, ignore_index)
     aux = seg_ce(out["aux"], label, ignore_index) if "aux" in out else ce.new_zeros(())
     return ce, aux
 
@@ -51,6 +58,10 @@ def kd(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -
     return temperature**2 * (log_t.exp() * (log_t - log_s)).sum(-1).mean()
 
 
+# distance between two logit maps, ``f(student, teacher, temperature)``: the LAD ablation "distance loss"
+DISTANCES = {"cwd": cwd, "kl": kd}
+
+
 def pixel_pair_relation(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 0.1,
                         pool: bool = False) -> torch.Tensor:
     """CIRKD's mini-batch pixel-to-pixel relation loss (Yang et al., CVPR 2022).
@@ -73,3 +84,129 @@ def pixel_pair_relation(student: torch.Tensor, teacher: torch.Tensor, temperatur
         log_t = F.log_softmax(torch.einsum("cp,bcq->bpq", ft[i], ft) / temperature, dim=-1)
         total = total + (log_t.exp() * (log_t - log_s)).sum(-1).mean(-1).sum()
     return total / (b * b)
+
+
+# the 3x3 Laplacian STDC convolves the label map with to find boundaries
+LAPLACIAN = torch.tensor([[-1.0, -1.0, -1.0], [-1.0, 8.0, -1.0], [-1.0, -1.0, -1.0]]).reshape(1, 1, 3, 3)
+DETAIL_FUSION = (0.6, 0.3, 0.1)  # weights of the stride 1, 2 and 4 boundary maps (STDC, as mmsegmentation)
+
+
+def detail_target(label: torch.Tensor, ignore_index: int = 255, threshold: float = 0.1) -> torch.Tensor:
+    """STDC's binary detail ground truth (B, 1, H, W): Laplacian boundaries of the label map at
+    strides 1, 2 and 4, upsampled, fused with :data:`DETAIL_FUSION` and thresholded. Ignore pixels
+    count as class 0, so only real class edges (and edges of ignore regions) are details."""
+    y = label.masked_fill(label == ignore_index, 0).unsqueeze(1).float()
+    lap = LAPLACIAN.to(y.device)
+    maps = []
+    for stride in (1, 2, 4):
+        b = (F.conv2d(y, lap, stride=stride, padding=1).clamp(min=0) > threshold).float()
+        maps.append(F.interpolate(b, y.shape[2:], mode="nearest") if stride > 1 else b)
+    fused = sum(w * m for w, m in zip(DETAIL_FUSION, maps))
+    return (fused > threshold).float()
+
+
+def detail_loss(logits: torch.Tensor, label: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+    """STDC's detail loss: binary cross-entropy + Dice of the detail head's logits (upsampled to the
+    label) against :func:`detail_target`. Dice per image with smoothing 1, averaged."""
+    target = detail_target(label, ignore_index)
+    logits = F.interpolate(logits.float(), label.shape[1:], mode="bilinear", align_corners=False)
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    p, t = logits.sigmoid().flatten(1), target.flatten(1)
+    dice = 1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)
+    return bce + dice.mean()
+
+
+def _gather(t: torch.Tensor) -> torch.Tensor:
+    """``t`` of every DDP process, concatenated along dim 0 (just ``t`` in a single process)."""
+    if not (tdist.is_available() and tdist.is_initialized()) or tdist.get_world_size() == 1:
+        return t
+    parts = [torch.empty_like(t) for _ in range(tdist.get_world_size())]
+    tdist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
+def similarity_kd(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``T^2 * KL(softmax(t/T) || softmax(s/T))`` over rows, averaged over rows (CIRKD's ``batchmean``)."""
+    log_s = F.log_softmax(student.float() / temperature, dim=1)
+    log_t = F.log_softmax(teacher.float() / temperature, dim=1)
+    return temperature**2 * (log_t.exp() * (log_t - log_s)).sum(1).mean()
+
+
+class MemoryContrast(nn.Module):
+    """CIRKD's memory-based pixel-to-pixel and pixel-to-region distillation (Yang et al., CVPR 2022).
+
+    Per class, a queue of teacher pixel embeddings (``pixel_memory`` long, ``pixel_update`` new
+    pixels per image and class) and one of teacher region embeddings (the class mean of an image,
+    ``region_memory`` long), all L2-normalised. For every labelled pixel, the similarities of the
+    student's embedding (through a 1x1-BN-ReLU-1x1 projection to the teacher's width) and of the
+    teacher's to a random sample of each queue (``pixel_contrast`` / ``region_contrast`` per class)
+    become two distributions at ``temperature``; the losses are their KL at ``kd_temperature``.
+    The queues are buffers: they travel with the checkpoint, so a resumed run continues exactly.
+    Under DDP every process enqueues the teacher embeddings of the whole global batch.
+    """
+
+    def __init__(self, student_channels: int, teacher_channels: int, num_classes: int, ignore_index: int = 255,
+                 pixel_memory: int = 20000, region_memory: int = 2000, pixel_contrast: int = 4096,
+                 region_contrast: int = 1024, temperature: float = 0.1, kd_temperature: float = 1.0,
+                 pixel_update: int = 16) -> None:
+        super().__init__()
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.pixel_contrast = pixel_contrast // num_classes + 1  # per class, as CIRKD
+        self.region_contrast = region_contrast // num_classes + 1
+        self.temperature, self.kd_temperature, self.pixel_update = temperature, kd_temperature, pixel_update
+        self.project = nn.Sequential(nn.Conv2d(student_channels, teacher_channels, 1, bias=False),
+                                     nn.BatchNorm2d(teacher_channels), nn.ReLU(inplace=True),
+                                     nn.Conv2d(teacher_channels, teacher_channels, 1, bias=False))
+        self.register_buffer("pixel_queue", F.normalize(torch.randn(num_classes, pixel_memory, teacher_channels), dim=2))
+        self.register_buffer("pixel_ptr", torch.zeros(num_classes, dtype=torch.long))
+        self.register_buffer("region_queue", F.normalize(torch.randn(num_classes, region_memory, teacher_channels), dim=2))
+        self.register_buffer("region_ptr", torch.zeros(num_classes, dtype=torch.long))
+
+    @torch.no_grad()
+    def enqueue(self, feats: torch.Tensor, labels: torch.Tensor) -> None:
+        """Push the (normalised) teacher embeddings ``feats`` (B, C, h, w) with ``labels`` (B, h, w)."""
+        feats, labels = _gather(feats), _gather(labels)
+        size, region_size = self.pixel_queue.shape[1], self.region_queue.shape[1]
+        for f, y in zip(feats.flatten(2), labels.flatten(1)):
+            for c in y.unique().tolist():
+                if c == self.ignore_index:
+                    continue
+                idx = (y == c).nonzero().squeeze(1)
+                ptr = int(self.region_ptr[c])
+                self.region_queue[c, ptr] = F.normalize(f[:, idx].mean(1), dim=0)
+                self.region_ptr[c] = (ptr + 1) % region_size
+                k = min(len(idx), self.pixel_update)
+                sample = F.normalize(f[:, idx[torch.randperm(len(idx), device=idx.device)[:k]]].T, dim=1)
+                ptr = int(self.pixel_ptr[c])
+                if ptr + k >= size:  # CIRKD: the last slots, then start over
+                    self.pixel_queue[c, -k:] = sample
+                    self.pixel_ptr[c] = 0
+                else:
+                    self.pixel_queue[c, ptr:ptr + k] = sample
+                    self.pixel_ptr[c] = ptr + k
+
+    def _sample(self, queue: torch.Tensor, per_class: int) -> torch.Tensor:
+        idx = torch.randperm(queue.shape[1], device=queue.device)[:per_class]
+        return queue[:, idx].reshape(-1, queue.shape[2])  # (K * per_class, C), class by class
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor, label: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pixel-to-pixel, pixel-to-region)`` losses of student/teacher embeddings (B, C, h, w)."""
+        t = F.normalize(teacher.float().detach(), dim=1)
+        s = F.normalize(self.project(student).float(), dim=1)
+        if s.shape[2:] != t.shape[2:]:
+            s = F.interpolate(s, t.shape[2:], mode="bilinear", align_corners=False)
+        y = F.interpolate(label.unsqueeze(1).float(), t.shape[2:], mode="nearest").squeeze(1).long()
+        self.enqueue(t, y)
+        keep = y.flatten() != self.ignore_index
+        s_rows = s.permute(0, 2, 3, 1).reshape(-1, s.shape[1])[keep]
+        t_rows = t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])[keep]
+        if not len(s_rows):  # nothing labelled: zero, but keep the graph
+            zero = 0.0 * s.pow(2).mean()
+            return zero, zero
+        losses = []
+        for queue, n in ((self.pixel_queue, self.pixel_contrast), (self.region_queue, self.region_contrast)):
+            bank = self._sample(queue, n)
+            losses.append(similarity_kd(s_rows @ bank.T / self.temperature, t_rows @ bank.T / self.temperature,
+                                        self.kd_temperature))
+        return losses[0], losses[1]

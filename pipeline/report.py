@@ -12,7 +12,37 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-ARCH_NAMES = {"deeplabv3": "DeepLabV3", "pspnet": "PSPNet", "fcn": "FCN"}
+ARCH_NAMES = {"deeplabv3": "DeepLabV3", "pspnet": "PSPNet", "fcn": "FCN", "ocrnet": "OCRNet", "stdc": "STDC"}
+
+# Published val mIoU (%) for settings we can match: (dataset, row, arch, backbone family) -> mIoU.
+# Rows: baseline, lad (student), a pipeline.methods key, conventional_teacher. Sources: the LAD paper
+# (ECCV 2024) for VOC, the CIRKD paper (CVPR 2022) otherwise; both single-scale, DeepLabV3-R101 teacher.
+PUBLISHED: dict[tuple[str, str, str, str], float] = {
+    ("voc", "baseline", "deeplabv3", "resnet18"): 73.21,
+    ("voc", "cirkd", "deeplabv3", "resnet18"): 74.50,
+    ("voc", "lad", "deeplabv3", "resnet18"): 75.0,
+    ("voc", "baseline", "pspnet", "resnet18"): 73.33,
+    ("voc", "cirkd", "pspnet", "resnet18"): 74.78,
+    ("voc", "lad", "pspnet", "resnet18"): 75.4,
+    ("cityscapes", "conventional_teacher", "deeplabv3", "resnet101"): 78.07,
+    ("cityscapes", "baseline", "deeplabv3", "resnet18"): 74.21,
+    ("cityscapes", "cwd", "deeplabv3", "resnet18"): 75.55,
+    ("cityscapes", "cirkd", "deeplabv3", "resnet18"): 76.38,
+    ("ade20k", "baseline", "deeplabv3", "resnet18"): 33.91,
+    ("ade20k", "cirkd", "deeplabv3", "resnet18"): 35.41,
+    ("coco_stuff164k", "baseline", "deeplabv3", "resnet18"): 32.60,
+    ("coco_stuff164k", "cirkd", "deeplabv3", "resnet18"): 33.11,
+}
+PUBLISHED_NOTE = ("the paper's number where dataset, row and student architecture match (VOC: the LAD paper; "
+                  "Cityscapes, ADE20K, COCO-Stuff 164K: the CIRKD paper; both at 512-1024 px crops and 40k-80k "
+                  "iterations with ImageNet weights, so only a full recipe run is comparable); — elsewhere.")
+
+
+def published(dataset: str, row: str, arch: str, backbone: str) -> float | None:
+    """The published mIoU of ``row`` for this dataset and model, if any (backbone by family: resnet18d
+    and resnet18 both count as ResNet-18)."""
+    family = next((f for f in ("resnet101", "resnet18") if backbone.startswith(f)), backbone)
+    return PUBLISHED.get((dataset, row, arch, family))
 
 
 def model_name(res: dict[str, Any]) -> str:

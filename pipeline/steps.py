@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from pipeline.lad import dual_path_loss, teacher_input
-from pipeline.losses import cwd, seg_terms
+from pipeline.losses import DISTANCES, seg_terms
 
 
 class SupervisedStep:
@@ -38,10 +38,10 @@ class LADTeacherStep:
 
     def __init__(self, num_classes: int, ignore_index: int, codebook: str, noise_std: float, scale: float,
                  w_aux: float, w_cons: float, temperature: float, dual_path: bool = True,
-                 val_codebook: str = "fixed", val_noise_std: float = 0.02) -> None:
+                 val_codebook: str = "fixed", val_noise_std: float = 0.02, distance: str = "cwd") -> None:
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.kwargs = dict(codebook=codebook, noise_std=noise_std, scale=scale, w_aux=w_aux, w_cons=w_cons,
-                           temperature=temperature, dual_path=dual_path)
+                           temperature=temperature, dual_path=dual_path, distance=distance)
         self.scale, self.val_codebook, self.val_noise_std = scale, val_codebook, val_noise_std
 
     def model_input(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
@@ -56,10 +56,12 @@ class DistillStep:
     """Student from a frozen LAD teacher: ``CE + w_aux CE_aux + w_kd CWD_T(z_s, z_t)``.
 
     The teacher (eval mode, no grad) sees the image and the noised label; the student the image only.
+    ``distance: kl`` uses pixel-wise KL instead of CWD (the ablation).
     """
 
     def __init__(self, teacher: nn.Module, num_classes: int, ignore_index: int, codebook: str, noise_std: float,
-                 scale: float, w_kd: float, temperature: float, w_aux: float) -> None:
+                 scale: float, w_kd: float, temperature: float, w_aux: float, distance: str = "cwd") -> None:
+        self.distance = DISTANCES[distance]
         self.teacher = teacher.eval().requires_grad_(False)
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.codebook, self.noise_std, self.scale = codebook, noise_std, scale
@@ -75,14 +77,41 @@ class DistillStep:
             z_t = self.teacher(x_t)["out"]
         out = model(image)
         ce, aux = seg_terms(out, label, self.ignore_index)
-        kd = cwd(out["out"], z_t, self.temperature)
+        kd = self.distance(out["out"], z_t, self.temperature)
         return {"loss": ce + self.w_aux * aux + self.w_kd * kd, "ce": ce.detach(), "aux": aux.detach(),
                 "kd": kd.detach()}
 
 
-# role name -> step class; a new distillation method is one more entry.
+class MethodDistillStep:
+    """Student from a frozen conventional (image-only) teacher with a method of :mod:`pipeline.methods`:
+    ``CE + w_aux CE_aux + sum of the method's weighted terms``.
+
+    ``module`` is the method's loss module: its weights (projections) are trained and its buffers
+    (memory queues) checkpointed with the student by the trainer.
+    """
+
+    def __init__(self, teacher: nn.Module, loss: nn.Module, ignore_index: int, w_aux: float) -> None:
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.module, self.ignore_index, self.w_aux = loss, ignore_index, w_aux
+
+    def model_input(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return image
+
+    def __call__(self, model: nn.Module, image: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            t_out = self.teacher(image)
+        out = model(image)
+        ce, aux = seg_terms(out, label, self.ignore_index)
+        terms = self.module(out, t_out, label)
+        loss = ce + self.w_aux * aux + sum(terms.values())
+        return {"loss": loss, "ce": ce.detach(), "aux": aux.detach(), **{k: v.detach() for k, v in terms.items()}}
+
+
+# role name -> step class; a new kind of training is one more entry (distillation methods from a
+# conventional teacher are entries of pipeline.methods.METHODS instead, all run by MethodDistillStep).
 STEPS: dict[str, Callable[..., Any]] = {
     "baseline": SupervisedStep,
     "teacher": LADTeacherStep,
     "distill": DistillStep,
+    "method": MethodDistillStep,
 }

@@ -20,6 +20,7 @@ CURVES = Path("reports/curves")
 EVAL = Path("reports/eval")
 METRICS = Path("reports/metrics.json")
 EXPERIMENT = os.environ.get("MLFLOW_EXPERIMENT_NAME", "lad")
+COMPARE_PREFIX = "distill_"  # role of a comparison student: distill_<method of pipeline.methods>
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,16 @@ class SeedPaths:
         return MODELS / f"seed{self.seed}"
 
     def model(self, role: str) -> Path:
-        """The final checkpoint of a trained model (``role``: baseline, teacher, student, baseline_ft)."""
-        return self.models / "baseline_ft" / "model.pt" if role == "baseline_ft" else self.models / f"{role}.pt"
+        """The final checkpoint of a trained model (``role``: a key of stages.train.ROLES).
+
+        Models a stage may skip (``baseline_ft``, the comparison rows) live in a folder of their own,
+        the DVC output, which holds ``model.pt`` or a ``SKIPPED`` note.
+        """
+        if role.startswith(COMPARE_PREFIX):
+            return self.models / "compare" / role.removeprefix(COMPARE_PREFIX) / "model.pt"
+        if role in ("baseline_ft", "conventional_teacher"):
+            return self.models / role / "model.pt"
+        return self.models / f"{role}.pt"
 
     def resume(self, role: str) -> Path:
         """In-progress checkpoint and status of ``role``: a DVC ``persist`` output, so a rerun keeps it."""

@@ -1,5 +1,7 @@
 """Stage ``evaluate --seed N``: every model of one seed on the val split; the teacher three ways.
 
+Models a stage skipped (``baseline_ft``, the comparison rows without ``compare.enabled``) are left out.
+
 Writes ``reports/eval/seed<N>/<model>.json`` (scores, per-class IoU, confusion matrix, params,
 FLOPs) and ``examples.npz`` (a few val images with every model's prediction, for the report's
 grid), and the seed's summary ``reports/eval/seed<N>.json`` (DVC metrics). The report averages
@@ -24,7 +26,8 @@ from pipeline.lad import teacher_input
 from pipeline.metrics import scores
 from pipeline.models import count_flops, count_params
 from pipeline.tracking import stage_run
-from stages.common import EXPERIMENT, INDEX, SeedPaths, run_stage, stage_args
+from pipeline.methods import METHODS
+from stages.common import COMPARE_PREFIX, EXPERIMENT, INDEX, SeedPaths, run_stage, stage_args
 
 SECTIONS = ["data", "lad.scale", "distill.codebook", "distill.noise_std", "evaluate", "train.amp",
             "train.crop_size", "train.device"]
@@ -37,6 +40,8 @@ EVALUATIONS: dict[str, tuple[str, str | None]] = {
     "teacher_random": ("teacher", "random"),
     "teacher_fixed": ("teacher", "fixed"),
     "teacher_zero": ("teacher", "zero"),
+    "conventional_teacher": ("conventional_teacher", None),
+    **{f"{COMPARE_PREFIX}{m}": (f"{COMPARE_PREFIX}{m}", None) for m in METHODS},
 }
 
 
@@ -72,7 +77,7 @@ def evaluate_all(cfg: Config, seed: int = 0) -> dict[str, dict[str, Any]]:
     for name, (role, codebook) in EVALUATIONS.items():
         path = paths.model(role)
         if not path.is_file():
-            continue  # e.g. baseline_ft when distill.init is scratch
+            continue  # skipped: baseline_ft when distill.init is scratch, the comparison rows when off
         model, ckpt = load_trained(path, classes)
         fn = input_fn(cfg, index, codebook)
         torch.manual_seed(seed)  # the label noise of the teacher's evaluation is reproducible

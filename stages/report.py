@@ -17,17 +17,19 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.engine import git_commit
 from pipeline.io import atomic_write, write_json
-from pipeline.report import (full_palette, markdown_table, fmt, mean_std, model_name, plot_curves, plot_examples,
-                             plot_per_class)
+from pipeline.methods import METHODS, describe
+from pipeline.report import (PUBLISHED_NOTE, full_palette, markdown_table, fmt, mean_std, model_name, plot_curves,
+                             plot_examples, plot_per_class, published)
 from pipeline.tracking import stage_run
-from stages.common import EXPERIMENT, INDEX, METRICS, SeedPaths, run_stage
+from stages.ablations import ablation_section
+from stages.common import COMPARE_PREFIX, EXPERIMENT, INDEX, METRICS, SeedPaths, run_stage
 from stages.evaluate import EVALUATIONS
 from stages.train import ROLES
 
 REPORT = Path("reports/report.md")
 FIGURES = Path("reports/figures")
 PER_CLASS = Path("reports/per_class_iou.tsv")
-SECTIONS = ["seeds", "distill.init", "distill.iters", "evaluate.multi_scale", "evaluate.flip", "evaluate.mode",
+SECTIONS = ["seeds", "distill.init", "distill.iters", "compare", "evaluate.multi_scale", "evaluate.flip", "evaluate.mode",
             "evaluate.crop", "evaluate.stride"]
 TRAINED = tuple(ROLES)  # the trained models, in DAG order
 SCORES = ("miou", "pixel_acc", "mean_acc")
@@ -70,30 +72,50 @@ def build_report(cfg: Config) -> dict[str, float]:
     FIGURES.mkdir(parents=True, exist_ok=True)
 
     student = model_name(res["baseline"][0])
-    teacher = model_name(res["teacher_fixed"][0]) + " + label (LAD)"
+    lad_teacher = model_name(res["teacher_fixed"][0]) + " + label (LAD)"
+    conventional = model_name(res["conventional_teacher"][0]) if "conventional_teacher" in res else "—"
     init = cfg.distill.init
+    dataset = index["name"]
 
     def miou(key: str) -> str:
         s = summary[key]
         return fmt(s["miou"]) + (f" ± {fmt(s['miou_std'])}" if s["seeds"] > 1 else "")
 
-    def row(teacher_name: str, method: str, key: str) -> list[str]:
-        r = res[key][0]
-        secs = [t["train_seconds"] for t in train.get(r["model"], []) if "train_seconds" in t]
-        return [teacher_name, student, method, miou(key), fmt(summary[key]["pixel_acc"]), fmt(r["params_m"]),
-                fmt(r["gflops"]), str(r["iterations"]), fmt(mean_std(secs)[0] if secs else None, 0)]
+    def seconds(key: str) -> float | None:
+        secs = [t["train_seconds"] for t in train.get(res[key][0]["model"], []) if "train_seconds" in t]
+        return mean_std(secs)[0] if secs else None
 
-    header = ["Teacher", "Student", "Method", "mIoU", "pixel acc", "params (M)", "GFLOPs", "iterations", "train s"]
-    rows = [row("—", "Baseline", "baseline")]
+    def row(teacher_name: str, method: str, key: str, teacher_key: str | None, paper_key: str) -> list[str]:
+        r = res[key][0]
+        paper = published(dataset, paper_key, r["arch"], r["backbone"])
+        return [teacher_name, model_name(r), method, miou(key), fmt(summary[key]["pixel_acc"]), fmt(r["params_m"]),
+                fmt(r["gflops"]), str(r["iterations"]), fmt(seconds(key), 0),
+                miou(teacher_key) if teacher_key else "—", fmt(seconds(teacher_key), 0) if teacher_key else "—",
+                fmt(paper)]
+
+    header = ["Teacher", "Student", "Method", "mIoU", "pixel acc", "params (M)", "GFLOPs", "iterations", "train s",
+              "teacher mIoU", "teacher train s", "published mIoU"]
+    rows = [row("—", "Baseline", "baseline", None, "baseline")]
     if "baseline_ft" in res:
-        rows.append(row("—", f"Baseline + {cfg.distill.iters} more iterations (equal-budget control)", "baseline_ft"))
-    rows.append(row(teacher, f"LAD (init: {init})", "lad_student"))
-    t_header = ["Teacher", "label channel at evaluation", "mIoU", "pixel acc", "params (M)", "GFLOPs"]
-    t_rows = [[teacher, desc, miou(k), fmt(summary[k]["pixel_acc"]), fmt(res[k][0]["params_m"]),
-               fmt(res[k][0]["gflops"])]
-              for k, desc in (("teacher_random", "random code book (as in teacher training)"),
-                              ("teacher_fixed", "fixed code book (as in distillation)"),
-                              ("teacher_zero", "all-zero (no label)"))]
+        rows.append(row("—", f"Baseline + {cfg.distill.iters} more iterations (equal-budget control)", "baseline_ft",
+                        None, "baseline_ft"))
+    for m in cfg.compare.methods:
+        if f"{COMPARE_PREFIX}{m}" in res:
+            rows.append(row(conventional, METHODS[m].title, f"{COMPARE_PREFIX}{m}", "conventional_teacher", m))
+    rows.append(row(lad_teacher, f"LAD (init: {init})", "lad_student", "teacher_fixed", "lad"))
+    t_header = ["Teacher", "input at evaluation", "mIoU", "pixel acc", "params (M)", "GFLOPs", "train s",
+                "published mIoU"]
+    t_keys = [(k, lad_teacher, desc) for k, desc in (("teacher_random", "image + label, random code book (as trained)"),
+                                                     ("teacher_fixed", "image + label, fixed code book (as distilling)"),
+                                                     ("teacher_zero", "image + all-zero label channel"))]
+    if "conventional_teacher" in res:
+        t_keys.insert(0, ("conventional_teacher", conventional, "image only (conventional teacher)"))
+    t_rows = [[name, desc, miou(k), fmt(summary[k]["pixel_acc"]), fmt(res[k][0]["params_m"]), fmt(res[k][0]["gflops"]),
+               fmt(seconds(k), 0), fmt(published(dataset, k, res[k][0]["arch"], res[k][0]["backbone"]))]
+              for k, name, desc in t_keys]
+    compare_note = ("; ".join(f"{METHODS[m].title}: {describe(m, cfg.compare.hparams.get(m))}"
+                              for m in cfg.compare.methods) if cfg.compare.enabled else
+                    "off (`compare.enabled: false`): no conventional teacher or earlier methods ran")
     seed_rows = [[str(s)] + [fmt(res[n][i]["miou"]) for n in res] for i, s in enumerate(seeds)]
 
     per_class = pd.DataFrame({n: pd.DataFrame([r["per_class_iou"] for r in runs]).astype(float).mean()
@@ -130,10 +152,13 @@ original label resolution. FLOPs: one forward at
 
 {markdown_table(header, rows)}
 
-## The label-assisted teacher
+Comparison methods from the conventional teacher: {compare_note}.
+"published mIoU": {PUBLISHED_NOTE}
+
+## Teachers
 
 {markdown_table(t_header, t_rows)}
-
+{ablation_section()}
 ## mIoU of each seed
 
 {markdown_table(["seed"] + list(res), seed_rows)}

@@ -5,6 +5,9 @@
 * ``student``: the student distilled from the frozen LAD teacher (CWD).
 * ``baseline_ft``: with ``distill.init: baseline``, the baseline trained on for the same extra
   iterations without a teacher, so a warm-started student is compared at equal budget.
+* ``conventional_teacher``: with ``compare.enabled``, a large image-only teacher trained the usual way.
+* ``distill_<method>``: with ``compare.enabled``, the student distilled from the conventional teacher
+  with a method of ``pipeline.methods`` (KD, CWD, CIRKD, ...): the comparison rows of the paper.
 
 With ``train.nproc > 1`` the stage re-executes itself under ``torchrun`` (DDP, one process per GPU,
 or gloo processes on a CPU).
@@ -30,7 +33,8 @@ from pipeline.io import atomic_write, write_json
 from pipeline.models import create_segmentor
 from pipeline.steps import STEPS
 from pipeline.tracking import stage_run
-from stages.common import EXPERIMENT, INDEX, SeedPaths, run_stage, stage_args
+from pipeline.methods import METHODS, create_method_loss
+from stages.common import COMPARE_PREFIX, EXPERIMENT, INDEX, SeedPaths, run_stage, stage_args
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,14 @@ class Role:
     stage: str  # the DVC stage name (before ``@<seed>``) and the MLflow child run name, as in dvc.yaml
     net: str  # which network of params.yaml `model` it trains
     sections: tuple[str, ...]  # the params it reads; dvc.yaml lists the same
+    method: str = ""  # comparison rows: the pipeline.methods key (the DVC matrix's second column)
+
+    def run_name(self, seed: int) -> str:
+        """The DVC stage (and MLflow run) name, e.g. ``train_baseline@0`` or ``distill_compare@0-kd``."""
+        return f"{self.stage}@{seed}" + (f"-{self.method}" if self.method else "")
 
 
+COMPARE_SECTIONS = ("data", "model.student", "model.conventional_teacher", "train", "compare")
 ROLES: dict[str, Role] = {
     "baseline": Role("train_baseline", "student", ("data", "model.student", "train")),
     "teacher": Role("train_teacher", "teacher", ("data", "model.teacher", "train", "lad", "distill.codebook",
@@ -48,6 +58,9 @@ ROLES: dict[str, Role] = {
                                            "distill")),
     "baseline_ft": Role("train_baseline_ft", "student", ("data", "model.student", "train", "distill.init",
                                                          "distill.iters", "distill.lr")),
+    "conventional_teacher": Role("train_conventional_teacher", "conventional_teacher",
+                                 ("data", "model.conventional_teacher", "train", "compare.enabled")),
+    **{f"{COMPARE_PREFIX}{m}": Role("distill_compare", "student", COMPARE_SECTIONS, m) for m in METHODS},
 }
 
 
@@ -61,11 +74,17 @@ def build(role: str, cfg: Config, index: dict[str, Any], paths: SeedPaths,
                              net.head_channels, net.aux_channels, net.pretrained, net.dropout, net.aspp_rates,
                              pretrained_path=net.pretrained_path or None, label_init=net.label_init)
     lad, dst = cfg.lad, cfg.distill
-    if role == "baseline":
+    if role in ("baseline", "conventional_teacher"):
         return model, STEPS["baseline"](k, ignore, cfg.train.w_aux), cfg.train.iters, cfg.train.lr
+    if ROLES[role].method:  # a comparison row: the student from the conventional teacher
+        teacher, _ = load_trained(paths.model("conventional_teacher"), index["classes"])
+        c = cfg.compare
+        loss = create_method_loss(ROLES[role].method, c.hparams.get(ROLES[role].method), net.head_channels,
+                                  teacher.spec["head_channels"], k, ignore)
+        return model, STEPS["method"](teacher.to(device), loss, ignore, c.w_aux), c.iters, c.lr
     if role == "teacher":
         step = STEPS["teacher"](k, ignore, lad.codebook, lad.noise_std, lad.scale, lad.w_aux, lad.w_cons,
-                                lad.temperature, lad.dual_path, dst.codebook, dst.noise_std)
+                                lad.temperature, lad.dual_path, dst.codebook, dst.noise_std, lad.distance)
         return model, step, cfg.train.iters, cfg.train.lr
     if role == "baseline_ft" or dst.init == "baseline":  # warm start from the trained baseline
         base, _ = load_trained(paths.model("baseline"), index["classes"])
@@ -77,7 +96,7 @@ def build(role: str, cfg: Config, index: dict[str, Any], paths: SeedPaths,
         return model, STEPS["baseline"](k, ignore, cfg.train.w_aux), dst.iters, dst.lr
     teacher, _ = load_trained(paths.model("teacher"), index["classes"])
     step = STEPS["distill"](teacher.to(device), k, ignore, dst.codebook, dst.noise_std, lad.scale, dst.w_kd,
-                            dst.temperature, dst.w_aux)
+                            dst.temperature, dst.w_aux, dst.distance)
     return model, step, dst.iters, dst.lr
 
 
@@ -88,19 +107,29 @@ def write_curves(role: str, history: dict[str, list[dict[str, float]]], paths: S
         atomic_write(paths.curve(role, kind), lambda tmp: df.to_csv(tmp, sep="\t", index=False, float_format="%.6g"))
 
 
-def skip_baseline_ft(cfg: Config, paths: SeedPaths) -> dict[str, Any]:
-    """``train_baseline_ft`` without a warm start: record why there is nothing to train."""
-    reason = f"distill.init is {cfg.distill.init!r}: the baseline itself is the equal-budget control"
-    out = paths.model("baseline_ft").parent
+def skip_reason(role: str, cfg: Config) -> str | None:
+    """Why ``role`` has nothing to train under ``cfg`` (None: it trains)."""
+    if role == "baseline_ft" and cfg.distill.init != "baseline":
+        return f"distill.init is {cfg.distill.init!r}: the baseline itself is the equal-budget control"
+    if (role == "conventional_teacher" or ROLES[role].method) and not cfg.compare.enabled:
+        return "compare.enabled is false: no comparison rows (they are on in the paper recipes)"
+    if ROLES[role].method and ROLES[role].method not in cfg.compare.methods:
+        return f"{ROLES[role].method!r} is not in compare.methods {cfg.compare.methods}"
+    return None
+
+
+def skip(role: str, reason: str, paths: SeedPaths) -> dict[str, Any]:
+    """A stage with nothing to train: its outputs record why (DVC needs them to exist)."""
+    out = paths.model(role).parent
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     (out / "SKIPPED").write_text(reason + "\n")
-    paths.resume("baseline_ft").mkdir(parents=True, exist_ok=True)
-    write_json(paths.resume("baseline_ft") / "status.json", {"skipped": True})
-    write_curves("baseline_ft", {}, paths)
+    paths.resume(role).mkdir(parents=True, exist_ok=True)
+    write_json(paths.resume(role) / "status.json", {"skipped": True})
+    write_curves(role, {}, paths)
     summary = {"skipped": True, "reason": reason}
-    write_json(paths.train_report("baseline_ft"), summary)
-    print(f"baseline_ft: skipped ({reason})")
+    write_json(paths.train_report(role), summary)
+    print(f"{role}: skipped ({reason})")
     return summary
 
 
@@ -109,8 +138,9 @@ def train(role: str, cfg: Config, seed: int = 0, run: Any = None, ctx: dist.Cont
     ctx = ctx or dist.Context()
     paths = SeedPaths(seed)
     index = load_index(INDEX)
-    if role == "baseline_ft" and cfg.distill.init != "baseline":
-        return skip_baseline_ft(cfg, paths) if ctx.writes_files else {"skipped": True}
+    reason = skip_reason(role, cfg)
+    if reason:
+        return skip(role, reason, paths) if ctx.writes_files else {"skipped": True}
     model, step, iters, lr = build(role, cfg, index, paths, ctx.device)
     t = cfg.train
     mean, std = cfg.data.mean, cfg.data.std
@@ -154,7 +184,7 @@ def main(cfg: Config, role: str, seed: int) -> None:
     params = {**cfg.sections(*spec.sections), "seed": seed, "processes": ctx.world_size,
               "effective_batch": cfg.train.batch_size * ctx.world_size}
     try:
-        with stage_run(f"{spec.stage}@{seed}", EXPERIMENT, params, {"role_model": spec.net, "seed": seed},
+        with stage_run(spec.run_name(seed), EXPERIMENT, params, {"role_model": spec.net, "seed": seed},
                        enabled=ctx.is_main) as run:
             summary = train(role, cfg, seed, run, ctx)
             if run is not None:

@@ -19,10 +19,11 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 # The real params.yaml shrunk to seconds on a CPU: tiny images, a handful of iterations.
 TINY = {
     "synthetic": {"num_train": 16, "num_val": 6, "size": 32},
-    "model": {r: {"head_channels": 16, "aux_channels": 8} for r in ("student", "teacher")},
+    "model": {r: {"head_channels": 16, "aux_channels": 8} for r in ("student", "teacher", "conventional_teacher")},
     "train": {"iters": 4, "batch_size": 2, "crop_size": 32, "val_interval": 2, "log_interval": 2,
               "ckpt_interval": 2},
     "distill": {"iters": 4},
+    "compare": {"iters": 4, "hparams": {"cirkd": {"pixel_memory": 64, "region_memory": 16}}},
     "evaluate": {"batch_size": 4, "num_examples": 2},
 }
 
@@ -62,6 +63,8 @@ def copy_repo(dest: Path, params: dict) -> Path:
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / f)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (dest / "reports").mkdir(exist_ok=True)  # the report's ablation input, as before any experiment
+    (dest / "reports/ablations.md").write_text("not run: `make ablations` fills this file.\n")
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"]):
         run(cmd, dest)

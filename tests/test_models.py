@@ -13,10 +13,43 @@ def test_heads_shapes(arch, stride):
     model = create_segmentor(arch, "resnet18d", 5, in_chans=4, output_stride=stride, head_channels=16,
                              aux_channels=8, aspp_rates=(1, 2, 3)).train()
     out = model(torch.randn(2, 4, 64, 64))
-    assert out["out"].shape == (2, 5, 64 // stride, 64 // stride) and out["aux"].shape == out["out"].shape
+    side = 64 // (8 if arch == "stdc" else stride)  # STDC decodes at stage 2 (the backbone's stride-8 map)
+    assert out["out"].shape == (2, 5, side, side) and out["aux"].shape == (2, 5, 64 // stride, 64 // stride)
+    assert out["feat"].shape == (2, 16, side, side)  # the head embedding, head_channels wide
+    assert set(out) == {"out", "feat", "aux"} | ({"detail"} if arch == "stdc" else set())
     model.eval()
-    assert set(model(torch.randn(1, 4, 64, 64))) == {"out"}
+    assert set(model(torch.randn(1, 4, 64, 64))) == {"out", "feat"}  # no aux or detail at inference
     assert model.predict(torch.randn(1, 4, 48, 40)).shape == (1, 5, 48, 40)
+
+
+@pytest.mark.parametrize("backbone,stages", [("stdc1", (2, 2, 2)), ("stdc2", (4, 5, 3))])
+@pytest.mark.parametrize("arch", ["stdc", "fcn", "ocrnet"])
+def test_stdc_backbones(backbone, stages, arch):
+    """STDC1/2: the module counts of the paper, widths 256/512/1024 at strides 8/16/32; STDC-Seg's
+    output at stride 8 with its detail head in training."""
+    model = create_segmentor(arch, backbone, 3, output_stride=32, head_channels=16, aux_channels=8).train()
+    assert tuple(len(s) for s in model.backbone.stages) == stages
+    feats = model.backbone(torch.randn(2, 3, 64, 64))
+    assert [tuple(f.shape[1:]) for f in feats] == [(256, 8, 8), (512, 4, 4), (1024, 2, 2)]
+    out = model(torch.randn(2, 3, 64, 64))
+    assert out["out"].shape[2:] == ((8, 8) if arch == "stdc" else (2, 2))
+    assert ("detail" in out) == (arch == "stdc") and out.get("detail", out["out"]).shape[2:] == out["out"].shape[2:]
+    with pytest.raises(ValueError, match="output_stride: 32 and pretrained: false"):
+        create_segmentor(arch, backbone, 3, output_stride=8)
+
+
+def test_ocrnet_uses_regions_of_the_aux_head():
+    """OCRNet's soft object regions are the auxiliary logits: changing the aux head changes the output
+    (a per-class constant would not: each region is a softmax over positions)."""
+    torch.manual_seed(0)
+    model = create_segmentor("ocrnet", "resnet18d", 4, head_channels=16, aux_channels=8).eval()
+    x = torch.randn(1, 3, 32, 32)
+    before = model(x)["out"].clone()
+    with torch.no_grad():
+        model.aux_head.cls[1].weight[0].mul_(10)  # class 0's region: another spatial distribution
+    assert not torch.allclose(model(x)["out"], before)
+    with pytest.raises(ValueError, match="needs the auxiliary head"):
+        create_segmentor("ocrnet", "resnet18d", 4, aux=False)
 
 
 def test_counts():

@@ -11,7 +11,8 @@ from tests.conftest import assert_same_weights, run, runs, weights
 
 pytestmark = pytest.mark.e2e
 
-STAGES = {"prepare", "train_baseline@0", "train_teacher@0", "distill@0", "train_baseline_ft@0", "evaluate@0", "report"}
+STAGES = {"prepare", "train_baseline@0", "train_teacher@0", "distill@0", "train_baseline_ft@0", "evaluate@0", "report",
+          "train_conventional_teacher@0", "distill_compare@0-kd", "distill_compare@0-cwd", "distill_compare@0-cirkd"}
 MODELS = {"baseline", "lad_student", "teacher_random", "teacher_fixed", "teacher_zero"}
 
 
@@ -24,7 +25,8 @@ def test_outputs(tiny_repo):
     assert len(res["per_class_iou"]) == 6 and res["params_m"] > 10 and res["gflops"] > 0
     assert res["label_channel"] == "fixed" and res["iterations"] == 4
     report = (tiny_repo / "reports/report.md").read_text()
-    assert "| Teacher | Student | Method | mIoU" in report and "all-zero (no label)" in report
+    assert "| Teacher | Student | Method | mIoU" in report and "all-zero label channel" in report
+    assert "compare.enabled: false" in report and "## Ablations" in report and "Not run" in report
     for fig in ("training_curves", "per_class_iou", "examples"):
         data = (tiny_repo / f"reports/figures/{fig}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, fig
@@ -105,7 +107,9 @@ def test_a_second_seed_adds_only_its_own_stages_and_the_report_averages(tiny_rep
     proc = run(["dvc", "exp", "run", "-n", "two-seeds", "-S", "seeds=[0,1]"], tiny_repo)
     out = proc.stdout + proc.stderr
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train_baseline@1", "train_teacher@1", "distill@1", "train_baseline_ft@1", "evaluate@1", "report"}
+    assert ran == {"train_baseline@1", "train_teacher@1", "distill@1", "train_baseline_ft@1", "evaluate@1", "report",
+                   "train_conventional_teacher@1", "distill_compare@1-kd", "distill_compare@1-cwd",
+                   "distill_compare@1-cirkd"}  # the comparison stages only record that they are off
     with pytest.raises(AssertionError):  # another seed, another network
         assert_same_weights(weights(tiny_repo / "models/seed0/baseline.pt"), weights(tiny_repo / "models/seed1/baseline.pt"))
     per_seed = [json.loads((tiny_repo / f"reports/eval/seed{s}.json").read_text())["baseline"]["miou"] for s in (0, 1)]
@@ -126,4 +130,28 @@ def test_queued_experiments_run_all(tiny_repo):
     for name in ("q-cons", "q-kd"):
         df = runs(tiny_repo, **{"lad.pipeline_id": name})
         assert "report" in set(df[df["tags.lad.role"] == "stage"]["tags.stage"]), name
+
+
+def test_ablation_table_from_dvc_exp_show(tiny_repo):
+    """`python -m stages.ablations report` tabulates this commit's experiments (the earlier tests' ones)
+    from the real `dvc exp show --json`, and the report stage inlines the table."""
+    from stages.ablations import queue_commands
+
+    assert queue_commands(["single-path"]) == [["dvc", "exp", "run", "--queue", "-n", "abl-single-path",
+                                                "-S", "lad.dual_path=false"]]
+    run(["git", "checkout", "-q", "--", "."], tiny_repo)  # the workspace as committed
+    out = run(["python", "-m", "stages.ablations", "report"], tiny_repo).stdout
+    table = (tiny_repo / "reports/ablations.md").read_text()
+    assert table.strip() in out
+    lines = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    assert {"(this commit)", "q-cons", "q-kd", "noise-01", "warm", "two-seeds"} <= set(lines)
+    assert "`lad.w_cons=1`" in lines["q-cons"] and "`distill.w_kd=1`" in lines["q-kd"]
+    ref = json.loads(run(["dvc", "exp", "show", "--json"], tiny_repo).stdout)
+    exp = next(r for g in ref[1]["experiments"] for r in g["revs"] if r["name"] == "q-kd")
+    miou = exp["data"]["metrics"]["reports/metrics.json"]["data"]["lad_student"]["miou"]
+    assert f"{miou:.2f}" in lines["q-kd"]
+    assert (tiny_repo / "reports/ablations.png").read_bytes()[:4] == b"\x89PNG"
+    run(["dvc", "repro", "report"], tiny_repo)
+    report = (tiny_repo / "reports/report.md").read_text()
+    assert "## Ablations" in report and "q-kd" in report and "Not run" not in report
         assert (df["status"] == "FINISHED").all(), name

@@ -10,20 +10,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.heads import ASPPHead, FCNHead, PSPHead
+from pipeline.models.heads import FCN, ASPPHead, FCNHead, OCRHead, PSPHead, STDCHead
+from pipeline.models.stdc import STDC_LAYERS, STDCNet
 
-# name -> factory(in_channels, channels, num_classes, dropout, aspp_rates) -> nn.Module
+# name -> factory(in_channels of [c2, c3, c4], channels, num_classes, dropout, aspp_rates) -> nn.Module
 HEADS: dict[str, Callable[..., nn.Module]] = {
     "deeplabv3": lambda cin, ch, k, p, rates: ASPPHead(cin, ch, k, p, tuple(rates)),
     "pspnet": lambda cin, ch, k, p, rates: PSPHead(cin, ch, k, p),
-    "fcn": lambda cin, ch, k, p, rates: FCNHead(cin, ch, k, p),
+    "fcn": lambda cin, ch, k, p, rates: FCN(cin, ch, k, p),
+    "ocrnet": lambda cin, ch, k, p, rates: OCRHead(cin, ch, k, p),
+    "stdc": lambda cin, ch, k, p, rates: STDCHead(cin, ch, k, p),
 }
 
 
 def check_backbone(name: str, key: str = "backbone") -> None:
-    """Raise ValueError naming ``key`` if timm does not know ``name``."""
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+    """Raise ValueError naming ``key`` if neither timm nor :data:`STDC_LAYERS` knows ``name``."""
+    if name not in STDC_LAYERS and not timm.is_model(name):
+        close = difflib.get_close_matches(name, list(STDC_LAYERS) + timm.list_models(), n=5, cutoff=0.6)
         raise ValueError(f"{key}: unknown timm model {name!r} (close matches: {close or 'none'}; "
                          "see timm.list_models())")
 
@@ -31,8 +34,10 @@ def check_backbone(name: str, key: str = "backbone") -> None:
 class Segmentor(nn.Module):
     """Backbone + decode head + auxiliary FCN head on the second-to-last feature stage.
 
-    ``forward`` returns ``{"out": logits, "aux": aux_logits}`` at feature resolution (``aux``
-    only in training mode); :meth:`predict` returns logits upsampled to the input size.
+    ``forward`` returns ``{"out": logits, "feat": embedding, "aux": aux_logits}`` at feature
+    resolution (``aux``, and STDC's ``detail``, only in training mode); :meth:`predict` returns
+    logits upsampled to the input size. OCRNet reads its soft object regions from the auxiliary head,
+    so there the auxiliary head also runs at inference.
     """
 
     def __init__(self, backbone: nn.Module, head: nn.Module, aux_head: nn.Module | None, spec: dict[str, Any]) -> None:
@@ -41,10 +46,12 @@ class Segmentor(nn.Module):
         self.spec = spec  # the arguments of create_segmentor: enough to rebuild the network
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        c3, c4 = self.backbone(x)
-        out = {"out": self.head(c4)}
-        if self.training and self.aux_head is not None:
-            out["aux"] = self.aux_head(c3)
+        feats = self.backbone(x)  # [c2, c3, c4]
+        regions = getattr(self.head, "needs_regions", False)
+        aux = self.aux_head(feats[-2]) if self.aux_head is not None and (self.training or regions) else None
+        out = self.head(feats, aux if regions else None)
+        if self.training and aux is not None:
+            out["aux"] = aux
         return out
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,13 +78,18 @@ def widen_first_conv(body: nn.Module, in_chans: int, std: float = 0.1) -> None:
 
 def create_body(backbone: str, in_chans: int, output_stride: int, pretrained: bool, pretrained_path: str | None,
                 label_init: str) -> nn.Module:
-    """The timm feature extractor (last two stages); ImageNet weights from the hub or a local file.
+    """The feature extractor (last three stages); timm's ImageNet weights from the hub or a local file.
 
     With ``in_chans=4`` and pretrained weights, ``label_init`` decides the extra channel's first
     convolution: ``official`` (RGB weights copied, extra channel small random) or ``timm`` (timm's
     own adaptation, which tiles the RGB weights).
     """
-    kwargs: dict[str, Any] = dict(features_only=True, out_indices=(-2, -1))
+    if backbone in STDC_LAYERS:
+        if output_stride != 32 or pretrained:
+            raise ValueError(f"backbone {backbone!r}: STDC is built here without ImageNet weights or dilation; "
+                             f"set output_stride: 32 and pretrained: false (got {output_stride}, {pretrained})")
+        return STDCNet(STDC_LAYERS[backbone], in_chans)
+    kwargs: dict[str, Any] = dict(features_only=True, out_indices=(-3, -2, -1))
     if output_stride != 32:
         kwargs["output_stride"] = output_stride
     if pretrained_path:
@@ -106,10 +118,10 @@ def create_segmentor(arch: str, backbone: str, num_classes: int, in_chans: int =
 
     Args:
         arch: decode head, a key of :data:`HEADS`.
-        backbone: timm model name (must support ``features_only``).
+        backbone: timm model name (must support ``features_only``), or ``stdc1`` / ``stdc2``.
         num_classes: output classes.
         in_chans: 3 for images, 4 for the LAD teacher (image + label channel).
-        output_stride: 8 or 16 (dilated last stages) or 32.
+        output_stride: 8 or 16 (dilated last stages) or 32 (STDC: 32 only).
         head_channels: width of the decode head.
         aux_channels: width of the auxiliary head.
         pretrained: load timm's ImageNet weights.
@@ -128,9 +140,11 @@ def create_segmentor(arch: str, backbone: str, num_classes: int, in_chans: int =
                 output_stride=output_stride, head_channels=head_channels, aux_channels=aux_channels,
                 pretrained=False, dropout=dropout, aspp_rates=list(aspp_rates), aux=aux)
     body = create_body(backbone, in_chans, output_stride, pretrained, pretrained_path, label_init)
-    c3, c4 = body.feature_info.channels()
-    head = HEADS[arch](c4, head_channels, num_classes, dropout, aspp_rates)
-    aux_head = FCNHead(c3, aux_channels, num_classes, dropout) if aux else None
+    channels = body.channels if isinstance(body, STDCNet) else body.feature_info.channels()
+    head = HEADS[arch](channels, head_channels, num_classes, dropout, aspp_rates)
+    if getattr(head, "needs_regions", False) and not aux:
+        raise ValueError(f"arch {arch!r} needs the auxiliary head (its soft object regions); aux must be true")
+    aux_head = FCNHead(channels[-2], aux_channels, num_classes, dropout) if aux else None
     return Segmentor(body, head, aux_head, spec)
 
 

@@ -1,0 +1,122 @@
+"""Distillation methods of the comparison table: a registry of losses from a conventional teacher.
+
+Each :class:`Method` holds its official hyper-parameters as defaults (``params.yaml``
+``compare.hparams.<name>`` overrides any of them) and builds a loss module that maps the student's
+and the frozen teacher's outputs (``{"out": logits, "feat": embedding}``) and the label to weighted
+loss terms. The module may have weights (projections) and buffers (CIRKD's memory queues): the
+trainer optimises and checkpoints them with the student. Adding a method is one entry in
+:data:`METHODS` and its name in ``compare.methods``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.losses import MemoryContrast, cwd, kd, pixel_pair_relation
+
+Terms = dict[str, torch.Tensor]
+
+
+def match(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """The student's map resized to the teacher's (their output strides may differ)."""
+    if student.shape[2:] == teacher.shape[2:]:
+        return student
+    return F.interpolate(student, teacher.shape[2:], mode="bilinear", align_corners=False)
+
+
+class KDLoss(nn.Module):
+    """Pixel-wise KD (Hinton et al. 2015) on the logits, as CIRKD's ``CriterionKD``."""
+
+    def __init__(self, hp: dict[str, float], s_channels: int, t_channels: int, num_classes: int, ignore_index: int):
+        super().__init__()
+        self.w, self.t = hp["w_kd"], hp["temperature"]
+
+    def forward(self, s: Terms, t: Terms, label: torch.Tensor) -> Terms:
+        return {"kd": self.w * kd(s["out"], t["out"], self.t)}
+
+
+class CWDLoss(nn.Module):
+    """Channel-wise distillation (Shu et al., ICCV 2021) on the logits and on the head embeddings.
+
+    The student's embedding goes through a 1x1 conv when the widths differ (as CIRKD's
+    ``CriterionCWD``); ``w_features: 0`` gives CWD on logits only.
+    """
+
+    def __init__(self, hp: dict[str, float], s_channels: int, t_channels: int, num_classes: int, ignore_index: int):
+        super().__init__()
+        self.w_logits, self.w_features, self.t = hp["w_logits"], hp["w_features"], hp["temperature"]
+        self.align = nn.Conv2d(s_channels, t_channels, 1, bias=False) if s_channels != t_channels else nn.Identity()
+
+    def forward(self, s: Terms, t: Terms, label: torch.Tensor) -> Terms:
+        terms = {"cwd_logits": self.w_logits * cwd(s["out"], t["out"], self.t)}
+        if self.w_features:
+            terms["cwd_features"] = self.w_features * cwd(match(self.align(s["feat"]), t["feat"]), t["feat"], self.t)
+        return terms
+
+
+class CIRKDLoss(nn.Module):
+    """CIRKD (Yang et al., CVPR 2022): pixel KD + mini-batch pixel-pair relation + memory contrast."""
+
+    def __init__(self, hp: dict[str, float], s_channels: int, t_channels: int, num_classes: int, ignore_index: int):
+        super().__init__()
+        self.hp = hp
+        self.memory = MemoryContrast(s_channels, t_channels, num_classes, ignore_index, int(hp["pixel_memory"]),
+                                     int(hp["region_memory"]), int(hp["pixel_contrast"]), int(hp["region_contrast"]),
+                                     hp["contrast_temperature"], hp["contrast_kd_temperature"])
+
+    def forward(self, s: Terms, t: Terms, label: torch.Tensor) -> Terms:
+        hp = self.hp
+        pixel, region = self.memory(s["feat"], t["feat"], label)
+        return {"kd": hp["w_kd"] * kd(s["out"], t["out"], hp["kd_temperature"]),
+                "pair": hp["w_pair"] * pixel_pair_relation(match(s["feat"], t["feat"]), t["feat"],
+                                                           hp["contrast_temperature"]),
+                "memory_pixel": hp["w_memory_pixel"] * pixel,
+                "memory_region": hp["w_memory_region"] * region}
+
+
+@dataclass(frozen=True)
+class Method:
+    title: str  # the Method column of the report
+    loss: Callable[..., nn.Module]  # (hp, student width, teacher width, classes, ignore index) -> loss module
+    defaults: dict[str, float] = field(default_factory=dict)  # the official hyper-parameters
+    source: str = ""  # where the defaults come from
+
+
+METHODS: dict[str, Method] = {
+    "kd": Method("KD", KDLoss, {"w_kd": 1.0, "temperature": 1.0}, "CIRKD train_kd.py: lambda-kd 1, T 1"),
+    "cwd": Method("CWD", CWDLoss, {"w_logits": 3.0, "w_features": 50.0, "temperature": 4.0},
+                  "CIRKD train_cwd.sh: lambda-cwd-logit 3, lambda-cwd-fea 50, T 4"),
+    "cirkd": Method("CIRKD", CIRKDLoss,
+                    {"w_kd": 1.0, "kd_temperature": 1.0, "w_pair": 1.0, "w_memory_pixel": 0.1,
+                     "w_memory_region": 0.1, "contrast_temperature": 0.1, "contrast_kd_temperature": 1.0,
+                     "pixel_memory": 20000, "region_memory": 2000, "pixel_contrast": 4096, "region_contrast": 1024},
+                    "CIRKD train_cirkd.py defaults (Cityscapes); its VOC script sets both memory weights to 0.01"),
+}
+
+
+def method_hparams(name: str, overrides: dict[str, float] | None = None) -> dict[str, float]:
+    """The method's defaults with ``overrides`` applied; unknown names raise ValueError naming them."""
+    if name not in METHODS:
+        raise ValueError(f"compare.methods: unknown method {name!r} (registered: {sorted(METHODS)})")
+    defaults = METHODS[name].defaults
+    unknown = sorted(set(overrides or {}) - set(defaults))
+    if unknown:
+        raise ValueError(f"compare.hparams.{name}: unknown key(s) {unknown} (allowed: {sorted(defaults)})")
+    return {**defaults, **(overrides or {})}
+
+
+def create_method_loss(name: str, overrides: dict[str, float] | None, s_channels: int, t_channels: int,
+                       num_classes: int, ignore_index: int = 255) -> nn.Module:
+    """The loss module of method ``name`` for embeddings ``s_channels`` / ``t_channels`` wide."""
+    return METHODS[name].loss(method_hparams(name, overrides), s_channels, t_channels, num_classes, ignore_index)
+
+
+def describe(name: str, overrides: dict[str, Any] | None = None) -> str:
+    """``CIRKD (w_kd=1, ...)``: the method and every hyper-parameter it ran with."""
+    hp = method_hparams(name, overrides)
+    return f"{METHODS[name].title} (" + ", ".join(f"{k}={v:g}" for k, v in hp.items()) + ")"

@@ -1,0 +1,144 @@
+"""Comparison methods: STDC's detail loss, CIRKD's memory contrast, the method registry."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipeline.losses import MemoryContrast, cwd, detail_loss, detail_target, kd, pixel_pair_relation
+from pipeline.methods import METHODS, create_method_loss, describe, method_hparams
+from pipeline.steps import MethodDistillStep
+
+
+def test_detail_target_marks_class_edges_only():
+    # a vertical edge between class 0 (columns 0-3) and class 2 (columns 4-7); ignore pixels count as 0
+    label = torch.zeros(1, 8, 8, dtype=torch.long)
+    label[:, :, 4:] = 2
+    t = detail_target(label)[0, 0]
+    # the Laplacian is positive on the high side of the edge (column 4); strides 2 and 4 add weight
+    # 0.3 + 0.1 around it, so the fused map passes 0.1 on columns 4 and nearby, never far from it
+    assert t[:, 4].eq(1).all() and t[:, :2].eq(0).all()
+    assert detail_target(torch.ones(1, 8, 8, dtype=torch.long))[0, 0, 2:-2, 2:-2].eq(0).all()  # no edge inside
+    uniform_ignore = torch.full((1, 8, 8), 255)
+    assert detail_target(uniform_ignore).sum() == 0
+
+
+def test_detail_loss_hand_computed():
+    label = torch.zeros(1, 4, 4, dtype=torch.long)  # no edges: target all zero
+    logits = torch.zeros(1, 1, 4, 4)  # p = 0.5 everywhere
+    bce = math.log(2)
+    dice = 1 - 1 / (8 + 1)  # 1 - (2*0 + 1) / (sum p = 8, sum t = 0, + 1)
+    assert abs(detail_loss(logits, label).item() - (bce + dice)) < 1e-6
+
+
+def direct_memory_losses(mc, s, t, label, pix_idx, reg_idx):
+    """CIRKD's contrast, written pixel by pixel against the queues as they are after enqueueing."""
+    s = F.normalize(mc.project(s), dim=1)
+    t = F.normalize(t, dim=1)
+    out = []
+    for queue, idx in ((mc.pixel_queue, pix_idx), (mc.region_queue, reg_idx)):
+        bank = torch.cat([queue[c, idx] for c in range(queue.shape[0])])
+        total, n = 0.0, 0
+        for b in range(s.shape[0]):
+            for i in range(s.shape[2]):
+                for j in range(s.shape[3]):
+                    if label[b, i, j] == 255:
+                        continue
+                    ps = F.log_softmax(bank @ s[b, :, i, j] / mc.temperature, 0)
+                    pt = F.softmax(bank @ t[b, :, i, j] / mc.temperature, 0)
+                    total = total + (pt * (pt.log() - ps)).sum()
+                    n += 1
+        out.append(total / n)
+    return out
+
+
+def test_memory_contrast_matches_a_direct_loop_and_trains_the_projection():
+    torch.manual_seed(0)
+    mc = MemoryContrast(6, 4, num_classes=3, pixel_memory=10, region_memory=5, pixel_contrast=6,
+                        region_contrast=3, pixel_update=2)
+    s, t = torch.randn(2, 6, 3, 3, requires_grad=True), torch.randn(2, 4, 3, 3)
+    label = torch.randint(0, 3, (2, 3, 3))
+    label[0, 0, 0] = 255
+    mc.eval()  # BN in the projection: use running stats so the direct loop sees the same projection
+    torch.manual_seed(1)
+    pixel, region = mc(s, t, label)
+    # replay the random draws: enqueue (one randperm per image and class), then the two samples
+    torch.manual_seed(1)
+    for y in label.flatten(1):
+        for c in y.unique().tolist():
+            if c != 255:
+                torch.randperm(int((y == c).sum()))
+    pix_idx = torch.randperm(10)[:6 // 3 + 1]
+    reg_idx = torch.randperm(5)[:3 // 3 + 1]
+    want = direct_memory_losses(mc, s, t, label, pix_idx, reg_idx)
+    torch.testing.assert_close(pixel, want[0])
+    torch.testing.assert_close(region, want[1])
+    (pixel + region).backward()
+    assert s.grad.abs().sum() > 0 and mc.project[0].weight.grad.abs().sum() > 0
+    # enqueue: each class present in an image adds one region and min(count, 2) pixels
+    counts = [sum(int((y == c).any()) for y in label.flatten(1)) for c in range(3)]
+    assert mc.region_ptr.tolist() == [n % 5 for n in counts]
+    assert all(torch.allclose(mc.region_queue[c].norm(dim=1), torch.ones(5)) for c in range(3))
+
+
+def test_memory_queue_wraps_like_cirkd():
+    mc = MemoryContrast(2, 2, num_classes=1, pixel_memory=5, region_memory=2, pixel_update=3)
+    feats = torch.randn(1, 2, 2, 2)
+    label = torch.zeros(1, 2, 2, dtype=torch.long)
+    mc.enqueue(F.normalize(feats, dim=1), label)
+    assert mc.pixel_ptr.item() == 3 and mc.region_ptr.item() == 1
+    mc.enqueue(F.normalize(feats, dim=1), label)  # 3 + 3 >= 5: written to the last 3 slots, pointer back to 0
+    assert mc.pixel_ptr.item() == 0 and mc.region_ptr.item() == 0
+
+
+def test_registry_defaults_overrides_and_errors():
+    assert set(METHODS) >= {"kd", "cwd", "cirkd"}
+    assert method_hparams("cirkd")["w_memory_pixel"] == 0.1  # CIRKD's default; VOC recipes set 0.01
+    assert method_hparams("cirkd", {"w_memory_pixel": 0.01})["w_memory_pixel"] == 0.01
+    with pytest.raises(ValueError, match=r"compare.hparams.kd: unknown key\(s\) \['tau'\]"):
+        method_hparams("kd", {"tau": 2.0})
+    with pytest.raises(ValueError, match="unknown method 'fitnet'"):
+        method_hparams("fitnet")
+    assert describe("kd") == "KD (w_kd=1, temperature=1)"
+
+
+def test_method_losses_equal_their_definitions():
+    torch.manual_seed(0)
+    s = {"out": torch.randn(2, 3, 4, 4), "feat": torch.randn(2, 5, 4, 4)}
+    t = {"out": torch.randn(2, 3, 8, 8), "feat": torch.randn(2, 6, 8, 8)}  # teacher at another stride
+    label = torch.randint(0, 3, (2, 32, 32))
+    terms = create_method_loss("kd", None, 5, 6, 3)(s, t, label)
+    torch.testing.assert_close(terms["kd"], kd(s["out"], t["out"], 1.0))
+    cwd_loss = create_method_loss("cwd", {"w_features": 2.0}, 5, 6, 3)
+    terms = cwd_loss(s, t, label)
+    torch.testing.assert_close(terms["cwd_logits"], 3.0 * cwd(s["out"], t["out"], 4.0))
+    aligned = F.interpolate(cwd_loss.align(s["feat"]), (8, 8), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(terms["cwd_features"], 2.0 * cwd(aligned, t["feat"], 4.0))
+    assert "cwd_features" not in create_method_loss("cwd", {"w_features": 0.0}, 5, 6, 3)(s, t, label)
+    cirkd = create_method_loss("cirkd", {"pixel_memory": 50, "region_memory": 10}, 5, 6, 3)
+    terms = cirkd(s, t, label)
+    assert set(terms) == {"kd", "pair", "memory_pixel", "memory_region"}
+    up = F.interpolate(s["feat"], (8, 8), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(terms["pair"], pixel_pair_relation(up, t["feat"], 0.1))
+    assert all(torch.isfinite(v) and v >= 0 for v in terms.values())
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_method_step_trains_student_and_method_weights(method):
+    from pipeline.models import create_segmentor
+
+    torch.manual_seed(0)
+    teacher = create_segmentor("fcn", "resnet18d", 3, head_channels=8, aux_channels=8)
+    student = create_segmentor("stdc", "stdc1", 3, output_stride=32, head_channels=6, aux_channels=4).train()
+    loss = create_method_loss(method, {"pixel_memory": 40, "region_memory": 8} if method == "cirkd" else None,
+                              6, 8, 3)
+    step = MethodDistillStep(teacher, loss, 255, w_aux=0.4)
+    image, label = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
+    terms = step(student, image, label)
+    terms["loss"].backward()
+    assert torch.isfinite(terms["loss"]) and terms["kd" if method != "cwd" else "cwd_logits"] > 0
+    assert all(p.grad is None for p in teacher.parameters())  # frozen
+    assert student.head.head.cls[1].weight.grad.abs().sum() > 0
+    for p in loss.parameters():
+        assert p.grad is not None
