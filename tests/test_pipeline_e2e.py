@@ -130,6 +130,7 @@ def test_queued_experiments_run_all(tiny_repo):
     for name in ("q-cons", "q-kd"):
         df = runs(tiny_repo, **{"lad.pipeline_id": name})
         assert "report" in set(df[df["tags.lad.role"] == "stage"]["tags.stage"]), name
+        assert (df["status"] == "FINISHED").all(), name
 
 
 def test_ablation_table_from_dvc_exp_show(tiny_repo):
@@ -154,4 +155,3 @@ def test_ablation_table_from_dvc_exp_show(tiny_repo):
     run(["dvc", "repro", "report"], tiny_repo)
     report = (tiny_repo / "reports/report.md").read_text()
     assert "## Ablations" in report and "q-kd" in report and "Not run" not in report
-        assert (df["status"] == "FINISHED").all(), name
