@@ -66,6 +66,8 @@ class ModelConfig:
     label_init: str = "official"  # teacher, pretrained: 4th input channel N(0, 0.1^2), RGB copied (official) | timm
     dropout: float = 0.1  # dropout before the classifier
     aspp_rates: list[int] = field(default_factory=lambda: [12, 24, 36])  # deeplabv3 dilations (paper, stride 8)
+    channels: list[int] = field(default_factory=list)  # timm ResNet stage widths, e.g. [16, 32, 64, 128]; [] = its own
+    stem_width: int = 0  # timm ResNet stem width; 0 = its own
 
 
 @dataclass
@@ -245,6 +247,7 @@ for _role in MODEL_ROLES:
     BOUNDS[f"model.{_role}.head_channels"] = (4, 4096)
     BOUNDS[f"model.{_role}.aux_channels"] = (4, 4096)
     BOUNDS[f"model.{_role}.dropout"] = (0.0, 0.99)
+    BOUNDS[f"model.{_role}.stem_width"] = (0, 4096)
 
 
 def select(tree: dict[str, Any], dotted: str) -> Any:
@@ -378,6 +381,9 @@ def _check_values(cfg: Config) -> None:
                               "(a timm weights file for the backbone, .pth/.bin/.safetensors)")
         if m.pretrained_path and not m.pretrained:
             raise ConfigError(f"model.{role}.pretrained_path is set but model.{role}.pretrained is false")
+        if m.channels and (len(m.channels) != 4 or min(m.channels) < 1):
+            raise ConfigError(f"model.{role}.channels: expected 4 stage widths >= 1 (or [] for the backbone's own), "
+                              f"got {m.channels}")
         if m.backbone in STDC_LAYERS and (m.output_stride != 32 or m.pretrained):
             raise ConfigError(f"model.{role}.backbone: {m.backbone} is built here without dilation or ImageNet "
                               f"weights: set model.{role}.output_stride: 32 and pretrained: false")

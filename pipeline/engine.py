@@ -119,6 +119,8 @@ class Trainer:
         # a step's own trainable module (a distillation method's projections and memory queues):
         # optimised and checkpointed with the network, its gradients averaged over processes by hand
         self.extra: nn.Module | None = getattr(step, "module", None)
+        # a step's own random stream (the distilling teacher's label noise): seeded and checkpointed here
+        self.step_rng: torch.Generator | None = getattr(step, "generator", None)
         if self.extra is not None:
             self.extra.to(self.device)
         self.train_set, self.val_set = train_set, val_set
@@ -152,6 +154,8 @@ class Trainer:
         state = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             state["cuda"] = torch.cuda.get_rng_state(self.device)
+        if self.step_rng is not None:
+            state["step"] = self.step_rng.get_state()
         return state
 
     def state(self) -> dict[str, Any]:
@@ -194,6 +198,8 @@ class Trainer:
         torch.set_rng_state(rng["torch"])
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
+        if self.step_rng is not None:
+            self.step_rng.set_state(rng["step"])
         self.resumed_from = self.iteration
         if self.ctx.is_main:
             tqdm.write(f"resuming {self.desc} from {path} at iteration {self.iteration}")
@@ -245,6 +251,8 @@ class Trainer:
     def fit(self) -> dict[str, list[dict[str, float]]]:
         """Run to ``iters``; returns the history ``{"train": [...], "val": [...]}``."""
         torch.manual_seed(self.seed + self.ctx.rank)  # per process: label noise and dropout differ by rank
+        if self.step_rng is not None:  # not the stream of the model's dropout
+            self.step_rng.manual_seed(self.seed + self.ctx.rank + 104729)
         self.try_resume()
         self.model.train()
         if self.extra is not None:

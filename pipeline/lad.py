@@ -55,12 +55,14 @@ def encode_label(label: torch.Tensor, num_classes: int, ignore_index: int = 255,
 
 
 def teacher_input(image: torch.Tensor, label: torch.Tensor, num_classes: int, ignore_index: int,
-                  codebook: str | None, noise_std: float, scale: float) -> torch.Tensor:
+                  codebook: str | None, noise_std: float, scale: float,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
     """``concat(image, label channel)``; ``codebook=None`` gives an all-zero label channel."""
     if codebook is None:
         channel = torch.zeros_like(image[:, :1])
     else:
-        channel = encode_label(label, num_classes, ignore_index, codebook, noise_std, scale).to(image.dtype)
+        channel = encode_label(label, num_classes, ignore_index, codebook, noise_std, scale,
+                               generator).to(image.dtype)
     return torch.cat([image, channel], 1)
 
 

@@ -56,11 +56,15 @@ class DistillStep:
     """Student from a frozen LAD teacher: ``CE + w_aux CE_aux + w_kd CWD_T(z_s, z_t)``.
 
     The teacher (eval mode, no grad) sees the image and the noised label; the student the image only.
-    ``distance: kl`` uses pixel-wise KL instead of CWD (the ablation).
+    ``distance: kl`` uses pixel-wise KL instead of CWD (the ablation). The teacher's label noise is
+    drawn from ``generator``, a stream of its own (seeded and checkpointed by the trainer), so the
+    student's own random draws (dropout) are those of the baseline with the same seed: with
+    ``w_kd: 0`` the student *is* the baseline.
     """
 
     def __init__(self, teacher: nn.Module, num_classes: int, ignore_index: int, codebook: str, noise_std: float,
                  scale: float, w_kd: float, temperature: float, w_aux: float, distance: str = "cwd") -> None:
+        self.generator = torch.Generator(next(teacher.parameters()).device)
         self.distance = DISTANCES[distance]
         self.teacher = teacher.eval().requires_grad_(False)
         self.num_classes, self.ignore_index = num_classes, ignore_index
@@ -73,7 +77,7 @@ class DistillStep:
     def __call__(self, model: nn.Module, image: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             x_t = teacher_input(image, label, self.num_classes, self.ignore_index, self.codebook,
-                                self.noise_std, self.scale)
+                                self.noise_std, self.scale, self.generator)
             z_t = self.teacher(x_t)["out"]
         out = model(image)
         ce, aux = seg_terms(out, label, self.ignore_index)

@@ -15,6 +15,7 @@ from pipeline.config import Config, ConfigError, load_config
 # The files that connect the stages (dvc.yaml declares the same paths).
 INDEX = Path("data/prepared/index.json")
 MODELS = Path("models")
+CHECKPOINTS = Path("checkpoints")  # in-progress checkpoints: git- and DVC-ignored, not a DVC output
 TRAIN_REPORTS = Path("reports/train")
 CURVES = Path("reports/curves")
 EVAL = Path("reports/eval")
@@ -46,8 +47,9 @@ class SeedPaths:
         return self.models / f"{role}.pt"
 
     def resume(self, role: str) -> Path:
-        """In-progress checkpoint and status of ``role``: a DVC ``persist`` output, so a rerun keeps it."""
-        return self.models / "resume" / role
+        """In-progress checkpoint and status of ``role``: no DVC output (DVC deletes only those before a
+        rerun), so an interrupted stage resumes, and every output stays cacheable for the run cache."""
+        return CHECKPOINTS / f"seed{self.seed}" / role
 
     def train_report(self, role: str) -> Path:
         return TRAIN_REPORTS / f"seed{self.seed}" / f"{role}.json"
@@ -85,9 +87,32 @@ def error_line(err: BaseException) -> str:
     return text
 
 
+THREADS_ENV = "LAD_THREADS"  # torch threads per stage process: cores / parallel jobs (`dvc exp run -j N`)
+
+
+def set_threads(env: dict[str, str] = os.environ) -> int | None:
+    """Apply ``LAD_THREADS`` to torch (intra-op) and OpenCV; returns it (None: torch's default, all cores).
+
+    Parallel experiments must divide the cores: two processes that each use every core fight over
+    them (about 10x slower each on 2 cores, README "Parallel experiments").
+    """
+    value = env.get(THREADS_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{THREADS_ENV}: expected a whole number of threads >= 1, got {value!r}")
+    import cv2
+    import torch
+
+    torch.set_num_threads(int(value))
+    cv2.setNumThreads(int(value))
+    return int(value)
+
+
 def run_stage(body: Callable[[Config], None], params_file: str = "params.yaml") -> None:
     """Load and validate the config, run ``body``, and turn input errors into one clear line."""
     try:
+        set_threads()
         cfg = load_config(params_file)
         body(cfg)
     except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:

@@ -1,8 +1,9 @@
 """Stage ``prepare``: generate (synthetic) or validate (real) the dataset and write its index.
 
 Writes ``data/prepared/index.json``, ``data/prepared/skipped.tsv`` (the samples left out with
-``data.on_bad: skip``, one per line with its file and problem) and ``reports/data.json`` (per-split
-image counts, skipped counts, ignore fraction and class pixel frequencies: DVC metrics).
+``data.on_bad: skip``, one per line with its file and problem) and ``data/prepared/stats.json``
+(per-split image counts, skipped counts, ignore fraction and class pixel frequencies; the report
+shows them, and ``dvc exp show`` keeps its metric columns for results).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pipeline.tracking import stage_run
 from stages.common import EXPERIMENT, INDEX, run_stage
 
 SECTIONS = ["data", "synthetic"]
-DATA_METRICS = Path("reports/data.json")
+DATA_STATS = INDEX.parent / "stats.json"
 
 
 def prepare(cfg: Config, index_path: Path = INDEX) -> dict:
@@ -30,7 +31,7 @@ def prepare(cfg: Config, index_path: Path = INDEX) -> dict:
     skipped = pd.DataFrame(index["skipped"], columns=["split", "image", "file", "problem"])
     atomic_write(index_path.parent / "skipped.tsv", lambda tmp: skipped.to_csv(tmp, sep="\t", index=False))
     write_json(index_path, index)
-    write_json(DATA_METRICS, {role: {**{k: v for k, v in st.items() if k != "class_frequency"},
+    write_json(DATA_STATS, {role: {**{k: v for k, v in st.items() if k != "class_frequency"},
                                      "class_frequency": dict(zip(index["classes"], st["class_frequency"]))}
                               for role, st in index["stats"].items()})
     if len(skipped):
@@ -46,7 +47,7 @@ def main(cfg: Config) -> None:
             run.log_metrics({f"{role}_images": st["images"], f"{role}_ignore_fraction": st["ignore_fraction"],
                              **{f"{role}_freq_{c}": f for c, f in zip(index["classes"], st["class_frequency"])}})
         run.log_artifact(INDEX)
-        run.log_artifact(DATA_METRICS)
+        run.log_artifact(DATA_STATS)
         run.log_artifact(INDEX.parent / "skipped.tsv")
         print(f"prepared {cfg.data.name}: " + ", ".join(f"{r} {s['images']} images" for r, s in index["stats"].items()))
 

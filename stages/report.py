@@ -48,8 +48,40 @@ def load_results(seeds: list[int]) -> dict[str, list[dict[str, Any]]]:
     return {n: [r[n] for r in per_seed] for n in EVALUATIONS if all(n in r for r in per_seed)}
 
 
+HEADLINE = {"lad_student": "lad_student", "baseline": "baseline", "teacher": "teacher_fixed"}  # column -> model
+
+
+def headline(summary: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """The first entry of ``reports/metrics.json``, so the first columns of ``dvc exp show`` are the results."""
+    return {"headline_miou": {col: summary[name]["miou"] for col, name in HEADLINE.items() if name in summary}}
+
+
+def verdict(summary: dict[str, dict[str, float]]) -> str:
+    """What the run shows, in plain words: the student against the baseline, the teacher against itself."""
+    s, b, t, z = (summary[k] for k in ("lad_student", "baseline", "teacher_fixed", "teacher_zero"))
+    diff = s["miou"] - b["miou"]
+    spread = (f" The seeds' sample std is {fmt(b['miou_std'])} (baseline) and {fmt(s['miou_std'])} (student)."
+              if b["seeds"] > 1 else " One seed: the spread between seeds is not measured here.")
+    return (f"The LAD student scores {fmt(s['miou'])} mIoU against the baseline's {fmt(b['miou'])}: "
+            f"{'+' if diff >= 0 else ''}{fmt(diff)}, {'above' if diff > 0 else 'below' if diff < 0 else 'level with'} "
+            f"the baseline.{spread} The teacher scores {fmt(t['miou'])} with the fixed code book it distils with, "
+            f"{fmt(t['miou'] - b['miou'])} above the baseline and {fmt(t['miou'] - z['miou'])} above itself with an "
+            f"all-zero label channel ({fmt(z['miou'])}).")
+
+
+def data_line(index: dict[str, Any]) -> str:
+    """The prepared splits in one line: images, skipped samples, ignored pixels, background share."""
+    parts = []
+    for split, st in index["stats"].items():
+        freq = dict(zip(index["classes"], st["class_frequency"]))
+        parts.append(f"{split} {st['images']} images ({st.get('skipped', 0)} skipped), "
+                     f"{fmt(100 * st['ignore_fraction'])} % pixels ignored, "
+                     f"{fmt(100 * freq.get(index['classes'][0], 0))} % {index['classes'][0]}")
+    return "; ".join(parts)
+
+
 def summarise(res: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
-    """``reports/metrics.json``: mean (and std over seeds) of each score of each model."""
+    """Mean (and std over seeds) of each score of each model."""
     out = {}
     for name, runs in res.items():
         row: dict[str, float] = {"seeds": len(runs)}
@@ -66,7 +98,7 @@ def build_report(cfg: Config) -> dict[str, float]:
     seeds, first = cfg.seeds, SeedPaths(cfg.seeds[0])
     res = load_results(seeds)
     summary = summarise(res)
-    write_json(METRICS, summary)
+    write_json(METRICS, {**headline(summary), **summary})
     train = {r: [json.loads(p.read_text()) for s in seeds if (p := SeedPaths(s).train_report(r)).is_file()]
              for r in TRAINED}
     FIGURES.mkdir(parents=True, exist_ok=True)
@@ -146,7 +178,9 @@ Seeds: {', '.join(map(str, seeds))}{' (mean ± sample std over seeds)' if len(se
 and per-seed columns below; per-class IoU is the mean over seeds.
 Evaluation: {inference}, scales {', '.join(f'{s:g}' for s in cfg.evaluate.multi_scale)}{', with flip' if cfg.evaluate.flip else ''}, scores upsampled to the
 original label resolution. FLOPs: one forward at
-{res['baseline'][0]['flops_input']}x{res['baseline'][0]['flops_input']} (2 x multiply-adds).
+{res['baseline'][0]['flops_input']}x{res['baseline'][0]['flops_input']} (2 x multiply-adds). Data: {data_line(index)}.
+
+{verdict(summary)}
 
 ## Students
 

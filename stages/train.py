@@ -72,7 +72,8 @@ def build(role: str, cfg: Config, index: dict[str, Any], paths: SeedPaths,
     torch.manual_seed(paths.seed)  # the initial weights: same seed, same network in every process
     model = create_segmentor(net.arch, net.backbone, k, 4 if role == "teacher" else 3, net.output_stride,
                              net.head_channels, net.aux_channels, net.pretrained, net.dropout, net.aspp_rates,
-                             pretrained_path=net.pretrained_path or None, label_init=net.label_init)
+                             pretrained_path=net.pretrained_path or None, label_init=net.label_init,
+                             channels=net.channels, stem_width=net.stem_width)
     lad, dst = cfg.lad, cfg.distill
     if role in ("baseline", "conventional_teacher"):
         return model, STEPS["baseline"](k, ignore, cfg.train.w_aux), cfg.train.iters, cfg.train.lr
@@ -124,8 +125,6 @@ def skip(role: str, reason: str, paths: SeedPaths) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     (out / "SKIPPED").write_text(reason + "\n")
-    paths.resume(role).mkdir(parents=True, exist_ok=True)
-    write_json(paths.resume(role) / "status.json", {"skipped": True})
     write_curves(role, {}, paths)
     summary = {"skipped": True, "reason": reason}
     write_json(paths.train_report(role), summary)

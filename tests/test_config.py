@@ -47,6 +47,9 @@ BAD = [
     ({"model": {"student": {"pretrained_path": "params.yaml"}}}, "model.student.pretrained_path is set but"),
     ({"model": {"teacher": {"label_init": "zeros"}}}, "model.teacher.label_init"),
     ({"model": {"teacher": {"dropout": 1.5}}}, "model.teacher.dropout"),
+    ({"model": {"student": {"channels": [16, 32, 64]}}}, "model.student.channels: expected 4 stage widths"),
+    ({"model": {"student": {"channels": [16, 32, 0, 128]}}}, "model.student.channels"),
+    ({"model": {"teacher": {"stem_width": -1}}}, "model.teacher.stem_width"),
     ({"unknown_section": {}}, "unknown_section"),
     ({"compare": {"methods": ["kd", "fitnet"]}}, "compare.methods: unknown method 'fitnet'"),
     ({"compare": {"methods": ["kd", "kd"]}}, "compare.methods: expected a non-empty list of distinct"),
@@ -91,3 +94,19 @@ def test_not_yaml(tmp_path):
     path.write_text(yaml.safe_dump({"train": 3}))
     with pytest.raises(ConfigError, match="train: expected a mapping"):
         load_config(path)
+
+
+def test_threads_from_the_environment():
+    import torch
+
+    from stages.common import THREADS_ENV, set_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert set_threads({}) is None and torch.get_num_threads() == before  # unset: torch's default
+        assert set_threads({THREADS_ENV: "1"}) == 1 and torch.get_num_threads() == 1
+        for bad in ("two", "0", "-1"):
+            with pytest.raises(ConfigError, match=f"{THREADS_ENV}: expected a whole number of threads >= 1"):
+                set_threads({THREADS_ENV: bad})
+    finally:
+        torch.set_num_threads(before)

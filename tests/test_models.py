@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pipeline.engine import atomic_save, load_trained
-from pipeline.models import HEADS, count_flops, count_params, create_segmentor
+from pipeline.models import HEADS, count_flops, count_params, create_segmentor, segmentor_from_spec
 
 
 @pytest.mark.parametrize("arch", sorted(HEADS))
@@ -78,6 +78,19 @@ def test_checkpoint_round_trip_and_class_mismatch(tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))  # atomic: no temporary file left
     atomic_save({"model": model.state_dict(), "spec": model.spec, "iteration": 3}, tmp_path / "again.pt")
     assert (tmp_path / "again.pt").read_bytes() == (tmp_path / "m.pt").read_bytes()  # same weights, same bytes
+
+
+def test_narrow_resnet_rebuilds_from_its_spec_and_other_backbones_refuse_widths():
+    model = create_segmentor("deeplabv3", "resnet18d", 3, head_channels=8, aux_channels=8, aspp_rates=(2, 4, 6),
+                             channels=[16, 32, 64, 128], stem_width=16)
+    assert model.backbone.feature_info.channels() == [32, 64, 128]
+    assert model.backbone.conv1[0].out_channels == 16  # the deep stem's first conv
+    again = segmentor_from_spec(model.spec)
+    assert [p.shape for p in again.parameters()] == [p.shape for p in model.parameters()]
+    with pytest.raises(ValueError, match="'mobilenetv3_small_050' does not take"):
+        create_segmentor("fcn", "mobilenetv3_small_050", 3, channels=[8, 8, 8, 8])
+    with pytest.raises(ValueError, match="cannot load"):
+        create_segmentor("fcn", "resnet18d", 3, pretrained=True, channels=[8, 8, 8, 8])
 
 
 def test_unknown_names():

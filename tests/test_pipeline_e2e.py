@@ -18,6 +18,9 @@ MODELS = {"baseline", "lad_student", "teacher_random", "teacher_fixed", "teacher
 
 def test_outputs(tiny_repo):
     metrics = json.loads((tiny_repo / "reports/metrics.json").read_text())
+    headline = metrics.pop("headline_miou")  # first: the first columns of `dvc exp show`
+    assert headline == {"lad_student": metrics["lad_student"]["miou"], "baseline": metrics["baseline"]["miou"],
+                        "teacher": metrics["teacher_fixed"]["miou"]}
     assert set(metrics) == MODELS  # baseline_ft only with distill.init: baseline
     for name, m in metrics.items():
         assert 0 <= m["miou"] <= 100 and 0 <= m["pixel_acc"] <= 100, name
@@ -35,9 +38,9 @@ def test_outputs(tiny_repo):
     assert (tiny_repo / "reports/curves/seed0/student_val.tsv").read_text().splitlines()[0] == "step\tval_miou\tval_pixel_acc"
     train = json.loads((tiny_repo / "reports/train/seed0/student.json").read_text())
     assert train["iters"] == 4 and train["resumed_from"] is None and train["effective_batch"] == 2
-    assert not list((tiny_repo / "models/seed0/resume").glob("*/checkpoint.pt"))  # completed: nothing to resume
-    assert json.loads((tiny_repo / "models/seed0/resume/student/status.json").read_text())["complete"] is True
-    data = json.loads((tiny_repo / "reports/data.json").read_text())
+    assert not list((tiny_repo / "checkpoints/seed0").glob("*/checkpoint.pt"))  # completed: nothing to resume
+    assert json.loads((tiny_repo / "checkpoints/seed0/student/status.json").read_text())["complete"] is True
+    data = json.loads((tiny_repo / "data/prepared/stats.json").read_text())
     assert data["train"]["images"] == 16 and data["train"]["skipped"] == 0
     assert abs(sum(data["val"]["class_frequency"].values()) - 1) < 1e-6
     assert "Running stage 'report'" in (tiny_repo / "first_repro.log").read_text()
@@ -68,6 +71,18 @@ def test_mlflow_parent_and_child_runs(tiny_repo):
     assert student(torch.zeros(1, 3, 32, 32))["out"].shape[1] == 6
 
 
+def test_exp_show_leads_with_the_headline(tiny_repo):
+    header = run(["dvc", "exp", "show", "--md", "--no-pager"], tiny_repo).stdout.splitlines()[0]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    first = columns.index("headline_miou.lad_student")
+    assert columns[first:first + 3] == ["headline_miou.lad_student", "headline_miou.baseline", "headline_miou.teacher"]
+    assert all(c in ("Experiment", "Created") for c in columns[:first])
+    report = (tiny_repo / "reports/report.md").read_text()  # and the report says what the numbers show
+    metrics = json.loads((tiny_repo / "reports/metrics.json").read_text())
+    assert f"The LAD student scores {metrics['lad_student']['miou']:.2f} mIoU against the baseline's " \
+           f"{metrics['baseline']['miou']:.2f}" in report
+
+
 def test_second_repro_is_a_noop(tiny_repo):
     proc = run(["dvc", "repro"], tiny_repo)
     assert "Data and pipelines are up to date" in proc.stdout + proc.stderr
@@ -95,6 +110,34 @@ def test_variations_rerun_only_what_they_change(tiny_repo):
     assert "equal-budget control" in (tiny_repo / "reports/report.md").read_text()
 
 
+def stages_logged(repo, pipeline_id: str) -> set[str]:
+    """The stages that ran code (and so logged an MLflow run) in the pipeline run ``pipeline_id``."""
+    df = runs(repo, **{"lad.pipeline_id": pipeline_id})
+    return set(df[df["tags.lad.role"] == "stage"]["tags.stage"])
+
+
+def test_a_value_run_before_is_restored_from_the_run_cache(tiny_repo):
+    """Back to the first run's values: DVC restores the teacher and student from its run cache,
+    without training (no MLflow run for them), and the restored weights are the first run's."""
+    proc = run(["dvc", "exp", "run", "-n", "back", "-S", "lad.noise_std=0.03", "-S", "distill.init=scratch"], tiny_repo)
+    out = proc.stdout + proc.stderr
+    for stage in ("train_teacher@0", "distill@0"):
+        assert f"Stage '{stage}' is cached - skipping run" in out, stage
+        assert f"Running stage '{stage}'" not in out, stage
+    assert not {"train_teacher@0", "distill@0", "train_baseline@0"} & stages_logged(tiny_repo, "back")
+
+
+def test_student_without_distillation_is_the_baseline(tiny_repo):
+    """From scratch, the student differs from the baseline only by the distillation term: at weight 0
+    it gives the baseline's weights (same seed, same samples, same auxiliary weight and schedule)."""
+    run(["dvc", "exp", "run", "-n", "kd0", "-S", "distill.w_kd=0"], tiny_repo)
+    assert_same_weights(weights(tiny_repo / "models/seed0/baseline.pt"), weights(tiny_repo / "models/seed0/student.pt"))
+    run(["dvc", "exp", "run", "-n", "kd3", "-S", "distill.w_kd=3"], tiny_repo)  # back: from the run cache
+    with pytest.raises(AssertionError):
+        assert_same_weights(weights(tiny_repo / "models/seed0/baseline.pt"),
+                            weights(tiny_repo / "models/seed0/student.pt"))
+
+
 def test_same_seed_same_weights_in_a_new_process(tiny_repo):
     path = tiny_repo / "models/seed0/baseline.pt"
     before, before_bytes = weights(path), path.read_bytes()
@@ -120,17 +163,21 @@ def test_a_second_seed_adds_only_its_own_stages_and_the_report_averages(tiny_rep
     assert f"{metrics['miou']:.2f} ± {metrics['miou_std']:.2f}" in report and "## mIoU of each seed" in report
 
 
-def test_queued_experiments_run_all(tiny_repo):
-    """README's queue: queued runs execute in a copy under .dvc/tmp/exps/ yet log to the project's store."""
-    for name, setting in (("q-cons", "lad.w_cons=1"), ("q-kd", "distill.w_kd=1")):
+def test_queued_experiments_run_only_what_they_change(tiny_repo):
+    """README's queue: queued runs execute in a copy under .dvc/tmp/exps/, where no model exists yet,
+    and still train only what their change touches: the rest comes from DVC's run cache. They log
+    to the project's store."""
+    queued = {"q-kd": "distill.w_kd=1", "q-temp": "distill.temperature=2"}
+    for name, setting in queued.items():
         run(["dvc", "exp", "run", "--queue", "-n", name, "-S", setting], tiny_repo)
-    run(["dvc", "exp", "run", "--run-all"], tiny_repo)
+    run(["dvc", "exp", "run", "--run-all"], tiny_repo, env={"LAD_THREADS": "1"})
     table = run(["dvc", "exp", "show", "--md", "--no-pager"], tiny_repo).stdout
-    assert "q-cons" in table and "q-kd" in table
-    for name in ("q-cons", "q-kd"):
-        df = runs(tiny_repo, **{"lad.pipeline_id": name})
-        assert "report" in set(df[df["tags.lad.role"] == "stage"]["tags.stage"]), name
-        assert (df["status"] == "FINISHED").all(), name
+    assert all(name in table for name in queued)
+    for name in queued:
+        ran = stages_logged(tiny_repo, name)
+        assert {"distill@0", "distill@1", "evaluate@0", "report"} <= ran, (name, ran)
+        assert not {s for s in ran if s.startswith(("train_baseline", "train_teacher", "prepare"))}, (name, ran)
+        assert (runs(tiny_repo, **{"lad.pipeline_id": name})["status"] == "FINISHED").all(), name
 
 
 def test_ablation_table_from_dvc_exp_show(tiny_repo):
@@ -145,8 +192,8 @@ def test_ablation_table_from_dvc_exp_show(tiny_repo):
     table = (tiny_repo / "reports/ablations.md").read_text()
     assert table.strip() in out
     lines = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
-    assert {"(this commit)", "q-cons", "q-kd", "noise-01", "warm", "two-seeds"} <= set(lines)
-    assert "`lad.w_cons=1`" in lines["q-cons"] and "`distill.w_kd=1`" in lines["q-kd"]
+    assert {"(this commit)", "q-temp", "q-kd", "noise-01", "warm", "two-seeds"} <= set(lines)
+    assert "`distill.temperature=2`" in lines["q-temp"] and "`distill.w_kd=1`" in lines["q-kd"]
     ref = json.loads(run(["dvc", "exp", "show", "--json"], tiny_repo).stdout)
     exp = next(r for g in ref[1]["experiments"] for r in g["revs"] if r["name"] == "q-kd")
     miou = exp["data"]["metrics"]["reports/metrics.json"]["data"]["lad_student"]["miou"]

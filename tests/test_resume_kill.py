@@ -25,7 +25,7 @@ def test_sigkill_then_rerun_resumes_to_the_same_weights(kill_repo):
     env = command_env({"PIPELINE_RUN_ID": "killed"})
     proc = subprocess.Popen(["dvc", "repro", "train_baseline@0"], cwd=kill_repo, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = kill_repo / "models/seed0/resume/baseline/checkpoint.pt"
+    ckpt = kill_repo / "checkpoints/seed0/baseline/checkpoint.pt"
     deadline = time.time() + 300
     while not ckpt.is_file() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)

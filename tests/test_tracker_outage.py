@@ -97,7 +97,7 @@ def test_outage_at_start_and_mid_run_loses_nothing(tmp_path, server):
     server.start()
     train = subprocess.Popen([sys.executable, "-m", "stages.train", "baseline", "--seed", "0"], cwd=repo,
                              env=command_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ckpt = repo / "models/seed0/resume/baseline/checkpoint.pt"
+    ckpt = repo / "checkpoints/seed0/baseline/checkpoint.pt"
     deadline = time.time() + 300
     while not ckpt.is_file() and train.poll() is None and time.time() < deadline:
         time.sleep(0.05)

@@ -77,12 +77,13 @@ def widen_first_conv(body: nn.Module, in_chans: int, std: float = 0.1) -> None:
 
 
 def create_body(backbone: str, in_chans: int, output_stride: int, pretrained: bool, pretrained_path: str | None,
-                label_init: str) -> nn.Module:
+                label_init: str, channels: list[int] | None = None, stem_width: int | None = None) -> nn.Module:
     """The feature extractor (last three stages); timm's ImageNet weights from the hub or a local file.
 
     With ``in_chans=4`` and pretrained weights, ``label_init`` decides the extra channel's first
     convolution: ``official`` (RGB weights copied, extra channel small random) or ``timm`` (timm's
-    own adaptation, which tiles the RGB weights).
+    own adaptation, which tiles the RGB weights). ``channels`` (per stage) and ``stem_width`` narrow a
+    timm ResNet (``None``: the backbone's own widths), e.g. a quarter-width ResNet-18-D for CPUs.
     """
     if backbone in STDC_LAYERS:
         if output_stride != 32 or pretrained:
@@ -94,9 +95,19 @@ def create_body(backbone: str, in_chans: int, output_stride: int, pretrained: bo
         kwargs["output_stride"] = output_stride
     if pretrained_path:
         kwargs["pretrained_cfg_overlay"] = dict(file=str(pretrained_path))  # offline: timm reads this file
+    widths = {k: v for k, v in (("channels", tuple(channels or ())), ("stem_width", stem_width)) if v}
+    if widths and pretrained:
+        raise ValueError(f"backbone {backbone!r}: {sorted(widths)} change the network's widths, so ImageNet weights "
+                         "cannot load; set pretrained: false or leave channels/stem_width at their defaults")
+    kwargs.update(widths)
     widen = pretrained and in_chans > 3 and label_init == "official"
     try:
         body = timm.create_model(backbone, pretrained=pretrained, in_chans=3 if widen else in_chans, **kwargs)
+    except TypeError as err:
+        if not widths:
+            raise
+        raise ValueError(f"backbone {backbone!r} does not take {sorted(widths)} (timm's ResNets do): "
+                         f"{str(err).splitlines()[0]}") from err
     except Exception as err:  # noqa: BLE001 - timm raises many kinds for an offline hub or a bad file
         if not pretrained:
             raise
@@ -113,7 +124,8 @@ def create_body(backbone: str, in_chans: int, output_stride: int, pretrained: bo
 def create_segmentor(arch: str, backbone: str, num_classes: int, in_chans: int = 3, output_stride: int = 8,
                      head_channels: int = 256, aux_channels: int = 64, pretrained: bool = False,
                      dropout: float = 0.1, aspp_rates: tuple[int, ...] = (12, 24, 36),
-                     aux: bool = True, pretrained_path: str | None = None, label_init: str = "official") -> Segmentor:
+                     aux: bool = True, pretrained_path: str | None = None, label_init: str = "official",
+                     channels: list[int] | None = None, stem_width: int | None = None) -> Segmentor:
     """Build a segmentor by name.
 
     Args:
@@ -130,6 +142,8 @@ def create_segmentor(arch: str, backbone: str, num_classes: int, in_chans: int =
         aux: build the auxiliary head.
         pretrained_path: a local file of timm's weights for ``backbone`` (offline clusters).
         label_init: ``official`` | ``timm``: how pretrained weights meet the 4th input channel.
+        channels: widths of a timm ResNet's four stages (None: its own).
+        stem_width: width of a timm ResNet's stem (None: its own).
     """
     if arch not in HEADS:
         raise ValueError(f"arch: expected one of {sorted(HEADS)}, got {arch!r}")
@@ -138,8 +152,9 @@ def create_segmentor(arch: str, backbone: str, num_classes: int, in_chans: int =
     check_backbone(backbone)
     spec = dict(arch=arch, backbone=backbone, num_classes=num_classes, in_chans=in_chans,
                 output_stride=output_stride, head_channels=head_channels, aux_channels=aux_channels,
-                pretrained=False, dropout=dropout, aspp_rates=list(aspp_rates), aux=aux)
-    body = create_body(backbone, in_chans, output_stride, pretrained, pretrained_path, label_init)
+                pretrained=False, dropout=dropout, aspp_rates=list(aspp_rates), aux=aux,
+                channels=list(channels) if channels else None, stem_width=stem_width or None)
+    body = create_body(backbone, in_chans, output_stride, pretrained, pretrained_path, label_init, channels, stem_width)
     channels = body.channels if isinstance(body, STDCNet) else body.feature_info.channels()
     head = HEADS[arch](channels, head_channels, num_classes, dropout, aspp_rates)
     if getattr(head, "needs_regions", False) and not aux:

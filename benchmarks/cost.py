@@ -1,0 +1,266 @@
+"""What the default pipeline costs: compute, speed against the CPU's peak, stage wall times.
+
+    python benchmarks/cost.py [--steps 10] [--params params.yaml]    # per training step of every role
+    python benchmarks/cost.py --run                                   # + `dvc repro` of a fresh copy, timed
+    python benchmarks/cost.py --run --parallel                        # + two experiments at -j 1 and -j 2
+
+Per role (random weights, a random batch at params.yaml's sizes, on the device train.device picks):
+GFLOP of one training step (forward and backward, teachers' forwards included, as
+``torch.utils.flop_counter`` counts), the bare step's seconds and images/s, the achieved GFLOP/s
+against a convolution and a matmul peak measured here in the same dtype, and the projected stage.
+The total is the TFLOP of all training steps of the run (validation excluded, printed apart).
+
+``--run`` copies the repository's tracked files to a temporary folder and times ``dvc repro`` there:
+each stage's wall time (process start to the next stage, MLflow logging included), and the training
+loop's images/s (iterations x batch / the stage's ``train_seconds``, validation and checkpoints
+included) against the bare step's. ``--parallel`` then queues two distillation-only experiments
+twice: run with ``-j 1``, and with ``-j 2`` and ``LAD_THREADS`` set to half the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from pipeline.config import Config, load_config
+from pipeline.dist import pick_device
+from pipeline.engine import AMP_DTYPES, make_optimizer
+from pipeline.evaluate import autocast
+from pipeline.methods import create_method_loss
+from pipeline.models import create_segmentor
+from pipeline.steps import STEPS
+
+REPO = Path(__file__).resolve().parents[1]
+# benchmark role -> the train-report name of its stage (reports/train/seed<N>/<name>.json)
+REPORT_NAME = {"baseline": "baseline", "lad_teacher": "teacher", "lad_student": "student",
+               "conventional_teacher": "conventional_teacher"}
+
+
+def net(cfg: Config, role: str, k: int, in_chans: int = 3) -> torch.nn.Module:
+    m = getattr(cfg.model, role)
+    return create_segmentor(m.arch, m.backbone, k, in_chans, m.output_stride, m.head_channels, m.aux_channels,
+                            False, m.dropout, m.aspp_rates, channels=m.channels, stem_width=m.stem_width)
+
+
+def roles(cfg: Config, k: int, ignore: int) -> Iterator[tuple[str, torch.nn.Module, Any, int]]:
+    """(name, model, step, iterations) of every role the params train (comparison rows if enabled)."""
+    lad, dst, c = cfg.lad, cfg.distill, cfg.compare
+    yield "baseline", net(cfg, "student", k), STEPS["baseline"](k, ignore, cfg.train.w_aux), cfg.train.iters
+    yield "lad_teacher", net(cfg, "teacher", k, 4), STEPS["teacher"](
+        k, ignore, lad.codebook, lad.noise_std, lad.scale, lad.w_aux, lad.w_cons, lad.temperature, lad.dual_path,
+        dst.codebook, dst.noise_std, lad.distance), cfg.train.iters
+    yield "lad_student", net(cfg, "student", k), STEPS["distill"](
+        net(cfg, "teacher", k, 4), k, ignore, dst.codebook, dst.noise_std, lad.scale, dst.w_kd, dst.temperature,
+        dst.w_aux, dst.distance), dst.iters
+    if not c.enabled:
+        return
+    yield "conventional_teacher", net(cfg, "conventional_teacher", k), STEPS["baseline"](k, ignore, cfg.train.w_aux), \
+        cfg.train.iters
+    for m in c.methods:
+        s_ch, t_ch = cfg.model.student.head_channels, cfg.model.conventional_teacher.head_channels
+        loss = create_method_loss(m, c.hparams.get(m), s_ch, t_ch, k, ignore)
+        yield f"distill_{m}", net(cfg, "student", k), STEPS["method"](net(cfg, "conventional_teacher", k), loss,
+                                                                       ignore, c.w_aux), c.iters
+
+
+def timed(fn: Callable[[], Any], steps: int, device: torch.device, warmup: int = 2) -> float:
+    """Seconds per call of ``fn`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps
+
+
+def flops_of(fn: Callable[[], Any]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def peaks(device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
+    """GFLOP/s of a large matmul and of a wide 3x3 convolution (forward), in the training dtype."""
+    dt = dtype or torch.float32
+    a, b = (torch.randn(2048, 2048, device=device, dtype=dt) for _ in range(2))
+    x = torch.randn(16, 128, 64, 64, device=device, dtype=dt)
+    conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).to(device, dt)
+    out = {}
+    with torch.no_grad():
+        for name, fn in (("matmul 2048^2", lambda: a @ b), ("conv3x3 128ch 64px b16", lambda: conv(x))):
+            out[name] = flops_of(fn) / timed(fn, 10, device) / 1e9
+    return out
+
+
+def cpu_name() -> str:
+    """The CPU model and its vector/matrix flags, as quoted beside every time."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        model = re.search(r"model name\s*:\s*(.+)", info).group(1).strip()
+        flags = set(re.search(r"flags\s*:\s*(.+)", info).group(1).split())
+    except (OSError, AttributeError):
+        return platform.processor() or platform.machine()
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16")
+    return f"{model}, {os.cpu_count()} cores, flags: {' '.join(f for f in wanted if f in flags) or 'none of AVX2+'}"
+
+
+def step_costs(cfg: Config, steps: int, k: int = 6) -> list[dict[str, Any]]:
+    """GFLOP and bare seconds of one training step of every role."""
+    device = pick_device(cfg.train.device)
+    dtype = AMP_DTYPES[cfg.train.amp]
+    b, s = cfg.train.batch_size, cfg.train.crop_size
+    torch.manual_seed(0)
+    image = torch.randn(b, 3, s, s, device=device)
+    label = torch.randint(0, k, (b, s, s), device=device)
+    rows = []
+    for name, model, step, iters in roles(cfg, k, 255):
+        model.to(device).train()
+        for attr in ("teacher", "module"):
+            if isinstance(getattr(step, attr, None), torch.nn.Module):
+                getattr(step, attr).to(device)
+        params = list(model.parameters()) + (list(step.module.parameters()) if hasattr(step, "module") else [])
+        opt = make_optimizer(cfg.train.optimizer, params, cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay)
+
+        def train_step() -> None:
+            with autocast(device, dtype):
+                loss = step(model, image, label)["loss"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        gflop = flops_of(train_step) / 1e9
+        sec = timed(train_step, steps, device)
+        rows.append({"role": name, "gflop": gflop, "sec": sec, "iters": iters, "images_per_s": b / sec})
+    return rows
+
+
+def val_gflop(cfg: Config, num_val: int, k: int = 6) -> float:
+    """GFLOP of the validations during training: forward passes over the val images at each interval."""
+    t = cfg.train
+    model = net(cfg, "student", k).eval()
+    with torch.no_grad():
+        per_image = flops_of(lambda: model(torch.zeros(1, 3, cfg.synthetic.size, cfg.synthetic.size))) / 1e9
+    validations = t.iters // t.val_interval + (t.iters % t.val_interval != 0) if t.val_interval else 1
+    return per_image * num_val * validations * 3  # three trained models of the default
+
+
+def copy_repo(dest: Path) -> Path:
+    """The repository's tracked (and not ignored) files, as in the working tree, without run outputs."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        if (REPO / f).is_file() and not f.startswith(("reports/", "dvc.lock")):
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, dest / f)
+    (dest / "reports").mkdir(exist_ok=True)
+    shutil.copy2(REPO / "reports/ablations.md", dest / "reports/ablations.md")
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.email=b@b", "-c", "user.name=b", "commit", "-qm", "benchmark copy"]):
+        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+def timed_command(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, dict[str, float]]:
+    """Run ``cmd`` (streaming its output); returns its wall time and each DVC stage's share of it."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **(env or {})}
+    start = time.perf_counter()
+    marks: list[tuple[str, float]] = []
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            if line.startswith("Running stage '"):
+                marks.append((line.split("'")[1], time.perf_counter()))
+        if proc.wait() != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed in {cwd}")
+    end = time.perf_counter()
+    stages = {name: (marks[i + 1][1] if i + 1 < len(marks) else end) - t for i, (name, t) in enumerate(marks)}
+    return end - start, stages
+
+
+def run_pipeline(rows: list[dict[str, Any]], cfg: Config, parallel: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="lad-cost-") as tmp:
+        repo = copy_repo(Path(tmp))
+        wall, stages = timed_command(["dvc", "repro"], repo, {"PIPELINE_RUN_ID": "benchmark"})
+        print(f"\n`dvc repro` of a fresh copy: {wall:.0f} s wall")
+        print(f"{'stage':32s} {'wall s':>8s}")
+        for name, sec in stages.items():
+            print(f"{name:32s} {sec:8.1f}")
+        print(f"\n{'role':24s} {'loop img/s':>10s} {'bare img/s':>10s} {'loop/bare':>9s}")
+        for row in rows:
+            report = repo / "reports/train/seed0" / f"{REPORT_NAME.get(row['role'], row['role'])}.json"
+            if not report.is_file() or json.loads(report.read_text()).get("skipped"):
+                continue
+            train = json.loads(report.read_text())
+            loop = train["iters"] * train["effective_batch"] / train["train_seconds"]
+            print(f"{row['role']:24s} {loop:10.1f} {row['images_per_s']:10.1f} {loop / row['images_per_s']:9.2f}")
+        noop, _ = timed_command(["dvc", "repro"], repo)
+        print(f"\nno-op `dvc repro` (everything up to date): {noop:.2f} s")
+        if parallel:
+            run_parallel(repo)
+
+
+def run_parallel(repo: Path) -> None:
+    """Two distillation-only experiments, queued, at -j 1 (all cores each) and at -j 2 (cores halved)."""
+    half = str(max(1, (os.cpu_count() or 2) // 2))
+    print(f"\n{'two queued distill-only experiments':44s} {'wall s':>8s}")
+    for jobs, env, values in (("1", {}, ("1", "2")), ("2", {"LAD_THREADS": half}, ("4", "5"))):
+        for v in values:
+            subprocess.run(["dvc", "exp", "run", "--queue", "-S", f"distill.w_kd={v}"], cwd=repo, check=True,
+                           capture_output=True, env={**os.environ, "PATH": f"{Path(sys.executable).parent}"
+                                                                          f"{os.pathsep}{os.environ['PATH']}"})
+        wall, _ = timed_command(["dvc", "exp", "run", "--run-all", "-j", jobs], repo, env)
+        label = f"-j {jobs}" + (f", LAD_THREADS={env['LAD_THREADS']}" if env else ", torch's default threads")
+        print(f"{label:44s} {wall:8.0f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per role (after 2 warm-up steps)")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--run", action="store_true", help="also time `dvc repro` of a fresh copy of the repository")
+    parser.add_argument("--parallel", action="store_true", help="with --run: two queued experiments, -j 1 vs -j 2")
+    args = parser.parse_args()
+    cfg = load_config(args.params)
+    device = pick_device(cfg.train.device)
+    print(f"CPU: {cpu_name()}")
+    print(f"device {device}, dtype {cfg.train.amp if cfg.train.amp != 'none' else 'float32'}, torch threads "
+          f"{torch.get_num_threads()}, batch {cfg.train.batch_size}, crop {cfg.train.crop_size}")
+    peak = peaks(device, AMP_DTYPES[cfg.train.amp])
+    print("peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items()))
+    rows = step_costs(cfg, args.steps)
+    best = max(peak.values())
+    print(f"\n{'role':24s} {'GFLOP/step':>10s} {'s/step':>8s} {'img/s':>7s} {'GFLOP/s':>8s} {'of peak':>7s} "
+          f"{'iters':>6s} {'stage s':>8s} {'TFLOP':>7s}")
+    total = 0.0
+    for r in rows:
+        tflop = r["gflop"] * r["iters"] / 1e3
+        total += tflop
+        print(f"{r['role']:24s} {r['gflop']:10.2f} {r['sec']:8.4f} {r['images_per_s']:7.0f} {r['gflop'] / r['sec']:8.0f} "
+              f"{r['gflop'] / r['sec'] / best:7.0%} {r['iters']:6d} {r['sec'] * r['iters']:8.0f} {tflop:7.2f}")
+    num_val = cfg.synthetic.num_val if cfg.data.name == "synthetic" else 0
+    print(f"{'all training steps':24s} {'':10s} {'':8s} {'':7s} {'':8s} {'':7s} {'':6s} "
+          f"{sum(r['sec'] * r['iters'] for r in rows):8.0f} {total:7.2f}")
+    if num_val:
+        print(f"(validation during training, forward only: {val_gflop(cfg, num_val) / 1e3:.2f} TFLOP more)")
+    if args.run:
+        run_pipeline(rows, cfg, args.parallel)
+
+
+if __name__ == "__main__":
+    main()
