@@ -13,8 +13,10 @@ The total is the TFLOP of all training steps of the run (validation excluded, pr
 ``--run`` copies the repository's tracked files to a temporary folder and times ``dvc repro`` there:
 each stage's wall time (process start to the next stage, MLflow logging included), and the training
 loop's images/s (iterations x batch / the stage's ``train_seconds``, validation and checkpoints
-included) against the bare step's. ``--parallel`` then queues two distillation-only experiments
-twice: run with ``-j 1``, and with ``-j 2`` and ``LAD_THREADS`` set to half the cores.
+included) against the bare step's; then a no-op ``dvc repro`` and three experiments: one that changes
+only the distillation, one that changes the LAD teacher, and one back to the default (run cache).
+``--parallel`` then queues two distillation-only experiments twice: run with ``-j 1``, and with
+``-j 2`` and ``LAD_THREADS`` set to half the cores.
 """
 
 from __future__ import annotations
@@ -211,6 +213,12 @@ def run_pipeline(rows: list[dict[str, Any]], cfg: Config, parallel: bool) -> Non
             print(f"{row['role']:24s} {loop:10.1f} {row['images_per_s']:10.1f} {loop / row['images_per_s']:9.2f}")
         noop, _ = timed_command(["dvc", "repro"], repo)
         print(f"\nno-op `dvc repro` (everything up to date): {noop:.2f} s")
+        print(f"\n{'experiment (after the full run)':44s} {'wall s':>8s}  stages run")
+        for what, setting in (("distill-only: -S distill.w_kd=2", "distill.w_kd=2"),
+                              ("LAD-only: -S lad.noise_std=0.05", "lad.noise_std=0.05"),
+                              ("back to the default: -S lad.noise_std=0.03", "lad.noise_std=0.03")):
+            wall, ran = timed_command(["dvc", "exp", "run", "-S", setting], repo)
+            print(f"{what:44s} {wall:8.0f}  {', '.join(ran) or 'none'}")
         if parallel:
             run_parallel(repo)
 

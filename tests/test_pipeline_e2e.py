@@ -25,7 +25,7 @@ def test_outputs(tiny_repo):
     for name, m in metrics.items():
         assert 0 <= m["miou"] <= 100 and 0 <= m["pixel_acc"] <= 100, name
     res = json.loads((tiny_repo / "reports/eval/seed0/teacher_fixed.json").read_text())
-    assert len(res["per_class_iou"]) == 6 and res["params_m"] > 10 and res["gflops"] > 0
+    assert len(res["per_class_iou"]) == 6 and 0.5 < res["params_m"] < 2 and res["gflops"] > 0  # the quarter-width ResNet-18-D
     assert res["label_channel"] == "fixed" and res["iterations"] == 4
     report = (tiny_repo / "reports/report.md").read_text()
     assert "| Teacher | Student | Method | mIoU" in report and "all-zero label channel" in report
