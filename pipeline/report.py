@@ -46,8 +46,9 @@ def published(dataset: str, row: str, arch: str, backbone: str) -> float | None:
 
 
 def model_name(res: dict[str, Any]) -> str:
-    """``DeepLabV3-resnet18d`` from an evaluation result."""
-    return f"{ARCH_NAMES.get(res['arch'], res['arch'])}-{res['backbone']}"
+    """``DeepLabV3-resnet18d`` from an evaluation result (with its stage widths when narrowed)."""
+    widths = f" (widths {'/'.join(map(str, res['channels']))})" if res.get("channels") else ""
+    return f"{ARCH_NAMES.get(res['arch'], res['arch'])}-{res['backbone']}{widths}"
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

@@ -88,7 +88,8 @@ def evaluate_all(cfg: Config, seed: int = 0) -> dict[str, dict[str, Any]]:
         model.cpu()
         res = scores(conf, classes)
         res.update(model=role, label_channel=codebook or "none", arch=ckpt["spec"]["arch"],
-                   backbone=ckpt["spec"]["backbone"], params_m=count_params(model) / 1e6,
+                   backbone=ckpt["spec"]["backbone"], channels=ckpt["spec"].get("channels"),
+                   params_m=count_params(model) / 1e6,
                    gflops=count_flops(model, cfg.train.crop_size) / 1e9, flops_input=cfg.train.crop_size,
                    iterations=ckpt["iteration"], confusion=conf.tolist())
         results[name] = res
