@@ -34,7 +34,7 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "noise-0.3": ("label noise sigma 0.3", {"lad.noise_std": 0.3}),
     "codebook-fixed": ("fixed code book while training the teacher (official: random)", {"lad.codebook": "fixed"}),
     "single-path": ("dual path off: one noised path, no consistency", {"lad.dual_path": False}),
-    "w-cons-1": ("consistency weight 1 (official 5)", {"lad.w_cons": 1.0}),
+    "w-cons-5": ("consistency weight 5 (official; the default's 1 suits its 1200 steps)", {"lad.w_cons": 5.0}),
     "w-cons-10": ("consistency weight 10", {"lad.w_cons": 10.0}),
     "distance-kl": ("pixel-wise KL instead of CWD, consistency and distillation",
                     {"lad.distance": "kl", "distill.distance": "kl"}),
@@ -42,7 +42,8 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
                       {"distill.init": "baseline"}),
 }
 # needs ImageNet weights: queued only with --imagenet PATH (a timm weights file for the student backbone)
-IMAGENET = ("init-imagenet", "student backbone from ImageNet weights (baseline too: same model.student)")
+IMAGENET = ("init-imagenet", "student backbone from ImageNet weights at its full width, the only one they exist "
+                             "for (baseline too: same model.student)")
 ROWS = ("lad_student", "teacher_fixed", "baseline")  # reports/metrics.json entries shown per experiment
 
 
@@ -54,7 +55,8 @@ def queue_commands(names: list[str], imagenet: str | None = None) -> list[list[s
     """The ``dvc exp run --queue`` command of each ablation."""
     plan = {n: ABLATIONS[n][1] for n in names}
     if imagenet:
-        plan[IMAGENET[0]] = {"model.student.pretrained": True, "model.student.pretrained_path": imagenet}
+        plan[IMAGENET[0]] = {"model.student.pretrained": True, "model.student.pretrained_path": imagenet,
+                             "model.student.channels": [], "model.student.stem_width": 0}
     return [["dvc", "exp", "run", "--queue", "-n", PREFIX + name] + [a for k, v in sets.items()
                                                                       for a in ("-S", f"{k}={yaml_value(v)}")]
             for name, sets in plan.items()]

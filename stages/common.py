@@ -93,8 +93,8 @@ THREADS_ENV = "LAD_THREADS"  # torch threads per stage process: cores / parallel
 def set_threads(env: dict[str, str] = os.environ) -> int | None:
     """Apply ``LAD_THREADS`` to torch (intra-op) and OpenCV; returns it (None: torch's default, all cores).
 
-    Parallel experiments must divide the cores: two processes that each use every core fight over
-    them (about 10x slower each on 2 cores, README "Parallel experiments").
+    Parallel experiments (``dvc exp run --run-all -j N``) must divide the cores: processes that each
+    use every core fight over them (README, "Varying the pipeline").
     """
     value = env.get(THREADS_ENV, "").strip()
     if not value:

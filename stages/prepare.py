@@ -32,8 +32,8 @@ def prepare(cfg: Config, index_path: Path = INDEX) -> dict:
     atomic_write(index_path.parent / "skipped.tsv", lambda tmp: skipped.to_csv(tmp, sep="\t", index=False))
     write_json(index_path, index)
     write_json(DATA_STATS, {role: {**{k: v for k, v in st.items() if k != "class_frequency"},
-                                     "class_frequency": dict(zip(index["classes"], st["class_frequency"]))}
-                              for role, st in index["stats"].items()})
+                                   "class_frequency": dict(zip(index["classes"], st["class_frequency"]))}
+                            for role, st in index["stats"].items()})
     if len(skipped):
         print(f"warning: {len(skipped)} problem(s) found; those samples are left out "
               f"(data.on_bad: skip), listed in {index_path.parent / 'skipped.tsv'}")

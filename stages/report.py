@@ -59,14 +59,16 @@ def headline(summary: dict[str, dict[str, float]]) -> dict[str, dict[str, float]
 def verdict(summary: dict[str, dict[str, float]]) -> str:
     """What the run shows, in plain words: the student against the baseline, the teacher against itself."""
     s, b, t, z = (summary[k] for k in ("lad_student", "baseline", "teacher_fixed", "teacher_zero"))
-    diff = s["miou"] - b["miou"]
+    def against(a: float, b: float, what: str) -> str:
+        return f"{'+' if a >= b else ''}{fmt(a - b)}, {'above' if a > b else 'below' if a < b else 'level with'} {what}"
+
     spread = (f" The seeds' sample std is {fmt(b['miou_std'])} (baseline) and {fmt(s['miou_std'])} (student)."
               if b["seeds"] > 1 else " One seed: the spread between seeds is not measured here.")
     return (f"The LAD student scores {fmt(s['miou'])} mIoU against the baseline's {fmt(b['miou'])}: "
-            f"{'+' if diff >= 0 else ''}{fmt(diff)}, {'above' if diff > 0 else 'below' if diff < 0 else 'level with'} "
-            f"the baseline.{spread} The teacher scores {fmt(t['miou'])} with the fixed code book it distils with, "
-            f"{fmt(t['miou'] - b['miou'])} above the baseline and {fmt(t['miou'] - z['miou'])} above itself with an "
-            f"all-zero label channel ({fmt(z['miou'])}).")
+            f"{against(s['miou'], b['miou'], 'the baseline')}.{spread} The teacher scores {fmt(t['miou'])} with the "
+            f"fixed code book it distils with ({against(t['miou'], b['miou'], 'the baseline')}) and "
+            f"{fmt(z['miou'])} with an all-zero label channel "
+            f"({against(t['miou'], z['miou'], 'itself with the channel empty')}).")
 
 
 def data_line(index: dict[str, Any]) -> str:
