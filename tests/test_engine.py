@@ -43,6 +43,17 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_index, tmp_p
     assert [r["step"] for r in second.history["train"]] == list(range(1, 7))
 
 
+def test_validation_does_not_change_training(tiny_index):
+    """Validation draws random numbers (loader seed, the teacher's label noise) on a forked stream:
+    with or without it, the same weights."""
+    plain, validated = make_trainer(tiny_index, 4, None), make_trainer(tiny_index, 4, None, val=True)
+    plain.fit()
+    validated.fit()
+    assert len(validated.history["val"]) == 2
+    for (name, a), b in zip(plain.model.state_dict().items(), validated.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_checkpoint_of_another_configuration_is_not_resumed(tiny_index, tmp_path):
     ckpt = tmp_path / "checkpoint.pt"
     t = make_trainer(tiny_index, 2, tmp_path, fingerprint="A")
