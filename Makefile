@@ -1,6 +1,7 @@
 # `make run`: set up .venv and run the whole pipeline on the embedded dataset.
 # `make test`: set up .venv with the test extra and run the test suite.
 # `make ablations`: queue and run the LAD ablations as DVC experiments, tabulate them into the report.
+# `make bench`: what the default costs (benchmarks/cost.py: compute, speed, stage times, run cache, -j 2)
 # `make ui`: browse the runs in the MLflow UI on http://127.0.0.1:5000
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test ablations ui clean
+.PHONY: run test ablations bench ui clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,9 @@ ablations: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m stages.ablations report
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro report
 
+bench: $(VENV)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/cost.py --run --parallel
+
 ui: $(VENV)/.installed
 	mkdir -p .mlflow/artifacts
 	$(BIN)/mlflow server --host 127.0.0.1 --port 5000 --workers 1 \
@@ -40,4 +44,4 @@ ui: $(VENV)/.installed
 		--default-artifact-root $(CURDIR)/.mlflow/artifacts
 
 clean:
-	rm -rf data/prepared models/seed* reports/eval reports/figures
+	rm -rf data/prepared models/seed* checkpoints reports/eval reports/figures

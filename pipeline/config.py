@@ -387,6 +387,9 @@ def _check_values(cfg: Config) -> None:
         if m.backbone in STDC_LAYERS and (m.output_stride != 32 or m.pretrained):
             raise ConfigError(f"model.{role}.backbone: {m.backbone} is built here without dilation or ImageNet "
                               f"weights: set model.{role}.output_stride: 32 and pretrained: false")
+        if m.backbone in STDC_LAYERS and (m.channels or m.stem_width):
+            raise ConfigError(f"model.{role}.channels: {m.backbone} has fixed widths; set model.{role}.channels: [] "
+                              f"and stem_width: 0 (they narrow timm ResNets), got {m.channels} and {m.stem_width}")
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:

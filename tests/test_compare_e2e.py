@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def compare_repo(tmp_path_factory):
-    stdc = {"arch": "stdc", "backbone": "stdc1", "output_stride": 32}
+    stdc = {"arch": "stdc", "backbone": "stdc1", "output_stride": 32, "channels": [], "stem_width": 0}
     params = tiny_params(compare={"enabled": True, "methods": sorted(METHODS)},
                          model={"student": stdc, "teacher": {"arch": "ocrnet"},
                                 "conventional_teacher": {"arch": "pspnet"}})
@@ -51,7 +51,7 @@ def test_report_lists_every_row(compare_repo):
     assert methods == ["Baseline"] + [METHODS[m].title for m in sorted(METHODS)] + ["LAD (init: scratch)"]
     for line in table[1:-1]:
         assert line.startswith("| PSPNet-resnet34d | STDC-stdc1 |")
-    assert table[-1].startswith("| OCRNet-resnet18d + label (LAD) | STDC-stdc1 | LAD")
+    assert table[-1].startswith("| OCRNet-resnet18d (widths 16/32/64/128) + label (LAD) | STDC-stdc1 | LAD")
     teachers = report.split("## Teachers")[1]
     assert "| PSPNet-resnet34d | image only (conventional teacher) |" in teachers
     assert "CIRKD (w_kd=1, kd_temperature=1, w_pair=1, w_memory_pixel=0.1" in report

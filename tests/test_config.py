@@ -50,6 +50,7 @@ BAD = [
     ({"model": {"student": {"channels": [16, 32, 64]}}}, "model.student.channels: expected 4 stage widths"),
     ({"model": {"student": {"channels": [16, 32, 0, 128]}}}, "model.student.channels"),
     ({"model": {"teacher": {"stem_width": -1}}}, "model.teacher.stem_width"),
+    ({"model": {"student": {"backbone": "stdc1", "output_stride": 32}}}, "model.student.channels: stdc1 has fixed"),
     ({"unknown_section": {}}, "unknown_section"),
     ({"compare": {"methods": ["kd", "fitnet"]}}, "compare.methods: unknown method 'fitnet'"),
     ({"compare": {"methods": ["kd", "kd"]}}, "compare.methods: expected a non-empty list of distinct"),

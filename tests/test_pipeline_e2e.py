@@ -25,7 +25,7 @@ def test_outputs(tiny_repo):
     for name, m in metrics.items():
         assert 0 <= m["miou"] <= 100 and 0 <= m["pixel_acc"] <= 100, name
     res = json.loads((tiny_repo / "reports/eval/seed0/teacher_fixed.json").read_text())
-    assert len(res["per_class_iou"]) == 6 and 0.5 < res["params_m"] < 2 and res["gflops"] > 0  # the quarter-width ResNet-18-D
+    assert len(res["per_class_iou"]) == 6 and 0.5 < res["params_m"] < 2 and res["gflops"] > 0  # quarter-width R18-D
     assert res["label_channel"] == "fixed" and res["iterations"] == 4
     report = (tiny_repo / "reports/report.md").read_text()
     assert "| Teacher | Student | Method | mIoU" in report and "all-zero label channel" in report
@@ -118,7 +118,7 @@ def stages_logged(repo, pipeline_id: str) -> set[str]:
 
 def test_a_value_run_before_is_restored_from_the_run_cache(tiny_repo):
     """Back to the first run's values: DVC restores the teacher and student from its run cache,
-    without training (no MLflow run for them), and the restored weights are the first run's."""
+    without training (no MLflow run for them)."""
     proc = run(["dvc", "exp", "run", "-n", "back", "-S", "lad.noise_std=0.03", "-S", "distill.init=scratch"], tiny_repo)
     out = proc.stdout + proc.stderr
     for stage in ("train_teacher@0", "distill@0"):

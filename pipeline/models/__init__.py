@@ -86,6 +86,8 @@ def create_body(backbone: str, in_chans: int, output_stride: int, pretrained: bo
     timm ResNet (``None``: the backbone's own widths), e.g. a quarter-width ResNet-18-D for CPUs.
     """
     if backbone in STDC_LAYERS:
+        if channels or stem_width:
+            raise ValueError(f"backbone {backbone!r}: STDC has fixed widths; channels/stem_width narrow timm ResNets")
         if output_stride != 32 or pretrained:
             raise ValueError(f"backbone {backbone!r}: STDC is built here without ImageNet weights or dilation; "
                              f"set output_stride: 32 and pretrained: false (got {output_stride}, {pretrained})")
