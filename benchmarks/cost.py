@@ -1,6 +1,6 @@
 """What the default pipeline costs: compute, speed against the CPU's peak, stage wall times.
 
-    python benchmarks/cost.py [--steps 10] [--params params.yaml]    # per training step of every role
+    python benchmarks/cost.py [--steps 30] [--params params.yaml]    # per training step of every role
     python benchmarks/cost.py --run                                   # + `dvc repro` of a fresh copy, timed
     python benchmarks/cost.py --run --parallel                        # + two experiments at -j 1 and -j 2
 
@@ -239,7 +239,7 @@ def run_parallel(repo: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per role (after 2 warm-up steps)")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per role (after 2 warm-up steps)")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--run", action="store_true", help="also time `dvc repro` of a fresh copy of the repository")
     parser.add_argument("--parallel", action="store_true", help="with --run: two queued experiments, -j 1 vs -j 2")
