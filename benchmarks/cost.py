@@ -31,51 +31,34 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.config import Config, load_config
 from pipeline.dist import pick_device
-from pipeline.engine import AMP_DTYPES, make_optimizer
 from pipeline.evaluate import autocast
-from pipeline.methods import create_method_loss
-from pipeline.models import create_segmentor
-from pipeline.steps import STEPS
+from pipeline.models import segmentor_from_config
+from pipeline.optim import AMP_DTYPES, make_optimizer
+from pipeline.roles import ROLES, make_step, schedule, skip_reason
 
 REPO = Path(__file__).resolve().parents[1]
-# benchmark role -> the train-report name of its stage (reports/train/seed<N>/<name>.json)
-REPORT_NAME = {"baseline": "baseline", "lad_teacher": "teacher", "lad_student": "student",
-               "conventional_teacher": "conventional_teacher"}
-
-
-def net(cfg: Config, role: str, k: int, in_chans: int = 3) -> torch.nn.Module:
-    m = getattr(cfg.model, role)
-    return create_segmentor(m.arch, m.backbone, k, in_chans, m.output_stride, m.head_channels, m.aux_channels,
-                            False, m.dropout, m.aspp_rates, channels=m.channels, stem_width=m.stem_width)
 
 
 def roles(cfg: Config, k: int, ignore: int) -> Iterator[tuple[str, torch.nn.Module, Any, int]]:
-    """(name, model, step, iterations) of every role the params train (comparison rows if enabled)."""
-    lad, dst, c = cfg.lad, cfg.distill, cfg.compare
-    yield "baseline", net(cfg, "student", k), STEPS["baseline"](k, ignore, cfg.train.w_aux), cfg.train.iters
-    yield "lad_teacher", net(cfg, "teacher", k, 4), STEPS["teacher"](
-        k, ignore, lad.codebook, lad.noise_std, lad.scale, lad.w_aux, lad.w_cons, lad.temperature, lad.dual_path,
-        dst.codebook, dst.noise_std, lad.distance), cfg.train.iters
-    yield "lad_student", net(cfg, "student", k), STEPS["distill"](
-        net(cfg, "teacher", k, 4), k, ignore, dst.codebook, dst.noise_std, lad.scale, dst.w_kd, dst.temperature,
-        dst.w_aux, dst.distance), dst.iters
-    if not c.enabled:
-        return
-    yield "conventional_teacher", net(cfg, "conventional_teacher", k), STEPS["baseline"](k, ignore, cfg.train.w_aux), \
-        cfg.train.iters
-    for m in c.methods:
-        s_ch, t_ch = cfg.model.student.head_channels, cfg.model.conventional_teacher.head_channels
-        loss = create_method_loss(m, c.hparams.get(m), s_ch, t_ch, k, ignore)
-        yield f"distill_{m}", net(cfg, "student", k), STEPS["method"](net(cfg, "conventional_teacher", k), loss,
-                                                                       ignore, c.w_aux), c.iters
+    """(role, model, step, iterations) of every role the params train (pipeline.roles), from random weights."""
+    def net(role: str) -> torch.nn.Module:
+        r = ROLES[role]
+        m = getattr(cfg.model, r.net).model_copy(update={"pretrained": False, "pretrained_path": ""})
+        return segmentor_from_config(m, k, r.in_chans)
+
+    for role, r in ROLES.items():
+        if skip_reason(role, cfg) is None:
+            yield role, net(role), make_step(role, cfg, k, ignore, net(r.teacher) if r.teacher else None), \
+                schedule(role, cfg)[0]
 
 
 def timed(fn: Callable[[], Any], steps: int, device: torch.device, warmup: int = 2) -> float:
@@ -140,7 +123,7 @@ def step_costs(cfg: Config, steps: int, k: int = 6) -> list[dict[str, Any]]:
         params = list(model.parameters()) + (list(step.module.parameters()) if hasattr(step, "module") else [])
         opt = make_optimizer(cfg.train.optimizer, params, cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay)
 
-        def train_step() -> None:
+        def train_step(step: Any = step, model: torch.nn.Module = model, opt: Any = opt) -> None:
             with autocast(device, dtype):
                 loss = step(model, image, label)["loss"]
             opt.zero_grad(set_to_none=True)
@@ -156,7 +139,7 @@ def step_costs(cfg: Config, steps: int, k: int = 6) -> list[dict[str, Any]]:
 def val_gflop(cfg: Config, num_val: int, k: int = 6) -> float:
     """GFLOP of the validations during training: forward passes over the val images at each interval."""
     t = cfg.train
-    model = net(cfg, "student", k).eval()
+    model = segmentor_from_config(cfg.model.student, k).eval()
     with torch.no_grad():
         per_image = flops_of(lambda: model(torch.zeros(1, 3, cfg.synthetic.size, cfg.synthetic.size))) / 1e9
     validations = t.iters // t.val_interval + (t.iters % t.val_interval != 0) if t.val_interval else 1
@@ -205,7 +188,7 @@ def run_pipeline(rows: list[dict[str, Any]], cfg: Config, parallel: bool) -> Non
             print(f"{name:32s} {sec:8.1f}")
         print(f"\n{'role':24s} {'loop img/s':>10s} {'bare img/s':>10s} {'loop/bare':>9s}")
         for row in rows:
-            report = repo / "reports/train/seed0" / f"{REPORT_NAME.get(row['role'], row['role'])}.json"
+            report = repo / "reports/train/seed0" / f"{row['role']}.json"
             if not report.is_file() or json.loads(report.read_text()).get("skipped"):
                 continue
             train = json.loads(report.read_text())
@@ -259,7 +242,8 @@ def main() -> None:
     for r in rows:
         tflop = r["gflop"] * r["iters"] / 1e3
         total += tflop
-        print(f"{r['role']:24s} {r['gflop']:10.2f} {r['sec']:8.4f} {r['images_per_s']:7.0f} {r['gflop'] / r['sec']:8.0f} "
+        print(f"{r['role']:24s} {r['gflop']:10.2f} {r['sec']:8.4f} {r['images_per_s']:7.0f} "
+              f"{r['gflop'] / r['sec']:8.0f} "
               f"{r['gflop'] / r['sec'] / best:7.0%} {r['iters']:6d} {r['sec'] * r['iters']:8.0f} {tflop:7.2f}")
     num_val = cfg.synthetic.num_val if cfg.data.name == "synthetic" else 0
     print(f"{'all training steps':24s} {'':10s} {'':8s} {'':7s} {'':8s} {'':7s} {'':6s} "

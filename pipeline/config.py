@@ -1,170 +1,268 @@
-"""``params.yaml`` -> typed, validated configuration.
+"""``params.yaml`` -> a typed, validated configuration (pydantic v2, strict).
 
-Every section of ``params.yaml`` maps onto a dataclass below. :func:`load_config` checks keys,
-types and allowed values before any stage starts work, and every error names the offending key
-(``train.lr``), what it got and what is allowed.
+Each section of ``params.yaml`` is a model below whose fields carry their type, allowed values and
+bounds; the values and their documentation live in ``params.yaml`` alone. Validation is strict: every
+key must be present (no code default stands in for a missing one), unknown keys, NaN/inf, wrong types
+(``"yes"`` for a bool, ``1.5`` for an integer) and empty lists are refused. :func:`load_config` runs
+before a stage starts work and turns the first problem into one line that names the key::
+
+    train.lr: expected a finite number, got nan
+    train.lrr: unknown key; did you mean 'lr'? (allowed: iters, batch_size, ...)
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import hashlib
 import json
-import types
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.data import LAYOUTS
+from pipeline.lad import CODEBOOKS
+from pipeline.losses import DISTANCES
+from pipeline.methods import method_hparams
+from pipeline.models import HEADS, LABEL_INITS, STDC_LAYERS, check_backbone
+from pipeline.optim import AMP_DTYPES, OPTIMIZERS
+
+MAX_SEED = 2**31 - 1  # numpy and torch seed every generator from it (rank and offsets are added)
 
 
 class ConfigError(ValueError):
     """A bad value in ``params.yaml``; the message names the key."""
 
 
-@dataclass
-class SyntheticConfig:
-    """The embedded shapes dataset that ``prepare`` generates (see pipeline/data/synthetic.py)."""
+class Invalid(ValueError):
+    """Raised by a cross-field check: ``field`` (within the section) and what is wrong with it."""
 
-    seed: int = 0  # generator seed: same seed, same images
-    num_train: int = 600  # training images
-    num_val: int = 150  # validation images
-    size: int = 64  # image side, pixels
-    max_objects: int = 4  # objects per image, drawn uniformly in 1..max_objects
-    min_scale: float = 0.3  # smallest object diameter, fraction of the image side
-    max_scale: float = 0.6  # largest object diameter, fraction of the image side
-    clutter: int = 3  # background distractor blobs per image (labelled background)
-    noise_std: float = 12.0  # additive pixel noise, in 0..255 intensity units
-    ignore_border: int = 1  # width in pixels of the ignore band around objects, as in VOC
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field, self.message = field, message
 
 
-@dataclass
-class DataConfig:
-    name: str = "synthetic"  # synthetic | voc | cityscapes | ade20k | coco_stuff164k | coco_stuff10k | camvid
-    root: str = "data/prepared/synthetic"  # the dataset in its published layout (generated here for synthetic)
-    train_split: str = "train"  # split used for training (e.g. train_aug for VOC, training for ADE20K)
-    val_split: str = "val"  # split used for validation and evaluation
-    coco_classes: int = 171  # COCO-Stuff: 171 (mmsegmentation; unused thing ids ignored) | 182 (raw ids)
-    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # per input channel, 0..1 units
-    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])  # per input channel, 0..1 units
-    channel_order: str = "rgb"  # rgb (timm's ImageNet weights) | bgr (Caffe-style weights of the official code)
-    cache: bool = True  # keep decoded images in memory (small datasets only)
-    on_bad: str = "error"  # a bad file in prepare: error (stop, naming it) | skip (leave it out, listed in skipped.tsv)
+# Registries are the single source of their names: a new head, layout or distance is allowed here at once.
+Optimizer = Literal[tuple(OPTIMIZERS)]  # type: ignore[valid-type]
+Amp = Literal[tuple(AMP_DTYPES)]  # type: ignore[valid-type]
+Codebook = Literal[tuple(CODEBOOKS)]  # type: ignore[valid-type]
+Distance = Literal[tuple(DISTANCES)]  # type: ignore[valid-type]
+Arch = Literal[tuple(sorted(HEADS))]  # type: ignore[valid-type]
+LabelInit = Literal[tuple(LABEL_INITS)]  # type: ignore[valid-type]
+DatasetName = Literal[tuple(LAYOUTS)]  # type: ignore[valid-type]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+LearningRate = Annotated[float, Field(gt=0, le=10)]
+Side = Annotated[int, Field(ge=16, le=8192)]  # an image or crop side, pixels
+Width = Annotated[int, Field(ge=4, le=4096)]  # channels of a head
 
 
-@dataclass
-class ModelConfig:
-    arch: str = "deeplabv3"  # head registry key: deeplabv3 | pspnet | fcn | ocrnet | stdc
-    backbone: str = "resnet18d"  # any timm model that supports features_only, or stdc1 | stdc2
-    output_stride: int = 8  # 8 or 16: dilated last stage(s), as in the paper; 32 for STDC
-    head_channels: int = 64  # width of the decode head (paper: 256-512; small for CPU)
-    aux_channels: int = 32  # width of the auxiliary FCN head on stage-3 features
-    pretrained: bool = False  # timm ImageNet weights (from the hub, or from pretrained_path)
-    pretrained_path: str = ""  # local file of timm's weights for this backbone (offline clusters); "" = the hub
-    label_init: str = "official"  # teacher, pretrained: 4th input channel N(0, 0.1^2), RGB copied (official) | timm
-    dropout: float = 0.1  # dropout before the classifier
-    aspp_rates: list[int] = field(default_factory=lambda: [12, 24, 36])  # deeplabv3 dilations (paper, stride 8)
-    channels: list[int] = field(default_factory=list)  # timm ResNet stage widths, e.g. [16, 32, 64, 128]; [] = its own
-    stem_width: int = 0  # timm ResNet stem width; 0 = its own
+class Section(BaseModel):
+    """Strict: exact types (an int where a float is asked is fine), every key required, no extras."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, validate_default=True)
 
 
-@dataclass
-class ModelsConfig:
-    student: ModelConfig = field(default_factory=ModelConfig)  # the deployed network (image only)
-    teacher: ModelConfig = field(default_factory=ModelConfig)  # LAD teacher (image + label channel)
-    conventional_teacher: ModelConfig = field(default_factory=ModelConfig)  # large image-only teacher (compare)
+class SyntheticConfig(Section):
+    """The embedded shapes dataset that ``prepare`` generates (pipeline/data/synthetic.py)."""
+
+    seed: Seed  # generator seed: same seed, same images
+    num_train: Annotated[int, Field(ge=1)]  # images
+    num_val: Annotated[int, Field(ge=1)]  # images
+    size: Annotated[int, Field(ge=16, le=4096)]  # image side, pixels
+    max_objects: Annotated[int, Field(ge=1, le=32)]  # objects per image: 1..max_objects
+    min_scale: Annotated[float, Field(ge=0.01, le=1)]  # object diameter, fraction of the side
+    max_scale: Annotated[float, Field(ge=0.01, le=1)]  # object diameter, fraction of the side
+    clutter: Annotated[int, Field(ge=0, le=64)]  # background blobs per image
+    noise_std: Annotated[float, Field(ge=0, le=255)]  # pixel noise, 0..255 units
+    ignore_border: Annotated[int, Field(ge=0, le=16)]  # ignore band along outlines, pixels
+
+    @model_validator(mode="after")
+    def _scales(self) -> SyntheticConfig:
+        if self.min_scale > self.max_scale:
+            raise Invalid("min_scale", f"must not exceed synthetic.max_scale ({self.max_scale}), got {self.min_scale}")
+        return self
 
 
-@dataclass
-class TrainConfig:
-    iters: int = 1000  # optimisation steps per trained model
-    batch_size: int = 8  # images per step
-    optimizer: str = "adamw"  # sgd | adamw (ours: adamw learns from scratch on CPU, TRIAL.md)
-    lr: float = 1e-3  # peak learning rate
-    momentum: float = 0.9  # SGD momentum (adamw: beta1)
-    weight_decay: float = 1e-4  # decoupled for adamw, L2 for sgd
-    poly_power: float = 0.9  # lr = lr0 * (1 - it/iters) ** power
-    w_aux: float = 0.4  # auxiliary head CE weight of the baseline (CIRKD 0.4)
-    crop_size: int = 64  # square training crop, pixels
-    scale_range: list[float] = field(default_factory=lambda: [0.75, 1.25])  # random rescale
-    flip: bool = True  # random horizontal flip
-    amp: str = "none"  # none | bf16 | fp16 (fp16 only on CUDA); bf16 pays only on CPUs with native bf16
-    val_interval: int = 250  # validate every N steps (0: only at the end)
-    log_interval: int = 10  # log losses every N steps
-    num_workers: int = 0  # DataLoader workers (0: in the main process)
-    ckpt_interval: int = 100  # write the resume checkpoint every N steps
-    nproc: int = 1  # processes per node; > 1 runs the stage under torchrun (DDP), batch_size is per process
-    device: str = "auto"  # auto (CUDA when present) | cpu | cuda
+class DataConfig(Section):
+    name: DatasetName  # a layout of pipeline/data/layouts.py
+    root: str  # the dataset in its published layout
+    train_split: str
+    val_split: str
+    coco_classes: Literal[171, 182]  # COCO-Stuff label space
+    mean: Annotated[list[float], Field(min_length=3, max_length=3)]  # per input channel, 0..1 units
+    std: Annotated[list[Positive], Field(min_length=3, max_length=3)]  # per input channel, 0..1 units
+    channel_order: Literal["rgb", "bgr"]
+    cache: bool  # decoded images kept in RAM
+    on_bad: Literal["error", "skip"]  # a bad file in prepare
 
 
-@dataclass
-class LADConfig:
-    """Label Noising Module and dual-path teacher training (METHOD.md)."""
+class ModelConfig(Section):
+    arch: Arch  # decode head
+    backbone: str  # a timm model with features_only, or stdc1 | stdc2
+    output_stride: Literal[8, 16, 32]
+    head_channels: Width
+    aux_channels: Width
+    pretrained: bool  # timm ImageNet weights
+    pretrained_path: str  # local weights file; "" = the hub
+    label_init: LabelInit  # the teacher's 4th input channel with pretrained weights
+    dropout: Annotated[float, Field(ge=0, le=0.99)]
+    aspp_rates: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]  # DeepLabV3 dilations
+    channels: list[Annotated[int, Field(ge=1)]]  # 4 ResNet stage widths, or [] for the backbone's own
+    stem_width: Annotated[int, Field(ge=0, le=4096)]  # 0 = the backbone's own
 
-    codebook: str = "random"  # code book while training the teacher: random | fixed
-    noise_std: float = 0.03  # pixel noise sigma while training the teacher (official 0.03)
-    scale: float = 1.0  # label channel scale; 1 suits mean/std-normalised images (official x100 on Caffe BGR)
-    dual_path: bool = True  # two noised paths + consistency (False: one path, no consistency)
-    w_aux: float = 0.4  # auxiliary head CE weight
-    w_cons: float = 5.0  # consistency (CWD) weight between the two paths
-    temperature: float = 4.0  # CWD temperature of the consistency term
-    distance: str = "cwd"  # consistency distance: cwd (official) | kl (pixel-wise KL; ablation)
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, name: str) -> str:
+        check_backbone(name)
+        return name
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelConfig:
+        if self.pretrained_path and not Path(self.pretrained_path).is_file():
+            raise Invalid("pretrained_path", f"{self.pretrained_path}: file not found "
+                                             "(a timm weights file for the backbone, .pth/.bin/.safetensors)")
+        if self.pretrained_path and not self.pretrained:
+            raise Invalid("pretrained_path", "is set but pretrained is false")
+        if self.channels and len(self.channels) != 4:
+            raise Invalid("channels", "expected 4 stage widths >= 1 (or [] for the backbone's own), "
+                                      f"got {self.channels}")
+        if self.backbone in STDC_LAYERS and (self.output_stride != 32 or self.pretrained):
+            raise Invalid("backbone", f"{self.backbone} is built here without dilation or ImageNet weights: set "
+                                      "output_stride: 32 and pretrained: false")
+        if self.backbone in STDC_LAYERS and (self.channels or self.stem_width):
+            raise Invalid("channels", f"{self.backbone} has fixed widths; set channels: [] and stem_width: 0 (they "
+                                      f"narrow timm ResNets), got {self.channels} and {self.stem_width}")
+        return self
 
 
-@dataclass
-class DistillConfig:
-    """Student distillation from the frozen LAD teacher."""
-
-    codebook: str = "fixed"  # code book the frozen teacher sees: random | fixed (official fixed)
-    noise_std: float = 0.02  # pixel noise sigma on the teacher's label channel (official 0.02)
-    w_kd: float = 3.0  # CWD distillation weight (official 3)
-    temperature: float = 4.0  # CWD temperature (official 4)
-    w_aux: float = 0.02  # student auxiliary head CE weight (official 0.02)
-    distance: str = "cwd"  # distillation distance: cwd (official) | kl (pixel-wise KL; ablation)
-    init: str = "scratch"  # scratch | baseline (warm start from the trained baseline, as official)
-    iters: int = 1000  # distillation steps (same budget as the baseline by default)
-    lr: float = 1e-3  # peak learning rate of the distillation run
+class ModelsConfig(Section):
+    student: ModelConfig  # the deployed network (image only)
+    teacher: ModelConfig  # the LAD teacher (image + label channel)
+    conventional_teacher: ModelConfig  # the comparison rows' image-only teacher
 
 
-@dataclass
-class CompareConfig:
+class TrainConfig(Section):
+    iters: Annotated[int, Field(ge=1)]  # optimisation steps
+    batch_size: Annotated[int, Field(ge=1)]  # images per step and process
+    optimizer: Optimizer
+    lr: LearningRate  # peak
+    momentum: Annotated[float, Field(ge=0, le=1)]  # sgd momentum / adamw beta1
+    weight_decay: Annotated[float, Field(ge=0, le=1)]
+    poly_power: Annotated[float, Field(ge=0, le=10)]
+    w_aux: NonNegative  # the baseline's auxiliary CE weight
+    crop_size: Side
+    scale_range: Annotated[list[Positive], Field(min_length=2, max_length=2)]  # [min, max] random rescale
+    flip: bool
+    amp: Amp
+    val_interval: Annotated[int, Field(ge=0)]  # steps; 0 = at the end only
+    log_interval: Annotated[int, Field(ge=1)]  # steps
+    num_workers: Annotated[int, Field(ge=0, le=64)]
+    ckpt_interval: Annotated[int, Field(ge=1)]  # steps
+    nproc: Annotated[int, Field(ge=1, le=1024)]  # processes per node (torchrun)
+    device: Literal["auto", "cpu", "cuda"]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.scale_range[0] > self.scale_range[1]:
+            raise Invalid("scale_range", f"expected [min, max] with 0 < min <= max, got {self.scale_range}")
+        import torch
+
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise Invalid("device", "'cuda' asked for, but torch sees no CUDA device; use 'auto' or 'cpu'")
+        if self.amp == "fp16" and (self.device == "cpu" or not torch.cuda.is_available()):
+            raise Invalid("amp", "'fp16' needs CUDA; use 'bf16' or 'none' on CPU")
+        return self
+
+
+class LADConfig(Section):
+    """Label Noising Module and dual-path teacher training."""
+
+    codebook: Codebook  # while training the teacher
+    noise_std: NonNegative  # label channel pixel noise sigma
+    scale: NonNegative  # label channel multiplier
+    dual_path: bool  # two noised paths + consistency
+    w_aux: NonNegative
+    w_cons: NonNegative  # consistency weight
+    temperature: Positive  # of the consistency distance
+    distance: Distance  # consistency distance
+
+
+class DistillConfig(Section):
+    """The student from the frozen LAD teacher."""
+
+    codebook: Codebook  # what the frozen teacher sees
+    noise_std: NonNegative
+    w_kd: NonNegative
+    temperature: Positive
+    w_aux: NonNegative
+    distance: Distance
+    init: Literal["scratch", "baseline"]  # the student's starting weights
+    iters: Annotated[int, Field(ge=1)]
+    lr: LearningRate
+
+
+class CompareConfig(Section):
     """The comparison rows: a conventional teacher and earlier distillation methods from it."""
 
-    enabled: bool = False  # train the conventional teacher and one student per method (off: stages skip)
-    methods: list[str] = field(default_factory=lambda: ["kd", "cwd", "cirkd"])  # pipeline/methods.py keys
-    iters: int = 1000  # distillation steps per method (same budget as the baseline by default)
-    lr: float = 1e-3  # peak learning rate
-    w_aux: float = 0.4  # student auxiliary CE weight (CIRKD 0.4)
-    hparams: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> overrides of its defaults
+    enabled: bool
+    methods: Annotated[list[str], Field(min_length=1)]  # keys of pipeline.methods.METHODS
+    iters: Annotated[int, Field(ge=1)]
+    lr: LearningRate
+    w_aux: NonNegative
+    hparams: dict[str, dict[str, float]]  # method -> overrides of its defaults
+
+    @model_validator(mode="after")
+    def _known_methods(self) -> CompareConfig:
+        if len(set(self.methods)) != len(self.methods):
+            raise Invalid("methods", f"expected a non-empty list of distinct method names, got {self.methods}")
+        for name in self.methods + [m for m in self.hparams if m not in self.methods]:
+            try:
+                method_hparams(name, self.hparams.get(name))
+            except ValueError as err:  # its message names the key in full
+                raise ConfigError(str(err)) from err
+        return self
 
 
-@dataclass
-class EvaluateConfig:
-    batch_size: int = 16  # images per evaluation batch
-    multi_scale: list[float] = field(default_factory=lambda: [1.0])  # scales whose logits are averaged
-    flip: bool = False  # also average horizontally flipped logits
-    mode: str = "whole"  # whole (the image at once) | slide (crop-size windows, e.g. Cityscapes 512 of 1024x2048)
-    crop: int = 512  # slide window side, pixels (of the rescaled image)
-    stride: int = 341  # slide window step, pixels (2/3 of the window, as mmsegmentation)
-    num_examples: int = 6  # val images in the prediction grid of the report
+class EvaluateConfig(Section):
+    batch_size: Annotated[int, Field(ge=1)]
+    multi_scale: Annotated[list[Positive], Field(min_length=1)]  # scales whose scores are averaged
+    flip: bool
+    mode: Literal["whole", "slide"]
+    crop: Side  # slide window side
+    stride: Annotated[int, Field(ge=1, le=8192)]  # slide window step
+    num_examples: Annotated[int, Field(ge=0, le=64)]  # images in the report's grid
+
+    @model_validator(mode="after")
+    def _no_gaps(self) -> EvaluateConfig:
+        if self.stride > self.crop:
+            raise Invalid("stride", f"must not exceed evaluate.crop ({self.crop}): windows would leave gaps, "
+                                    f"got {self.stride}")
+        return self
 
 
-@dataclass
-class Config:
-    seeds: list[int] = field(default_factory=lambda: [0])  # one run of every trained stage per seed (DVC matrix)
-    data: DataConfig = field(default_factory=DataConfig)
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    model: ModelsConfig = field(default_factory=ModelsConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    lad: LADConfig = field(default_factory=LADConfig)
-    distill: DistillConfig = field(default_factory=DistillConfig)
-    compare: CompareConfig = field(default_factory=CompareConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+class Config(Section):
+    seeds: Annotated[list[Seed], Field(min_length=1)]  # one run of every trained stage per seed
+    data: DataConfig
+    synthetic: SyntheticConfig
+    model: ModelsConfig
+    train: TrainConfig
+    lad: LADConfig
+    distill: DistillConfig
+    compare: CompareConfig
+    evaluate: EvaluateConfig
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"expected distinct seeds, got {seeds}")
+        return seeds
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
     def sections(self, *names: str) -> dict[str, Any]:
         """The named sections (``"train"``, ``"model.student"``) keyed by their dotted names."""
@@ -181,73 +279,13 @@ def stable_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-# Allowed values for string keys; the registries are checked where they live (models, data).
-CHOICES: dict[str, tuple[str, ...]] = {
-    "train.optimizer": ("sgd", "adamw"),
-    "train.amp": ("none", "bf16", "fp16"),
-    "train.device": ("auto", "cpu", "cuda"),
-    "data.on_bad": ("error", "skip"),
-    "data.coco_classes": (171, 182),
-    "data.channel_order": ("rgb", "bgr"),
-    "lad.codebook": ("random", "fixed"),
-    "distill.codebook": ("random", "fixed"),
-    "distill.init": ("scratch", "baseline"),
-    "lad.distance": ("cwd", "kl"),
-    "distill.distance": ("cwd", "kl"),
-    "evaluate.mode": ("whole", "slide"),
-}
-MODEL_ROLES = ("student", "teacher", "conventional_teacher")  # the sections of params.yaml `model`
-
-# (min, max, inclusive-min) bounds for numbers.
-BOUNDS: dict[str, tuple[float | None, float | None]] = {
-    "synthetic.num_train": (1, None),
-    "synthetic.num_val": (1, None),
-    "synthetic.size": (16, 4096),
-    "synthetic.max_objects": (1, 32),
-    "synthetic.min_scale": (0.01, 1.0),
-    "synthetic.max_scale": (0.01, 1.0),
-    "synthetic.clutter": (0, 64),
-    "synthetic.noise_std": (0.0, 255.0),
-    "synthetic.ignore_border": (0, 16),
-    "train.iters": (1, None),
-    "train.batch_size": (1, None),
-    "train.lr": (1e-12, 10.0),
-    "train.momentum": (0.0, 1.0),
-    "train.weight_decay": (0.0, 1.0),
-    "train.poly_power": (0.0, 10.0),
-    "train.w_aux": (0.0, None),
-    "train.crop_size": (16, 8192),
-    "train.val_interval": (0, None),
-    "train.log_interval": (1, None),
-    "train.num_workers": (0, 64),
-    "train.ckpt_interval": (1, None),
-    "train.nproc": (1, 1024),
-    "lad.noise_std": (0.0, None),
-    "lad.scale": (0.0, None),
-    "lad.w_aux": (0.0, None),
-    "lad.w_cons": (0.0, None),
-    "lad.temperature": (1e-6, None),
-    "distill.noise_std": (0.0, None),
-    "distill.w_kd": (0.0, None),
-    "distill.temperature": (1e-6, None),
-    "distill.w_aux": (0.0, None),
-    "distill.iters": (1, None),
-    "distill.lr": (1e-12, 10.0),
-    "compare.iters": (1, None),
-    "compare.lr": (1e-12, 10.0),
-    "compare.w_aux": (0.0, None),
-    "evaluate.batch_size": (1, None),
-    "evaluate.crop": (16, 8192),
-    "evaluate.stride": (1, 8192),
-    "evaluate.num_examples": (0, 64),
-}
-for _role in MODEL_ROLES:
-    CHOICES[f"model.{_role}.output_stride"] = (8, 16, 32)
-    CHOICES[f"model.{_role}.label_init"] = ("official", "timm")
-    BOUNDS[f"model.{_role}.head_channels"] = (4, 4096)
-    BOUNDS[f"model.{_role}.aux_channels"] = (4, 4096)
-    BOUNDS[f"model.{_role}.dropout"] = (0.0, 0.99)
-    BOUNDS[f"model.{_role}.stem_width"] = (0, 4096)
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    flat: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        flat.update(flatten(v, f"{key}.") if isinstance(v, dict) else {key: v})
+    return flat
 
 
 def select(tree: dict[str, Any], dotted: str) -> Any:
@@ -257,148 +295,67 @@ def select(tree: dict[str, Any], dotted: str) -> Any:
     return tree
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
+EXPECTED = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false",
+            "string_type": "a string", "list_type": "a list", "dict_type": "a mapping",
+            "model_type": "a mapping (section)", "finite_number": "a finite number",
+            "missing": None, "extra_forbidden": None}
+BOUND_WORDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
+               "less_than": ("<", "lt")}
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping (section), got {value!r}")
-        return _build(tp, value, key)
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list of {_type_name(item)}, got {value!r}")
-        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        key_tp, value_tp = typing.get_args(tp)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return {_coerce(k, key_tp, key): _coerce(v, value_tp, f"{key}.{k}") for k, v in value.items()}
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise ConfigError(f"{key}: expected one of {list(typing.get_args(tp))}, got {value!r}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        return _coerce(value, next(a for a in args if a is not type(None)), key)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config type {tp} for {key}")
+def _section_fields(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed at ``loc`` (the path of a section)."""
+    model: Any = Config
+    for part in loc:
+        model = model.model_fields[part].annotation
+    return list(model.model_fields)
 
 
-def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"{dotted}: unknown key{hint} (allowed: {', '.join(names)})")
-        kwargs[key] = _coerce(value, hints[key], dotted)
-    return cls(**kwargs)
+def _explain(err: dict[str, Any]) -> str:
+    """One pydantic error -> ``key: what was expected, got what``."""
+    loc, kind, ctx = tuple(err["loc"]), err["type"], err.get("ctx") or {}
+    cause = ctx.get("error")
+    if isinstance(cause, ConfigError):
+        return str(cause)
+    if isinstance(cause, Invalid):
+        sep = " " if cause.message.startswith("is ") else ": "  # "x is set but ..." reads as a sentence
+        return f"{'.'.join(map(str, loc + (cause.field,)))}{sep}{cause.message}"
+    key = ".".join(str(p) for p in loc) or "params"
+    got = f", got {err['input']!r}"
+    if kind == "missing":
+        return f"{key}: missing; params.yaml must set every key (the repository's params.yaml lists them all)"
+    if kind == "extra_forbidden":
+        names = _section_fields(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"{key}: unknown key{hint} (allowed: {', '.join(names)})"
+    if kind == "literal_error":
+        return f"{key}: expected one of {ctx['expected']}{got}"
+    if kind in BOUND_WORDS:
+        word, name = BOUND_WORDS[kind]
+        return f"{key}: expected a value {word} {ctx[name]}{got}"
+    if kind in ("too_short", "too_long"):
+        count, more = ctx.get("min_length", ctx.get("max_length")), "more" if kind == "too_short" else "fewer"
+        return f"{key}: expected {count} or {more} items{got}"
+    if EXPECTED.get(kind):
+        return f"{key}: expected {EXPECTED[kind]}{got}"
+    if isinstance(cause, ValueError):
+        return f"{key}: {cause}"
+    return f"{key}: {err['msg']}{got}"
 
 
-def _check_values(cfg: Config) -> None:
-    tree = cfg.to_dict()
-    for key, allowed in CHOICES.items():
-        value = select(tree, key)
-        if value not in allowed:
-            raise ConfigError(f"{key}: expected one of {list(allowed)}, got {value!r}")
-    for key, (lo, hi) in BOUNDS.items():
-        value = select(tree, key)
-        if lo is not None and value < lo or hi is not None and value > hi:
-            rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
-            raise ConfigError(f"{key}: expected a value in {rng}, got {value!r}")
-    s = cfg.synthetic
-    if s.min_scale > s.max_scale:
-        raise ConfigError(f"synthetic.min_scale: must not exceed synthetic.max_scale ({s.max_scale}), got {s.min_scale}")
-    lo, hi = (cfg.train.scale_range + [None, None])[:2]
-    if len(cfg.train.scale_range) != 2 or not 0 < lo <= hi:
-        raise ConfigError(f"train.scale_range: expected [min, max] with 0 < min <= max, got {cfg.train.scale_range}")
-    for key in ("data.mean", "data.std"):
-        value = select(tree, key)
-        if len(value) != 3 or (key == "data.std" and min(value) <= 0):
-            raise ConfigError(f"{key}: expected 3 numbers (one per input channel){', all > 0' if key == 'data.std' else ''}, got {value}")
-    if not cfg.seeds or min(cfg.seeds) < 0 or len(set(cfg.seeds)) != len(cfg.seeds):
-        raise ConfigError(f"seeds: expected a non-empty list of distinct integers >= 0, got {cfg.seeds}")
-    if cfg.evaluate.stride > cfg.evaluate.crop:
-        raise ConfigError(f"evaluate.stride: must not exceed evaluate.crop ({cfg.evaluate.crop}): windows would "
-                          f"leave gaps, got {cfg.evaluate.stride}")
-    if not cfg.evaluate.multi_scale or min(cfg.evaluate.multi_scale) <= 0:
-        raise ConfigError(f"evaluate.multi_scale: expected a non-empty list of scales > 0, got {cfg.evaluate.multi_scale}")
-    import torch
-
-    if cfg.train.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device: 'cuda' asked for, but torch sees no CUDA device; use 'auto' or 'cpu'")
-    if cfg.train.amp == "fp16" and (cfg.train.device == "cpu" or not torch.cuda.is_available()):
-        raise ConfigError("train.amp: 'fp16' needs CUDA; use 'bf16' or 'none' on CPU")
-    from pipeline.data import LAYOUTS
-    from pipeline.models import HEADS, STDC_LAYERS, check_backbone
-
-    if cfg.data.name not in LAYOUTS:
-        raise ConfigError(f"data.name: expected one of {list(LAYOUTS)}, got {cfg.data.name!r}")
-    from pipeline.methods import method_hparams
-
-    c = cfg.compare
-    if not c.methods or len(set(c.methods)) != len(c.methods):
-        raise ConfigError(f"compare.methods: expected a non-empty list of distinct method names, got {c.methods}")
-    for name in c.methods + [m for m in c.hparams if m not in c.methods]:
-        try:
-            method_hparams(name, c.hparams.get(name))
-        except ValueError as err:
-            raise ConfigError(str(err)) from err
-    for role in MODEL_ROLES:
-        m = getattr(cfg.model, role)
-        if m.arch not in HEADS:
-            raise ConfigError(f"model.{role}.arch: expected one of {sorted(HEADS)}, got {m.arch!r}")
-        try:
-            check_backbone(m.backbone, f"model.{role}.backbone")
-        except ValueError as err:
-            raise ConfigError(str(err)) from err
-        if m.pretrained_path and not Path(m.pretrained_path).is_file():
-            raise ConfigError(f"model.{role}.pretrained_path: {m.pretrained_path}: file not found "
-                              "(a timm weights file for the backbone, .pth/.bin/.safetensors)")
-        if m.pretrained_path and not m.pretrained:
-            raise ConfigError(f"model.{role}.pretrained_path is set but model.{role}.pretrained is false")
-        if m.channels and (len(m.channels) != 4 or min(m.channels) < 1):
-            raise ConfigError(f"model.{role}.channels: expected 4 stage widths >= 1 (or [] for the backbone's own), "
-                              f"got {m.channels}")
-        if m.backbone in STDC_LAYERS and (m.output_stride != 32 or m.pretrained):
-            raise ConfigError(f"model.{role}.backbone: {m.backbone} is built here without dilation or ImageNet "
-                              f"weights: set model.{role}.output_stride: 32 and pretrained: false")
-        if m.backbone in STDC_LAYERS and (m.channels or m.stem_width):
-            raise ConfigError(f"model.{role}.channels: {m.backbone} has fixed widths; set model.{role}.channels: [] "
-                              f"and stem_width: 0 (they narrow timm ResNets), got {m.channels} and {m.stem_width}")
-
-
-def config_from_dict(values: dict[str, Any]) -> Config:
+def config_from_dict(values: Any) -> Config:
     """Build and validate a :class:`Config`; raises :class:`ConfigError` naming the bad key."""
     if not isinstance(values, dict):
         raise ConfigError(f"params: expected a mapping at the top level, got {type(values).__name__}")
-    cfg = _build(Config, values, "")
-    _check_values(cfg)
-    return cfg
+    try:
+        return Config.model_validate(values)
+    except ValidationError as err:
+        # a wrong or misspelt key explains the key that then goes missing: report it first
+        errors = sorted(err.errors(), key=lambda e: e["type"] == "missing")
+        raise ConfigError(_explain(errors[0])) from None
+    except ValueError as err:  # a registry check (backbone) names its own key
+        raise ConfigError(str(err)) from None
 
 
 def load_config(path: str | Path = "params.yaml") -> Config:

@@ -6,106 +6,115 @@ What a role computes per batch is its *step* (:mod:`pipeline.steps`); everything
 from __future__ import annotations
 
 import math
-import subprocess
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from pipeline.checkpoint import atomic_save, load_checkpoint
 from pipeline.data import SegDataset, eval_loader, train_loader
 from pipeline.dist import Context, all_gather_object, all_reduce_sum
 from pipeline.evaluate import autocast, evaluate
-from pipeline.io import atomic_write, write_json
+from pipeline.io import git_commit, write_json
 from pipeline.metrics import scores
+from pipeline.optim import AMP_DTYPES, OPTIMIZERS, make_optimizer, poly_lr
 
-OPTIMIZERS = ("sgd", "adamw")
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def git_commit() -> str:
-    """The current git commit (``unknown`` outside a repository)."""
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+if TYPE_CHECKING:
+    from pipeline.config import TrainConfig
 
 
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` without ever leaving a half-written file at ``path``.
+@dataclass(frozen=True)
+class TrainArgs:
+    """How one model is trained: params.yaml ``train``, with its role's iterations and learning rate.
 
-    Saved through a file object: given a path, torch names the archive's root folder after the
-    (temporary) file name, so equal weights would give different bytes and DVC would rerun
-    everything downstream of a reproduced model.
+    Args:
+        iters, batch_size: schedule length and per-process batch.
+        optimizer, lr, momentum, weight_decay, poly_power: optimisation (``pipeline.optim``).
+        amp: ``none`` | ``bf16`` | ``fp16`` autocast (fp16 with a GradScaler).
+        seed: seeds the sampler and torch's RNG (label noise, dropout; offset by rank).
+        val_interval, log_interval, ckpt_interval: in iterations (``val_interval`` 0: at the end only).
+        num_workers: DataLoader workers.
+        eval_batch_size: images per validation batch.
     """
-    def write(tmp: Path) -> None:
-        with tmp.open("wb") as f:
-            torch.save(obj, f)
 
-    atomic_write(path, write)
+    iters: int
+    batch_size: int
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    amp: str = "none"
+    seed: int = 0
+    val_interval: int = 0
+    log_interval: int = 10
+    ckpt_interval: int = 100
+    num_workers: int = 0
+    eval_batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: expected one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.amp not in AMP_DTYPES:
+            raise ValueError(f"amp: expected one of {list(AMP_DTYPES)}, got {self.amp!r}")
+        if min(self.iters, self.batch_size, self.log_interval, self.ckpt_interval) < 1:
+            raise ValueError(f"iters, batch_size, log_interval and ckpt_interval must be >= 1: {self}")
+
+    @classmethod
+    def from_config(cls, train: TrainConfig, seed: int, eval_batch_size: int, iters: int | None = None,
+                    lr: float | None = None) -> TrainArgs:
+        """From params.yaml ``train``; ``iters`` and ``lr`` replace its own (distillation has its own)."""
+        t = train
+        return cls(iters=iters or t.iters, batch_size=t.batch_size, optimizer=t.optimizer, lr=lr or t.lr,
+                   momentum=t.momentum, weight_decay=t.weight_decay, poly_power=t.poly_power, amp=t.amp, seed=seed,
+                   val_interval=t.val_interval, log_interval=t.log_interval, ckpt_interval=t.ckpt_interval,
+                   num_workers=t.num_workers, eval_batch_size=eval_batch_size)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint safely (``weights_only=True``); the error names the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
-        raise ValueError(f"{path}: not a loadable checkpoint ({type(err).__name__}: {err})") from err
+@dataclass(frozen=True)
+class SegData:
+    """What a model trains and validates on: the datasets and their label space."""
 
+    train: SegDataset  # with augmentation
+    val: SegDataset | None  # whole images; None: no validation
+    classes: list[str]
+    ignore_index: int = 255
 
-def make_optimizer(name: str, params: Any, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
-    # foreach: one kernel per step for all parameters; torch's CPU default loops over them in Python
-    # (about a tenth of a small model's step)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay, foreach=True)
-    raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {name!r}")
-
-
-def poly_lr(base: float, it: int, total: int, power: float) -> float:
-    return base * (1 - it / total) ** power
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
 
 
 class Trainer:
-    """Trains ``model`` with ``step`` for ``iters`` iterations, resumable from ``resume_dir``.
+    """Trains ``model`` with ``step`` on ``data`` as ``args`` say, resumable from ``resume_dir``.
 
     Under torchrun (``ctx.distributed``) the model is wrapped in DistributedDataParallel (with
-    SyncBatchNorm on CUDA; torch has no CPU SyncBatchNorm), every process takes its share of each global batch (``batch_size`` per process),
-    validation splits the val images between processes without duplicates, and only the main
-    process logs; checkpoints are written by local rank 0.
+    SyncBatchNorm on CUDA; torch has no CPU SyncBatchNorm), every process takes its share of each
+    global batch (``batch_size`` per process), validation splits the val images between processes
+    without duplicates, and only the main process logs; checkpoints are written by local rank 0.
 
     Args:
         model: the network being trained (on ``ctx.device``).
         step: a role step from :data:`pipeline.steps.STEPS`.
-        train_set: training dataset (with augmentation).
-        val_set: validation dataset (whole images), or None.
-        num_classes, ignore_index, class_names: for validation metrics.
-        iters, batch_size: schedule length and per-process batch.
-        optimizer, lr, momentum, weight_decay, poly_power: optimisation.
-        amp: ``none`` | ``bf16`` | ``fp16`` autocast (fp16 with a GradScaler).
-        seed: seeds the sampler and torch's RNG (label noise, dropout; offset by rank).
-        val_interval, log_interval, ckpt_interval: in iterations.
+        data: the training and validation sets and their classes.
+        args: schedule, optimiser, intervals and seed.
         resume_dir: holds ``checkpoint.pt`` (in progress) and ``status.json``; resumed from when the
             checkpoint's fingerprint matches.
         fingerprint: identifies the configuration; a checkpoint of another configuration is ignored.
         log_fn: called as ``log_fn(metrics, step)`` every log/validation step (e.g. MLflow).
         meta: saved into every checkpoint (resolved config, model spec, ...).
+        desc: the progress bar's label.
         ctx: this process's place among the torchrun processes (default: one process on CPU).
     """
 
-    def __init__(self, model: nn.Module, step: Any, train_set: SegDataset, val_set: SegDataset | None,
-                 num_classes: int, ignore_index: int, class_names: list[str], iters: int, batch_size: int,
-                 optimizer: str = "adamw", lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 1e-4,
-                 poly_power: float = 0.9, amp: str = "none", seed: int = 0, val_interval: int = 0,
-                 log_interval: int = 10, ckpt_interval: int = 100, num_workers: int = 0,
+    def __init__(self, model: nn.Module, step: Any, data: SegData, args: TrainArgs, *,
                  resume_dir: str | Path | None = None, fingerprint: str = "",
-                 log_fn: Callable[[dict[str, float], int], None] | None = None, eval_batch_size: int = 16,
+                 log_fn: Callable[[dict[str, float], int], None] | None = None,
                  meta: dict[str, Any] | None = None, desc: str = "train", ctx: Context | None = None) -> None:
         self.ctx = ctx or Context(device=next(model.parameters()).device)
         self.device = self.ctx.device
@@ -117,7 +126,7 @@ class Trainer:
         if self.ctx.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        self.model, self.step = model, step
+        self.model, self.step, self.data, self.args = model, step, data, args
         # a step's own trainable module (a distillation method's projections and memory queues):
         # optimised and checkpointed with the network, its gradients averaged over processes by hand
         self.extra: nn.Module | None = getattr(step, "module", None)
@@ -125,19 +134,13 @@ class Trainer:
         self.step_rng: torch.Generator | None = getattr(step, "generator", None)
         if self.extra is not None:
             self.extra.to(self.device)
-        self.train_set, self.val_set = train_set, val_set
-        self.num_classes, self.ignore_index, self.class_names = num_classes, ignore_index, class_names
-        self.iters, self.batch_size = iters, batch_size
-        self.lr, self.poly_power = lr, poly_power
         trainable = list(model.parameters()) + (list(self.extra.parameters()) if self.extra is not None else [])
-        self.optimizer = make_optimizer(optimizer, [p for p in trainable if p.requires_grad],
-                                        lr, momentum, weight_decay)
-        self.autocast_dtype = AMP_DTYPES[amp]
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
-        self.seed, self.num_workers = seed, num_workers
-        self.val_interval, self.log_interval, self.ckpt_interval = val_interval, log_interval, ckpt_interval
+        self.optimizer = make_optimizer(args.optimizer, [p for p in trainable if p.requires_grad],
+                                        args.lr, args.momentum, args.weight_decay)
+        self.autocast_dtype = AMP_DTYPES[args.amp]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=args.amp == "fp16")
         self.resume_dir = Path(resume_dir) if resume_dir else None
-        self.fingerprint, self.log_fn, self.eval_batch_size = fingerprint, log_fn, eval_batch_size
+        self.fingerprint, self.log_fn = fingerprint, log_fn
         self.meta, self.desc = meta or {}, desc
         self.iteration = 0
         self.history: dict[str, list[dict[str, float]]] = {"train": [], "val": []}
@@ -145,7 +148,7 @@ class Trainer:
 
     @property
     def effective_batch(self) -> int:
-        return self.batch_size * self.ctx.world_size
+        return self.args.batch_size * self.ctx.world_size
 
     # -- checkpoints -------------------------------------------------------------------------
     @property
@@ -171,7 +174,7 @@ class Trainer:
     def write_status(self, complete: bool) -> None:
         """``status.json`` beside the checkpoint: how far this model got (also keeps the DVC output non-empty)."""
         if self.resume_dir and self.ctx.writes_files:
-            write_json(self.resume_dir / "status.json", {"iteration": self.iteration, "iters": self.iters,
+            write_json(self.resume_dir / "status.json", {"iteration": self.iteration, "iters": self.args.iters,
                                                          "complete": complete, "fingerprint": self.fingerprint})
 
     def save_checkpoint(self) -> None:
@@ -219,12 +222,12 @@ class Trainer:
         # torch's stream, so how often it runs never changes the training that follows
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
-            loader = eval_loader(self.val_set, self.eval_batch_size, rank=self.ctx.rank,
+            loader = eval_loader(self.data.val, self.args.eval_batch_size, rank=self.ctx.rank,
                                  world_size=self.ctx.world_size)
-            conf = evaluate(self.module, loader, self.num_classes, self.ignore_index, self.step.model_input,
+            conf = evaluate(self.module, loader, self.data.num_classes, self.data.ignore_index, self.step.model_input,
                             device=self.device, autocast_dtype=self.autocast_dtype)
         conf = all_reduce_sum(torch.from_numpy(conf).to(self.device), self.ctx).cpu().numpy()
-        s = scores(conf, self.class_names)
+        s = scores(conf, self.data.classes)
         return {"val_miou": s["miou"], "val_pixel_acc": s["pixel_acc"]}
 
     def _log_row(self, sums: dict[str, float], lr: float, n: int, seconds: float) -> dict[str, float]:
@@ -256,23 +259,24 @@ class Trainer:
         return {k: v.detach() for k, v in terms.items()}
 
     def fit(self) -> dict[str, list[dict[str, float]]]:
-        """Run to ``iters``; returns the history ``{"train": [...], "val": [...]}``."""
-        torch.manual_seed(self.seed + self.ctx.rank)  # per process: label noise and dropout differ by rank
+        """Run to ``args.iters``; returns the history ``{"train": [...], "val": [...]}``."""
+        a = self.args
+        torch.manual_seed(a.seed + self.ctx.rank)  # per process: label noise and dropout differ by rank
         if self.step_rng is not None:  # not the stream of the model's dropout
-            self.step_rng.manual_seed(self.seed + self.ctx.rank + 104729)
+            self.step_rng.manual_seed(a.seed + self.ctx.rank + 104729)
         self.try_resume()
         self.model.train()
         if self.extra is not None:
             self.extra.train()
-        batches = train_loader(self.train_set, self.batch_size, self.seed, self.iteration, self.num_workers,
+        batches = train_loader(self.data.train, a.batch_size, a.seed, self.iteration, a.num_workers,
                                self.ctx.rank, self.ctx.world_size)
-        bar = tqdm(total=self.iters, initial=self.iteration, desc=self.desc, unit="it", dynamic_ncols=True,
+        bar = tqdm(total=a.iters, initial=self.iteration, desc=self.desc, unit="it", dynamic_ncols=True,
                    disable=not self.ctx.is_main)
         sums: dict[str, float] = {}
         t0, n0 = time.perf_counter(), self.iteration
         try:
-            while self.iteration < self.iters:
-                lr = poly_lr(self.lr, self.iteration, self.iters, self.poly_power)
+            while self.iteration < a.iters:
+                lr = poly_lr(a.lr, self.iteration, a.iters, a.poly_power)
                 image, label = (t.to(self.device, non_blocking=True) for t in next(batches))
                 terms = self.train_step(image, label, lr)
                 for k, v in terms.items():
@@ -280,48 +284,22 @@ class Trainer:
                 bar.update(1)
                 # no forced redraw per step: the bar refreshes at its own pace (0.1 s), which costs far less
                 bar.set_postfix(loss=f"{float(terms['loss']):.3f}", lr=f"{lr:.2e}", refresh=False)
-                last = self.iteration == self.iters
-                if self.iteration % self.log_interval == 0 or last:
+                last = self.iteration == a.iters
+                if self.iteration % a.log_interval == 0 or last:
                     row = self._log_row(sums, lr, self.iteration - n0, time.perf_counter() - t0)
                     self.history["train"].append(row)
                     if self.log_fn:
                         self.log_fn({f"train_{k}": v for k, v in row.items() if k != "step"}, self.iteration)
                     sums, t0, n0 = {}, time.perf_counter(), self.iteration
-                if self.val_set is not None and (last or self.val_interval and self.iteration % self.val_interval == 0):
+                if self.data.val is not None and (last or a.val_interval and self.iteration % a.val_interval == 0):
                     row = {"step": self.iteration, **self.validate()}
                     self.history["val"].append(row)
                     if self.ctx.is_main:
                         bar.write(f"{self.desc} iteration {self.iteration}: val mIoU {row['val_miou']:.2f}")
                     if self.log_fn:
                         self.log_fn({k: v for k, v in row.items() if k != "step"}, self.iteration)
-                if self.resume_dir and self.iteration % self.ckpt_interval == 0 and not last:
+                if self.resume_dir and self.iteration % a.ckpt_interval == 0 and not last:
                     self.save_checkpoint()
         finally:
             bar.close()  # also on an error, so the error message starts on its own line
         return self.history
-
-
-def load_trained(path: str | Path, classes: list[str] | int | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a trained network from its final checkpoint; returns (model in eval mode, checkpoint).
-
-    ``classes`` (the dataset's class names, or just their count) is checked against the
-    checkpoint's, naming both on mismatch: a model made for another dataset is refused.
-    """
-    from pipeline.models import segmentor_from_spec
-
-    ckpt = load_checkpoint(path)
-    if "spec" not in ckpt or "model" not in ckpt:
-        raise ValueError(f"{path}: not a trained-model checkpoint of this project (no 'spec'/'model')")
-    spec = ckpt["spec"]
-    count = classes if isinstance(classes, int) or classes is None else len(classes)
-    if count is not None and spec["num_classes"] != count:
-        raise ValueError(f"{path}: model has {spec['num_classes']} classes, the dataset has {count}")
-    if isinstance(classes, list) and ckpt.get("classes") not in (None, classes):
-        raise ValueError(f"{path}: model was trained on classes {ckpt['classes']}, the dataset has {classes}")
-    model = segmentor_from_spec(spec)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not fit the architecture its spec names ({spec['arch']}-"
-                         f"{spec['backbone']}, {spec['in_chans']} input channels): {str(err).splitlines()[0]}") from err
-    return model.eval(), ckpt

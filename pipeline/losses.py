@@ -157,9 +157,11 @@ class MemoryContrast(nn.Module):
         self.project = nn.Sequential(nn.Conv2d(student_channels, teacher_channels, 1, bias=False),
                                      nn.BatchNorm2d(teacher_channels), nn.ReLU(inplace=True),
                                      nn.Conv2d(teacher_channels, teacher_channels, 1, bias=False))
-        self.register_buffer("pixel_queue", F.normalize(torch.randn(num_classes, pixel_memory, teacher_channels), dim=2))
+        self.register_buffer("pixel_queue",
+                             F.normalize(torch.randn(num_classes, pixel_memory, teacher_channels), dim=2))
         self.register_buffer("pixel_ptr", torch.zeros(num_classes, dtype=torch.long))
-        self.register_buffer("region_queue", F.normalize(torch.randn(num_classes, region_memory, teacher_channels), dim=2))
+        self.register_buffer("region_queue",
+                             F.normalize(torch.randn(num_classes, region_memory, teacher_channels), dim=2))
         self.register_buffer("region_ptr", torch.zeros(num_classes, dtype=torch.long))
 
     @torch.no_grad()

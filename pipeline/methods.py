@@ -10,8 +10,9 @@ trainer optimises and checkpoints them with the student. Adding a method is one 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -110,9 +111,10 @@ def method_hparams(name: str, overrides: dict[str, float] | None = None) -> dict
     return {**defaults, **(overrides or {})}
 
 
-def create_method_loss(name: str, overrides: dict[str, float] | None, s_channels: int, t_channels: int,
+def create_method_loss(name: str, overrides: dict[str, float] | None, *, s_channels: int, t_channels: int,
                        num_classes: int, ignore_index: int = 255) -> nn.Module:
-    """The loss module of method ``name`` for embeddings ``s_channels`` / ``t_channels`` wide."""
+    """The loss module of method ``name`` (``overrides``: its entry of params.yaml ``compare.hparams``)
+    for embeddings ``s_channels`` / ``t_channels`` wide."""
     return METHODS[name].loss(method_hparams(name, overrides), s_channels, t_channels, num_classes, ignore_index)
 
 

@@ -6,13 +6,17 @@ sees at validation time. The training loop in :mod:`pipeline.engine` is the same
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from pipeline.lad import dual_path_loss, teacher_input
 from pipeline.losses import DISTANCES, seg_terms
+
+if TYPE_CHECKING:
+    from pipeline.config import DistillConfig, LADConfig
 
 
 class SupervisedStep:
@@ -32,17 +36,16 @@ class SupervisedStep:
 class LADTeacherStep:
     """LAD teacher: image + noised label channel, dual-path consistency (see ``dual_path_loss``).
 
-    Validation feeds the label channel with ``val_codebook`` (the code book the teacher will see
-    when distilling), so the curve tracks the teacher the student learns from.
+    Validation feeds the label channel as the distilling teacher will see it (``distill.codebook``,
+    ``distill.noise_std``), so the curve tracks the teacher the student learns from.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int, codebook: str, noise_std: float, scale: float,
-                 w_aux: float, w_cons: float, temperature: float, dual_path: bool = True,
-                 val_codebook: str = "fixed", val_noise_std: float = 0.02, distance: str = "cwd") -> None:
+    def __init__(self, num_classes: int, ignore_index: int, lad: LADConfig, distill: DistillConfig) -> None:
         self.num_classes, self.ignore_index = num_classes, ignore_index
-        self.kwargs = dict(codebook=codebook, noise_std=noise_std, scale=scale, w_aux=w_aux, w_cons=w_cons,
-                           temperature=temperature, dual_path=dual_path, distance=distance)
-        self.scale, self.val_codebook, self.val_noise_std = scale, val_codebook, val_noise_std
+        self.kwargs = dict(codebook=lad.codebook, noise_std=lad.noise_std, scale=lad.scale, w_aux=lad.w_aux,
+                           w_cons=lad.w_cons, temperature=lad.temperature, dual_path=lad.dual_path,
+                           distance=lad.distance)
+        self.scale, self.val_codebook, self.val_noise_std = lad.scale, distill.codebook, distill.noise_std
 
     def model_input(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         return teacher_input(image, label, self.num_classes, self.ignore_index, self.val_codebook,
@@ -62,14 +65,14 @@ class DistillStep:
     ``w_kd: 0`` the student *is* the baseline.
     """
 
-    def __init__(self, teacher: nn.Module, num_classes: int, ignore_index: int, codebook: str, noise_std: float,
-                 scale: float, w_kd: float, temperature: float, w_aux: float, distance: str = "cwd") -> None:
+    def __init__(self, teacher: nn.Module, num_classes: int, ignore_index: int, distill: DistillConfig,
+                 scale: float) -> None:
         self.generator = torch.Generator(next(teacher.parameters()).device)
-        self.distance = DISTANCES[distance]
+        self.distance = DISTANCES[distill.distance]
         self.teacher = teacher.eval().requires_grad_(False)
         self.num_classes, self.ignore_index = num_classes, ignore_index
-        self.codebook, self.noise_std, self.scale = codebook, noise_std, scale
-        self.w_kd, self.temperature, self.w_aux = w_kd, temperature, w_aux
+        self.codebook, self.noise_std, self.scale = distill.codebook, distill.noise_std, scale  # scale: lad.scale
+        self.w_kd, self.temperature, self.w_aux = distill.w_kd, distill.temperature, distill.w_aux
 
     def model_input(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         return image

@@ -6,11 +6,12 @@ import argparse
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from pipeline.config import Config, ConfigError, load_config
+from pipeline.roles import ROLES
 
 # The files that connect the stages (dvc.yaml declares the same paths).
 INDEX = Path("data/prepared/index.json")
@@ -21,7 +22,6 @@ CURVES = Path("reports/curves")
 EVAL = Path("reports/eval")
 METRICS = Path("reports/metrics.json")
 EXPERIMENT = os.environ.get("MLFLOW_EXPERIMENT_NAME", "lad")
-COMPARE_PREFIX = "distill_"  # role of a comparison student: distill_<method of pipeline.methods>
 
 
 @dataclass(frozen=True)
@@ -35,16 +35,16 @@ class SeedPaths:
         return MODELS / f"seed{self.seed}"
 
     def model(self, role: str) -> Path:
-        """The final checkpoint of a trained model (``role``: a key of stages.train.ROLES).
+        """The final checkpoint of a trained model (``role``: a key of :data:`pipeline.roles.ROLES`).
 
         Models a stage may skip (``baseline_ft``, the comparison rows) live in a folder of their own,
         the DVC output, which holds ``model.pt`` or a ``SKIPPED`` note.
         """
-        if role.startswith(COMPARE_PREFIX):
-            return self.models / "compare" / role.removeprefix(COMPARE_PREFIX) / "model.pt"
-        if role in ("baseline_ft", "conventional_teacher"):
-            return self.models / role / "model.pt"
-        return self.models / f"{role}.pt"
+        return self.models / ROLES[role].model_file
+
+    def out(self, role: str) -> Path:
+        """The DVC output of ``role``'s stage: its checkpoint, or the folder that holds it."""
+        return self.models / ROLES[role].out
 
     def resume(self, role: str) -> Path:
         """In-progress checkpoint and status of ``role``: no DVC output (DVC deletes only those before a

@@ -10,39 +10,31 @@ over seeds.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from pipeline.checkpoint import load_trained
 from pipeline.config import Config
 from pipeline.data import eval_loader, load_index, make_dataset
 from pipeline.data.dataset import pad_collate
 from pipeline.dist import pick_device
-from pipeline.engine import AMP_DTYPES, load_trained
 from pipeline.evaluate import evaluate, predict_logits
 from pipeline.io import atomic_write, write_json
 from pipeline.lad import teacher_input
 from pipeline.metrics import scores
 from pipeline.models import count_flops, count_params
+from pipeline.optim import AMP_DTYPES
+from pipeline.roles import EVALUATIONS
 from pipeline.tracking import stage_run
-from pipeline.methods import METHODS
-from stages.common import COMPARE_PREFIX, EXPERIMENT, INDEX, SeedPaths, run_stage, stage_args
+from stages.common import EXPERIMENT, INDEX, SeedPaths, run_stage, stage_args
 
-SECTIONS = ["data", "lad.scale", "distill.codebook", "distill.noise_std", "evaluate", "train.amp",
-            "train.crop_size", "train.device"]
-
-# evaluated name -> (checkpoint role, label channel code book: None = image only, "zero" = empty channel)
-EVALUATIONS: dict[str, tuple[str, str | None]] = {
-    "baseline": ("baseline", None),
-    "baseline_ft": ("baseline_ft", None),
-    "lad_student": ("student", None),
-    "teacher_random": ("teacher", "random"),
-    "teacher_fixed": ("teacher", "fixed"),
-    "teacher_zero": ("teacher", "zero"),
-    "conventional_teacher": ("conventional_teacher", None),
-    **{f"{COMPARE_PREFIX}{m}": (f"{COMPARE_PREFIX}{m}", None) for m in METHODS},
-}
+# the params this stage reads (dvc.yaml lists the same; tests/test_roles.py checks)
+SECTIONS = ("data", "lad.scale", "lad.noise_std", "distill.codebook", "distill.noise_std", "evaluate", "train.amp",
+            "train.crop_size", "train.device")
 
 
 def input_fn(cfg: Config, index: dict[str, Any], codebook: str | None) -> Callable | None:
@@ -55,48 +47,61 @@ def input_fn(cfg: Config, index: dict[str, Any], codebook: str | None) -> Callab
     return lambda x, y: teacher_input(x, y, k, ignore, book, noise, cfg.lad.scale)
 
 
+def example_batch(cfg: Config, val: Any, ignore: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, np.ndarray]]:
+    """The first val images, padded to one size, for the report's prediction grid: (images, labels,
+    ``{"image": uint8 RGB, "label": uint8}``); empty with ``evaluate.num_examples: 0``."""
+    n_ex = min(cfg.evaluate.num_examples, len(val))
+    if not n_ex:
+        return torch.empty(0), torch.empty(0), {}
+    images, labels = pad_collate([val[i] for i in range(n_ex)], ignore)
+    rgb = images * torch.tensor(cfg.data.std)[:, None, None] + torch.tensor(cfg.data.mean)[:, None, None]
+    if cfg.data.channel_order == "bgr":
+        rgb = rgb.flip(1)
+    return images, labels, {"image": (rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy(),
+                            "label": labels.numpy().astype(np.uint8)}
+
+
+def evaluate_model(name: str, path: Path, cfg: Config, index: dict[str, Any], loader: Any, seed: int,
+                   device: torch.device) -> tuple[dict[str, Any], torch.nn.Module, Callable | None]:
+    """Scores of one evaluation (:data:`pipeline.roles.EVALUATIONS`) of the checkpoint at ``path``;
+    returns (result, model on the CPU, its input function)."""
+    k, ignore, classes = len(index["classes"]), index["ignore_index"], index["classes"]
+    model, ckpt = load_trained(path, classes)
+    codebook = EVALUATIONS[name].label_channel
+    fn = input_fn(cfg, index, codebook)
+    torch.manual_seed(seed)  # the label noise of the teacher's evaluation is reproducible
+    ev = cfg.evaluate
+    conf = evaluate(model.to(device), loader, k, ignore, fn, ev.multi_scale, ev.flip, device=device,
+                    autocast_dtype=AMP_DTYPES[cfg.train.amp], progress=f"evaluate {name} (seed {seed})",
+                    mode=ev.mode, crop=ev.crop, stride=ev.stride)
+    model.cpu()
+    res = scores(conf, classes)
+    spec = ckpt["spec"]
+    res.update(model=EVALUATIONS[name].role, label_channel=codebook or "none", arch=spec["arch"],
+               backbone=spec["backbone"], channels=spec.get("channels"), params_m=count_params(model) / 1e6,
+               gflops=count_flops(model, cfg.train.crop_size) / 1e9, flops_input=cfg.train.crop_size,
+               iterations=ckpt["iteration"], confusion=conf.tolist())
+    return res, model, fn
+
+
 def evaluate_all(cfg: Config, seed: int = 0) -> dict[str, dict[str, Any]]:
     """Evaluate every model of ``seed`` whose checkpoint exists; returns name -> result."""
     paths = SeedPaths(seed)
     device = pick_device(cfg.train.device)
     index = load_index(INDEX)
-    k, ignore, classes = len(index["classes"]), index["ignore_index"], index["classes"]
     val = make_dataset(index, "val", cfg.data.mean, cfg.data.std, cfg.data.cache, cfg.data.channel_order)
     loader = eval_loader(val, cfg.evaluate.batch_size)
-    amp = AMP_DTYPES[cfg.train.amp]
-    n_ex = min(cfg.evaluate.num_examples, len(val))
-    examples: dict[str, np.ndarray] = {}
-    if n_ex:  # the first val images, padded to one size, for the report's prediction grid
-        ex_images, ex_labels = pad_collate([val[i] for i in range(n_ex)], ignore)
-        rgb = ex_images * torch.tensor(cfg.data.std)[:, None, None] + torch.tensor(cfg.data.mean)[:, None, None]
-        if cfg.data.channel_order == "bgr":
-            rgb = rgb.flip(1)
-        examples = {"image": (rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy(),
-                    "label": ex_labels.numpy().astype(np.uint8)}
+    ex_images, ex_labels, examples = example_batch(cfg, val, index["ignore_index"])
     results: dict[str, dict[str, Any]] = {}
-    for name, (role, codebook) in EVALUATIONS.items():
-        path = paths.model(role)
+    for name, ev in EVALUATIONS.items():
+        path = paths.model(ev.role)
         if not path.is_file():
             continue  # skipped: baseline_ft when distill.init is scratch, the comparison rows when off
-        model, ckpt = load_trained(path, classes)
-        fn = input_fn(cfg, index, codebook)
-        torch.manual_seed(seed)  # the label noise of the teacher's evaluation is reproducible
-        ev = cfg.evaluate
-        conf = evaluate(model.to(device), loader, k, ignore, fn, ev.multi_scale, ev.flip, device=device,
-                        autocast_dtype=amp, progress=f"evaluate {name} (seed {seed})", mode=ev.mode, crop=ev.crop,
-                        stride=ev.stride)
-        model.cpu()
-        res = scores(conf, classes)
-        res.update(model=role, label_channel=codebook or "none", arch=ckpt["spec"]["arch"],
-                   backbone=ckpt["spec"]["backbone"], channels=ckpt["spec"].get("channels"),
-                   params_m=count_params(model) / 1e6,
-                   gflops=count_flops(model, cfg.train.crop_size) / 1e9, flops_input=cfg.train.crop_size,
-                   iterations=ckpt["iteration"], confusion=conf.tolist())
-        results[name] = res
-        if n_ex:
+        results[name], model, fn = evaluate_model(name, path, cfg, index, loader, seed, device)
+        if examples:
             x = fn(ex_images, ex_labels) if fn else ex_images
             examples[name] = predict_logits(model, x).argmax(1).numpy().astype(np.uint8)
-        print(f"{name:16s} mIoU {res['miou']:6.2f}  pixel acc {res['pixel_acc']:6.2f}")
+        print(f"{name:16s} mIoU {results[name]['miou']:6.2f}  pixel acc {results[name]['pixel_acc']:6.2f}")
     for name, res in results.items():
         write_json(paths.eval / f"{name}.json", res)
     atomic_write(paths.eval / "examples.npz", lambda tmp: np.savez_compressed(tmp, **examples))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,102 +25,46 @@ import pandas as pd
 import torch
 
 from pipeline import dist
+from pipeline.checkpoint import atomic_save, load_trained
 from pipeline.config import Config
 from pipeline.data import load_index, make_dataset
-from pipeline.engine import Trainer, atomic_save, git_commit, load_trained
-from pipeline.io import atomic_write, write_json
-from pipeline.models import create_segmentor
-from pipeline.steps import STEPS
+from pipeline.engine import SegData, TrainArgs, Trainer
+from pipeline.io import atomic_write, git_commit, write_json
+from pipeline.models import segmentor_from_config
+from pipeline.roles import ROLES, make_step, schedule, skip_reason
 from pipeline.tracking import stage_run
-from pipeline.methods import METHODS, create_method_loss
-from stages.common import COMPARE_PREFIX, EXPERIMENT, INDEX, SeedPaths, run_stage, stage_args
-
-
-@dataclass(frozen=True)
-class Role:
-    stage: str  # the DVC stage name (before ``@<seed>``) and the MLflow child run name, as in dvc.yaml
-    net: str  # which network of params.yaml `model` it trains
-    sections: tuple[str, ...]  # the params it reads; dvc.yaml lists the same
-    method: str = ""  # comparison rows: the pipeline.methods key (the DVC matrix's second column)
-
-    def run_name(self, seed: int) -> str:
-        """The DVC stage (and MLflow run) name, e.g. ``train_baseline@0`` or ``distill_compare@0-kd``."""
-        return f"{self.stage}@{seed}" + (f"-{self.method}" if self.method else "")
-
-
-COMPARE_SECTIONS = ("data", "model.student", "model.conventional_teacher", "train", "compare")
-ROLES: dict[str, Role] = {
-    "baseline": Role("train_baseline", "student", ("data", "model.student", "train")),
-    "teacher": Role("train_teacher", "teacher", ("data", "model.teacher", "train", "lad", "distill.codebook",
-                                                 "distill.noise_std")),
-    "student": Role("distill", "student", ("data", "model.student", "model.teacher", "train", "lad.scale",
-                                           "distill")),
-    "baseline_ft": Role("train_baseline_ft", "student", ("data", "model.student", "train", "distill.init",
-                                                         "distill.iters", "distill.lr")),
-    "conventional_teacher": Role("train_conventional_teacher", "conventional_teacher",
-                                 ("data", "model.conventional_teacher", "train", "compare.enabled")),
-    **{f"{COMPARE_PREFIX}{m}": Role("distill_compare", "student", COMPARE_SECTIONS, m) for m in METHODS},
-}
+from stages.common import EXPERIMENT, INDEX, SeedPaths, run_stage, stage_args
 
 
 def build(role: str, cfg: Config, index: dict[str, Any], paths: SeedPaths,
-          device: torch.device = torch.device("cpu")) -> tuple[torch.nn.Module, Any, int, float]:
-    """The network, its step, iterations and learning rate for ``role``."""
-    k, ignore = len(index["classes"]), index["ignore_index"]
-    net = getattr(cfg.model, ROLES[role].net)
+          device: torch.device = torch.device("cpu")) -> tuple[torch.nn.Module, Any]:
+    """The network ``role`` trains (seeded: the same in every process) and its step."""
+    r = ROLES[role]
     torch.manual_seed(paths.seed)  # the initial weights: same seed, same network in every process
-    model = create_segmentor(net.arch, net.backbone, k, 4 if role == "teacher" else 3, net.output_stride,
-                             net.head_channels, net.aux_channels, net.pretrained, net.dropout, net.aspp_rates,
-                             pretrained_path=net.pretrained_path or None, label_init=net.label_init,
-                             channels=net.channels, stem_width=net.stem_width)
-    lad, dst = cfg.lad, cfg.distill
-    if role in ("baseline", "conventional_teacher"):
-        return model, STEPS["baseline"](k, ignore, cfg.train.w_aux), cfg.train.iters, cfg.train.lr
-    if ROLES[role].method:  # a comparison row: the student from the conventional teacher
-        teacher, _ = load_trained(paths.model("conventional_teacher"), index["classes"])
-        c = cfg.compare
-        loss = create_method_loss(ROLES[role].method, c.hparams.get(ROLES[role].method), net.head_channels,
-                                  teacher.spec["head_channels"], k, ignore)
-        return model, STEPS["method"](teacher.to(device), loss, ignore, c.w_aux), c.iters, c.lr
-    if role == "teacher":
-        step = STEPS["teacher"](k, ignore, lad.codebook, lad.noise_std, lad.scale, lad.w_aux, lad.w_cons,
-                                lad.temperature, lad.dual_path, dst.codebook, dst.noise_std, lad.distance)
-        return model, step, cfg.train.iters, cfg.train.lr
-    if role == "baseline_ft" or dst.init == "baseline":  # warm start from the trained baseline
-        base, _ = load_trained(paths.model("baseline"), index["classes"])
+    model = segmentor_from_config(getattr(cfg.model, r.net), len(index["classes"]), r.in_chans)
+    if role == "baseline_ft" or (role == "student" and cfg.distill.init == "baseline"):
+        base, _ = load_trained(paths.model("baseline"), index["classes"])  # warm start from the trained baseline
         if base.spec != model.spec:
             raise ValueError(f"distill.init: baseline needs {paths.model('baseline')} to match model.student; "
                              f"checkpoint has {base.spec}, params ask for {model.spec}")
         model.load_state_dict(base.state_dict())
-    if role == "baseline_ft":
-        return model, STEPS["baseline"](k, ignore, cfg.train.w_aux), dst.iters, dst.lr
-    teacher, _ = load_trained(paths.model("teacher"), index["classes"])
-    step = STEPS["distill"](teacher.to(device), k, ignore, dst.codebook, dst.noise_std, lad.scale, dst.w_kd,
-                            dst.temperature, dst.w_aux, dst.distance)
-    return model, step, dst.iters, dst.lr
+    teacher = None
+    if r.teacher:  # frozen, on the training device
+        teacher = load_trained(paths.model(r.teacher), index["classes"])[0].to(device)
+    return model, make_step(role, cfg, len(index["classes"]), index["ignore_index"], teacher)
 
 
 def write_curves(role: str, history: dict[str, list[dict[str, float]]], paths: SeedPaths) -> None:
     for kind in ("train", "val"):
         rows = history.get(kind) or []
         df = pd.DataFrame(rows, columns=None if rows else ["step"])
-        atomic_write(paths.curve(role, kind), lambda tmp: df.to_csv(tmp, sep="\t", index=False, float_format="%.6g"))
-
-
-def skip_reason(role: str, cfg: Config) -> str | None:
-    """Why ``role`` has nothing to train under ``cfg`` (None: it trains)."""
-    if role == "baseline_ft" and cfg.distill.init != "baseline":
-        return f"distill.init is {cfg.distill.init!r}: the baseline itself is the equal-budget control"
-    if (role == "conventional_teacher" or ROLES[role].method) and not cfg.compare.enabled:
-        return "compare.enabled is false: no comparison rows (they are on in the paper recipes)"
-    if ROLES[role].method and ROLES[role].method not in cfg.compare.methods:
-        return f"{ROLES[role].method!r} is not in compare.methods {cfg.compare.methods}"
-    return None
+        atomic_write(paths.curve(role, kind),
+                     lambda tmp, df=df: df.to_csv(tmp, sep="\t", index=False, float_format="%.6g"))
 
 
 def skip(role: str, reason: str, paths: SeedPaths) -> dict[str, Any]:
     """A stage with nothing to train: its outputs record why (DVC needs them to exist)."""
-    out = paths.model(role).parent
+    out = paths.out(role)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     (out / "SKIPPED").write_text(reason + "\n")
@@ -140,22 +83,21 @@ def train(role: str, cfg: Config, seed: int = 0, run: Any = None, ctx: dist.Cont
     reason = skip_reason(role, cfg)
     if reason:
         return skip(role, reason, paths) if ctx.writes_files else {"skipped": True}
-    model, step, iters, lr = build(role, cfg, index, paths, ctx.device)
-    t = cfg.train
-    mean, std = cfg.data.mean, cfg.data.std
-    train_set = make_dataset(index, "train", mean, std, cfg.data.cache, cfg.data.channel_order,
-                             crop=t.crop_size, scale_range=tuple(t.scale_range), flip=t.flip)
-    val_set = make_dataset(index, "val", mean, std, cfg.data.cache, cfg.data.channel_order)
+    model, step = build(role, cfg, index, paths, ctx.device)
+    iters, lr = schedule(role, cfg)
+    t, d = cfg.train, cfg.data
+    data = SegData(make_dataset(index, "train", d.mean, d.std, d.cache, d.channel_order, crop=t.crop_size,
+                                scale_range=tuple(t.scale_range), flip=t.flip),
+                   make_dataset(index, "val", d.mean, d.std, d.cache, d.channel_order), index["classes"],
+                   index["ignore_index"])
     fingerprint = f"{role}-{seed}-{cfg.section_hash(*ROLES[role].sections)}"
     # only the params this stage reads: a checkpoint is then byte-identical whenever DVC would call
     # its inputs unchanged, so a forced rerun does not make everything downstream stale
     meta = {"spec": model.spec, "role": role, "seed": seed, "config": cfg.sections(*ROLES[role].sections),
             "classes": index["classes"]}
-    trainer = Trainer(model, step, train_set, val_set, len(index["classes"]), index["ignore_index"],
-                      index["classes"], iters, t.batch_size, t.optimizer, lr, t.momentum, t.weight_decay,
-                      t.poly_power, t.amp, seed, t.val_interval, t.log_interval, t.ckpt_interval,
-                      t.num_workers, paths.resume(role), fingerprint,
-                      run.log_metrics if run else None, cfg.evaluate.batch_size, meta, desc=role, ctx=ctx)
+    trainer = Trainer(model, step, data, TrainArgs.from_config(t, seed, cfg.evaluate.batch_size, iters, lr),
+                      resume_dir=paths.resume(role), fingerprint=fingerprint,
+                      log_fn=run.log_metrics if run else None, meta=meta, desc=role, ctx=ctx)
     start = time.perf_counter()
     history = trainer.fit()
     elapsed = time.perf_counter() - start

@@ -28,6 +28,13 @@ TINY = {
 }
 
 
+def section(name: str, **update):
+    """A section of the real params.yaml (``"lad"``, ``"distill"``), with ``update`` applied."""
+    from pipeline.config import load_config
+
+    return getattr(load_config(REPO / "params.yaml"), name).model_copy(update=update)
+
+
 def deep_update(base: dict, new: dict) -> dict:
     for k, v in new.items():
         base[k] = deep_update(base.get(k, {}), v) if isinstance(v, dict) else v
@@ -49,7 +56,8 @@ def command_env(env: dict | None = None) -> dict:
 def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, cwd=cwd, env=command_env(env), capture_output=True, text=True)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-4000:]}")
     return proc
 
 

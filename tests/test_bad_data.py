@@ -27,7 +27,8 @@ def break_files(root: Path) -> dict[str, str]:
     jpeg = (root / "JPEGImages/train_00002.jpg").read_bytes()
     (root / "JPEGImages/train_00002.jpg").write_bytes(jpeg[: len(jpeg) // 2])  # truncated download
     voc.write_label(root / "SegmentationClass/train_00003.png", np.zeros((20, 32), np.uint8))
-    return {"train_00000.png": "label file missing", "train_00001.png": "label values [40] are not labels of this dataset (expected 0..20, 255)",
+    return {"train_00000.png": "label file missing",
+            "train_00001.png": "label values [40] are not labels of this dataset (expected 0..20, 255)",
             "train_00002.jpg": "truncated", "train_00003.png": "label size (20, 32) differs"}
 
 

@@ -43,7 +43,8 @@ BAD = [
     ({"data": {"channel_order": "rbg"}}, "data.channel_order"),
     ({"evaluate": {"mode": "tiles"}}, "evaluate.mode"),
     ({"evaluate": {"crop": 64, "stride": 100}}, "evaluate.stride"),
-    ({"model": {"teacher": {"pretrained": True, "pretrained_path": "/nowhere/r18.pth"}}}, "model.teacher.pretrained_path"),
+    ({"model": {"teacher": {"pretrained": True, "pretrained_path": "/nowhere/r18.pth"}}},
+     "model.teacher.pretrained_path"),
     ({"model": {"student": {"pretrained_path": "params.yaml"}}}, "model.student.pretrained_path is set but"),
     ({"model": {"teacher": {"label_init": "zeros"}}}, "model.teacher.label_init"),
     ({"model": {"teacher": {"dropout": 1.5}}}, "model.teacher.dropout"),
@@ -64,7 +65,19 @@ BAD = [
     ({"model": {"student": {"backbone": "stdc1"}}}, "model.student.backbone: stdc1 .*output_stride: 32"),
     ({"lad": {"distance": "mse"}}, "lad.distance"),
     ({"distill": {"distance": "l2"}}, "distill.distance"),
+    ({"train": {"lr": float("nan")}}, "train.lr: expected a finite number, got nan"),
+    ({"distill": {"w_kd": float("inf")}}, "distill.w_kd: expected a finite number"),
+    ({"seeds": [1e30]}, "seeds.0: expected an integer"),
+    ({"seeds": [2**40]}, "seeds.0: expected a value <= 2147483647"),
+    ({"model": {"student": {"aspp_rates": []}}}, "model.student.aspp_rates: expected 1 or more items"),
+    ({"data": {"mean": [0.5, 0.5]}}, "data.mean: expected 3 or more items"),
+    ({"train": {"iters": True}}, "train.iters: expected an integer, got True"),
+    ({"train": {"iters": "10"}}, "train.iters: expected an integer, got '10'"),
 ]
+
+# keys or sections deleted from a valid params.yaml: no code default may stand in for them
+MISSING = [(("lad",), "lad: missing"), (("lad", "scale"), "lad.scale: missing"),
+           (("model", "teacher", "aspp_rates"), "model.teacher.aspp_rates: missing"), (("seeds",), "seeds: missing")]
 
 
 def test_default_params_are_valid():
@@ -76,6 +89,23 @@ def test_default_params_are_valid():
 def test_bad_params_name_the_key(override, needle):
     with pytest.raises(ConfigError, match=needle if ".*" in needle else re.escape(needle)):
         config_from_dict(tiny_params(**override))
+
+
+@pytest.mark.parametrize("path,needle", MISSING, ids=[n for _, n in MISSING])
+def test_missing_keys_are_refused(path, needle):
+    params = tiny_params()
+    parent = params
+    for key in path[:-1]:
+        parent = parent[key]
+    del parent[path[-1]]
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        config_from_dict(params)
+
+
+def test_default_params_round_trip():
+    """Every key of params.yaml is a field, and the config dumps back to the same values."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert load_config(REPO / "params.yaml").to_dict() == params
 
 
 def test_stage_stops_before_work_with_a_clear_message(tmp_path):

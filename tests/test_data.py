@@ -3,9 +3,8 @@
 import itertools
 
 import numpy as np
-import pytest
 
-from pipeline.data import InfiniteSampler, SegDataset, make_dataset, prepare_index, synthetic, voc
+from pipeline.data import InfiniteSampler, make_dataset, synthetic, voc
 
 
 def test_generator_is_deterministic_and_has_the_properties_asked():

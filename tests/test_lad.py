@@ -5,6 +5,7 @@ import torch
 from pipeline.lad import dual_path_loss, encode_label, fixed_codes, teacher_input
 from pipeline.losses import cwd
 from pipeline.models import create_segmentor
+from tests.conftest import section
 
 
 def reference_encode(label, num_classes, ignore_index, codes, noise, scale):
@@ -105,7 +106,8 @@ def test_distill_step_leaves_teacher_frozen():
     torch.manual_seed(0)
     teacher = create_segmentor("fcn", "resnet18d", 3, in_chans=4, head_channels=8, aux_channels=8)
     student = create_segmentor("fcn", "resnet18d", 3, in_chans=3, head_channels=8, aux_channels=8).train()
-    step = DistillStep(teacher, 3, 255, "fixed", 0.02, 1.0, 3.0, 4.0, 0.02)
+    step = DistillStep(teacher, 3, 255, section("distill", codebook="fixed", noise_std=0.02, w_kd=3.0, temperature=4.0,
+                                                w_aux=0.02), scale=1.0)
     x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
     out = step(student, x, y)
     out["loss"].backward()

@@ -14,7 +14,7 @@ from scipy.io import savemat
 
 from pipeline.data import BadDataError, make_dataset, prepare_index, voc
 from pipeline.data.layouts import INVALID, LAYOUTS, make_layout
-from pipeline.engine import Trainer
+from pipeline.engine import SegData, TrainArgs, Trainer
 from pipeline.models import create_segmentor
 from pipeline.steps import STEPS
 
@@ -146,7 +146,8 @@ def test_layout_prepares_and_trains_one_step(name, tmp_path):
     assert set(np.unique(whole.load(0)[1]).tolist()) == expected
     torch.manual_seed(0)
     model = create_segmentor("fcn", "resnet18d", k, head_channels=8, aux_channels=8)
-    trainer = Trainer(model, STEPS["baseline"](k, 255), ds, None, k, 255, index["classes"], iters=1, batch_size=1)
+    trainer = Trainer(model, STEPS["baseline"](k, 255), SegData(ds, None, index["classes"]),
+                      TrainArgs(iters=1, batch_size=1))
     history = trainer.fit()
     assert trainer.iteration == 1 and np.isfinite(history["train"][0]["loss"])
 

@@ -103,20 +103,23 @@ def test_registry_defaults_overrides_and_errors():
     assert describe("kd") == "KD (w_kd=1, temperature=1)"
 
 
+SIZES = dict(s_channels=5, t_channels=6, num_classes=3)
+
+
 def test_method_losses_equal_their_definitions():
     torch.manual_seed(0)
     s = {"out": torch.randn(2, 3, 4, 4), "feat": torch.randn(2, 5, 4, 4)}
     t = {"out": torch.randn(2, 3, 8, 8), "feat": torch.randn(2, 6, 8, 8)}  # teacher at another stride
     label = torch.randint(0, 3, (2, 32, 32))
-    terms = create_method_loss("kd", None, 5, 6, 3)(s, t, label)
+    terms = create_method_loss("kd", None, **SIZES)(s, t, label)
     torch.testing.assert_close(terms["kd"], kd(s["out"], t["out"], 1.0))
-    cwd_loss = create_method_loss("cwd", {"w_features": 2.0}, 5, 6, 3)
+    cwd_loss = create_method_loss("cwd", {"w_features": 2.0}, **SIZES)
     terms = cwd_loss(s, t, label)
     torch.testing.assert_close(terms["cwd_logits"], 3.0 * cwd(s["out"], t["out"], 4.0))
     aligned = F.interpolate(cwd_loss.align(s["feat"]), (8, 8), mode="bilinear", align_corners=False)
     torch.testing.assert_close(terms["cwd_features"], 2.0 * cwd(aligned, t["feat"], 4.0))
-    assert "cwd_features" not in create_method_loss("cwd", {"w_features": 0.0}, 5, 6, 3)(s, t, label)
-    cirkd = create_method_loss("cirkd", {"pixel_memory": 50, "region_memory": 10}, 5, 6, 3)
+    assert "cwd_features" not in create_method_loss("cwd", {"w_features": 0.0}, **SIZES)(s, t, label)
+    cirkd = create_method_loss("cirkd", {"pixel_memory": 50, "region_memory": 10}, **SIZES)
     terms = cirkd(s, t, label)
     assert set(terms) == {"kd", "pair", "memory_pixel", "memory_region"}
     up = F.interpolate(s["feat"], (8, 8), mode="bilinear", align_corners=False)
@@ -132,7 +135,7 @@ def test_method_step_trains_student_and_method_weights(method):
     teacher = create_segmentor("fcn", "resnet18d", 3, head_channels=8, aux_channels=8)
     student = create_segmentor("stdc", "stdc1", 3, output_stride=32, head_channels=6, aux_channels=4).train()
     loss = create_method_loss(method, {"pixel_memory": 40, "region_memory": 8} if method == "cirkd" else None,
-                              6, 8, 3)
+                              s_channels=6, t_channels=8, num_classes=3)
     step = MethodDistillStep(teacher, loss, 255, w_aux=0.4)
     image, label = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
     terms = step(student, image, label)

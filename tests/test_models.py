@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pipeline.engine import atomic_save, load_trained
+from pipeline.checkpoint import atomic_save, load_trained
 from pipeline.models import HEADS, count_flops, count_params, create_segmentor, segmentor_from_spec
 
 

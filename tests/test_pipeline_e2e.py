@@ -35,7 +35,8 @@ def test_outputs(tiny_repo):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, fig
     curve = (tiny_repo / "reports/curves/seed0/teacher_train.tsv").read_text().splitlines()
     assert curve[0].split("\t")[:3] == ["step", "lr", "loss"] and "cons" in curve[0] and len(curve) == 3
-    assert (tiny_repo / "reports/curves/seed0/student_val.tsv").read_text().splitlines()[0] == "step\tval_miou\tval_pixel_acc"
+    header = (tiny_repo / "reports/curves/seed0/student_val.tsv").read_text().splitlines()[0]
+    assert header == "step\tval_miou\tval_pixel_acc"
     train = json.loads((tiny_repo / "reports/train/seed0/student.json").read_text())
     assert train["iters"] == 4 and train["resumed_from"] is None and train["effective_batch"] == 2
     assert not list((tiny_repo / "checkpoints/seed0").glob("*/checkpoint.pt"))  # completed: nothing to resume
@@ -98,7 +99,8 @@ def test_variations_rerun_only_what_they_change(tiny_repo):
     table = run(["dvc", "exp", "show", "--md", "--no-pager"], tiny_repo).stdout
     assert "noise-01" in table and "0.1" in table
     df = runs(tiny_repo, **{"lad.pipeline_id": "noise-01"})
-    assert set(df[df["tags.lad.role"] == "stage"]["tags.stage"]) == {"train_teacher@0", "distill@0", "evaluate@0", "report"}
+    stages = set(df[df["tags.lad.role"] == "stage"]["tags.stage"])
+    assert stages == {"train_teacher@0", "distill@0", "evaluate@0", "report"}
     assert (df[df["tags.lad.role"] == "pipeline"]["tags.mlflow.runName"] == "noise-01").all()
 
     # warm start: the baseline is fine-tuned for the same extra iterations as the equal-budget control
@@ -154,7 +156,8 @@ def test_a_second_seed_adds_only_its_own_stages_and_the_report_averages(tiny_rep
                    "train_conventional_teacher@1", "distill_compare@1-kd", "distill_compare@1-cwd",
                    "distill_compare@1-cirkd"}  # the comparison stages only record that they are off
     with pytest.raises(AssertionError):  # another seed, another network
-        assert_same_weights(weights(tiny_repo / "models/seed0/baseline.pt"), weights(tiny_repo / "models/seed1/baseline.pt"))
+        assert_same_weights(weights(tiny_repo / "models/seed0/baseline.pt"),
+                            weights(tiny_repo / "models/seed1/baseline.pt"))
     per_seed = [json.loads((tiny_repo / f"reports/eval/seed{s}.json").read_text())["baseline"]["miou"] for s in (0, 1)]
     metrics = json.loads((tiny_repo / "reports/metrics.json").read_text())["baseline"]
     assert metrics["seeds"] == 2 and metrics["miou"] == pytest.approx(sum(per_seed) / 2, abs=1e-3)

@@ -50,7 +50,7 @@ def test_replay_resumes_after_a_failure_without_duplicates(tmp_path, monkeypatch
     journal.append({"op": "batch", "run": "local:c", "metrics": [["train_loss", 1.0, 0, 2]]})
     journal.append({"op": "terminate", "run": "local:c", "status": "FINISHED"})
     journal.close()
-    assert tracking._replayable(journal.path)
+    assert tracking.replayable(journal.path)
 
     down = FakeClient(fail_on="log_batch")
     with pytest.raises(ConnectionError):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +138,8 @@ def prepare_index(name: str, root: str | Path, splits: dict[str, str],
         good, problems, stats = scan_split(root, samples, layout, f"{name}/{split}")
         if layout.labels is not None:  # the reverse of "image without label"
             paired = {label for _, label in samples}
-            problems += [("", root / f, "label without an image") for f in layout.labels(root, split) if f not in paired]
+            problems += [("", root / f, "label without an image") for f in layout.labels(root, split)
+                         if f not in paired]
         if problems and on_bad == "error":
             listed = "; ".join(f"{path}: {what}" for _, path, what in problems[:10])
             more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""

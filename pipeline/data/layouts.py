@@ -8,9 +8,9 @@ the datasets' own (as mmsegmentation lists them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -167,7 +167,8 @@ def ade20k_root(root: Path) -> Path:
 
 
 def ade20k_samples(root: Path, split: str) -> list[tuple[str, str]]:
-    """``ADEChallengeData2016/images/<split>/*.jpg`` with ``annotations/<split>/*.png`` (split: training | validation)."""
+    """``ADEChallengeData2016/images/<split>/*.jpg`` with ``annotations/<split>/*.png``
+    (split: training | validation)."""
     base = ade20k_root(root)
     images = _glob(base / "images" / split, "*.jpg", "ADE20K images")
     return [(str(p.relative_to(root)), str((base / "annotations" / split / f"{p.stem}.png").relative_to(root)))

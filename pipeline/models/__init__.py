@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import timm
 import torch
@@ -12,6 +13,9 @@ from torch import nn
 
 from pipeline.models.heads import FCN, ASPPHead, FCNHead, OCRHead, PSPHead, STDCHead
 from pipeline.models.stdc import STDC_LAYERS, STDCNet
+
+if TYPE_CHECKING:
+    from pipeline.config import ModelConfig
 
 # name -> factory(in_channels of [c2, c3, c4], channels, num_classes, dropout, aspp_rates) -> nn.Module
 HEADS: dict[str, Callable[..., nn.Module]] = {
@@ -23,12 +27,11 @@ HEADS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def check_backbone(name: str, key: str = "backbone") -> None:
-    """Raise ValueError naming ``key`` if neither timm nor :data:`STDC_LAYERS` knows ``name``."""
+def check_backbone(name: str) -> None:
+    """Raise ValueError if neither timm nor :data:`STDC_LAYERS` knows ``name`` (the caller names the key)."""
     if name not in STDC_LAYERS and not timm.is_model(name):
         close = difflib.get_close_matches(name, list(STDC_LAYERS) + timm.list_models(), n=5, cutoff=0.6)
-        raise ValueError(f"{key}: unknown timm model {name!r} (close matches: {close or 'none'}; "
-                         "see timm.list_models())")
+        raise ValueError(f"unknown timm model {name!r} (close matches: {close or 'none'}; see timm.list_models())")
 
 
 class Segmentor(nn.Module):
@@ -76,7 +79,7 @@ def widen_first_conv(body: nn.Module, in_chans: int, std: float = 0.1) -> None:
     setattr(parent, name.rpartition(".")[2], wide)
 
 
-def create_body(backbone: str, in_chans: int, output_stride: int, pretrained: bool, pretrained_path: str | None,
+def create_body(backbone: str, in_chans: int, *, output_stride: int, pretrained: bool, pretrained_path: str | None,
                 label_init: str, channels: list[int] | None = None, stem_width: int | None = None) -> nn.Module:
     """The feature extractor (last three stages); timm's ImageNet weights from the hub or a local file.
 
@@ -123,12 +126,12 @@ def create_body(backbone: str, in_chans: int, output_stride: int, pretrained: bo
     return body
 
 
-def create_segmentor(arch: str, backbone: str, num_classes: int, in_chans: int = 3, output_stride: int = 8,
+def create_segmentor(arch: str, backbone: str, num_classes: int, *, in_chans: int = 3, output_stride: int = 8,
                      head_channels: int = 256, aux_channels: int = 64, pretrained: bool = False,
                      dropout: float = 0.1, aspp_rates: tuple[int, ...] = (12, 24, 36),
                      aux: bool = True, pretrained_path: str | None = None, label_init: str = "official",
                      channels: list[int] | None = None, stem_width: int | None = None) -> Segmentor:
-    """Build a segmentor by name.
+    """Build a segmentor by name; the stages build theirs from params.yaml with :func:`segmentor_from_config`.
 
     Args:
         arch: decode head, a key of :data:`HEADS`.
@@ -151,18 +154,31 @@ def create_segmentor(arch: str, backbone: str, num_classes: int, in_chans: int =
         raise ValueError(f"arch: expected one of {sorted(HEADS)}, got {arch!r}")
     if label_init not in LABEL_INITS:
         raise ValueError(f"label_init: expected one of {LABEL_INITS}, got {label_init!r}")
-    check_backbone(backbone)
+    try:
+        check_backbone(backbone)
+    except ValueError as err:
+        raise ValueError(f"backbone: {err}") from None
     spec = dict(arch=arch, backbone=backbone, num_classes=num_classes, in_chans=in_chans,
                 output_stride=output_stride, head_channels=head_channels, aux_channels=aux_channels,
                 pretrained=False, dropout=dropout, aspp_rates=list(aspp_rates), aux=aux,
                 channels=list(channels) if channels else None, stem_width=stem_width or None)
-    body = create_body(backbone, in_chans, output_stride, pretrained, pretrained_path, label_init, channels, stem_width)
+    body = create_body(backbone, in_chans, output_stride=output_stride, pretrained=pretrained,
+                       pretrained_path=pretrained_path, label_init=label_init, channels=channels, stem_width=stem_width)
     channels = body.channels if isinstance(body, STDCNet) else body.feature_info.channels()
     head = HEADS[arch](channels, head_channels, num_classes, dropout, aspp_rates)
     if getattr(head, "needs_regions", False) and not aux:
         raise ValueError(f"arch {arch!r} needs the auxiliary head (its soft object regions); aux must be true")
     aux_head = FCNHead(channels[-2], aux_channels, num_classes, dropout) if aux else None
     return Segmentor(body, head, aux_head, spec)
+
+
+def segmentor_from_config(net: ModelConfig, num_classes: int, in_chans: int = 3) -> Segmentor:
+    """The network a params.yaml ``model.*`` section describes, for ``num_classes`` and ``in_chans`` inputs."""
+    return create_segmentor(net.arch, net.backbone, num_classes, in_chans=in_chans, output_stride=net.output_stride,
+                            head_channels=net.head_channels, aux_channels=net.aux_channels, pretrained=net.pretrained,
+                            dropout=net.dropout, aspp_rates=tuple(net.aspp_rates),
+                            pretrained_path=net.pretrained_path or None, label_init=net.label_init,
+                            channels=net.channels, stem_width=net.stem_width)
 
 
 def segmentor_from_spec(spec: dict[str, Any]) -> Segmentor:

@@ -46,7 +46,8 @@ class STDCNet(nn.Module):
 
     def __init__(self, layers: tuple[int, int, int], in_chans: int = 3, base: int = 64) -> None:
         super().__init__()
-        self.stem = nn.Sequential(conv_bn_relu(in_chans, base // 2, 3, stride=2), conv_bn_relu(base // 2, base, 3, stride=2))
+        self.stem = nn.Sequential(conv_bn_relu(in_chans, base // 2, 3, stride=2),
+                                  conv_bn_relu(base // 2, base, 3, stride=2))
         widths, cin = (base * 4, base * 8, base * 16), base
         self.stages = nn.ModuleList()
         for n, w in zip(layers, widths):

@@ -1,0 +1,160 @@
+"""The offline journal: tracking operations a stage could not deliver, and their replay.
+
+Every tracking call is an *operation* (a small dict). If the tracker cannot be reached, that operation
+and all later ones of the stage go to ``.mlflow/pending/<stage>-<pid>.jsonl`` (artifacts copied beside
+it); the next stage that reaches the tracker, or ``python -m stages.sync``, replays the journals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pipeline.io import atomic_write
+from pipeline.tracking.store import GROUP_TAG, ROLE_TAG, _experiment_id, project_root
+
+# operation: {"op": name, ...}; "run" fields hold a run reference: a real run id, or "local:<n>"
+# for a run created while the tracker was unreachable (resolved when the journal is replayed).
+
+Operation = dict[str, Any]
+
+LOCAL = "local:"
+
+
+def pending_dir() -> Path:
+    return project_root() / ".mlflow" / "pending"
+
+def execute(client: Any, op: Operation, refs: dict[str, str]) -> None:
+    """Carry out one operation against ``client``; ``refs`` maps local run references to run ids."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    def run_id(ref: str) -> str:
+        return refs.get(ref, ref)
+
+    kind = op["op"]
+    if kind == "parent":  # find this pipeline run's parent by its group tag, or create it
+        exp_id = _experiment_id(client, op["experiment"])
+        found = client.search_runs([exp_id], f"tags.`{GROUP_TAG}` = '{op['group']}' and tags.`{ROLE_TAG}` = 'pipeline'",
+                                   max_results=1)
+        if found:
+            refs[op["ref"]] = found[0].info.run_id
+            client.update_run(found[0].info.run_id, status="RUNNING")
+        else:
+            refs[op["ref"]] = client.create_run(exp_id, run_name=op["name"], tags=op["tags"]).info.run_id
+    elif kind == "child":
+        exp_id = _experiment_id(client, op["experiment"])
+        tags = {**op["tags"], "mlflow.parentRunId": run_id(op["parent"])}
+        refs[op["ref"]] = client.create_run(exp_id, run_name=op["name"], tags=tags).info.run_id
+    elif kind == "batch":
+        rid = run_id(op["run"])
+        metrics = [Metric(k, v, ts, step) for k, v, ts, step in op.get("metrics", [])]
+        params = [Param(k, v) for k, v in op.get("params", [])]
+        tags = [RunTag(k, v) for k, v in op.get("tags", [])]
+        client.log_batch(rid, metrics=metrics, params=params, tags=tags)
+    elif kind == "artifact":
+        path = Path(op["path"])
+        if path.is_dir():
+            client.log_artifacts(run_id(op["run"]), str(path), op.get("artifact_path"))
+        elif path.is_file():
+            client.log_artifact(run_id(op["run"]), str(path), op.get("artifact_path"))
+    elif kind == "model_uri":  # known only once the run id is
+        client.set_tag(run_id(op["run"]), "model_uri", f"runs:/{run_id(op['run'])}/{op['name']}")
+    elif kind == "terminate":
+        client.set_terminated(run_id(op["run"]), status=op["status"])
+    else:
+        raise ValueError(f"unknown tracking operation {kind!r}")
+
+class Journal:
+    """The operations a stage could not deliver, one JSON line each, with copies of their files."""
+
+    def __init__(self, stage: str) -> None:
+        name = f"{stage.replace('@', '-')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.path = pending_dir() / f"{name}.jsonl"
+        self.files = pending_dir() / name
+        self.count = 0
+
+    def append(self, op: Operation) -> None:
+        if op["op"] == "artifact" and Path(op["path"]).exists():  # the file may change before the replay
+            src = Path(op["path"])
+            dest = self.files / f"{self.count}" / src.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest)
+            op = {**op, "path": str(dest)}
+        if self.count == 0:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._write({"op": "open", "pid": os.getpid(), "host": socket.gethostname()})
+        self._write(op)
+        self.count += 1
+
+    def close(self) -> None:
+        if self.count:
+            self._write({"op": "close"})
+
+    def _write(self, op: Operation) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(op) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+def alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+def replayable(path: Path) -> bool:
+    """A journal whose stage closed it, or whose writer on this host is gone."""
+    lines = path.read_text().splitlines()
+    if not lines:
+        return False
+    head, last = json.loads(lines[0]), json.loads(lines[-1])
+    if last.get("op") == "close":
+        return True
+    return head.get("host") == socket.gethostname() and not alive(int(head.get("pid", 0)))
+
+def replay(client: Any, path: Path) -> int:
+    """Replay one journal; on success delete it (and its files) and return the operations done.
+
+    If the tracker fails part-way, the journal is rewritten with what is left (the runs already
+    created are remembered), so a later replay neither repeats nor loses anything; the error is raised.
+    """
+    ops = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    refs: dict[str, str] = {}
+    done = 0
+    for i, op in enumerate(ops):
+        if op["op"] in ("open", "close"):
+            continue
+        if op["op"] == "resolved":
+            refs.update(op["refs"])
+            continue
+        try:
+            execute(client, op, refs)
+        except Exception:
+            head = [o for o in ops[:1] if o["op"] == "open"]  # keeps who wrote it: replayable once they are gone
+            rest = head + [{"op": "resolved", "refs": refs}] + [o for o in ops[i:]
+                                                                  if o["op"] not in ("resolved", "open")]
+            text = "".join(json.dumps(o) + "\n" for o in rest)
+            atomic_write(path, lambda tmp, text=text: tmp.write_text(text))
+            raise
+        done += 1
+    shutil.rmtree(path.with_suffix(""), ignore_errors=True)
+    path.unlink()
+    return done
+
+def sync_pending(client: Any) -> list[tuple[Path, int]]:
+    """Replay every replayable journal; returns (journal, operations) for those uploaded."""
+    out = []
+    for path in sorted(pending_dir().glob("*.jsonl")) if pending_dir().is_dir() else []:
+        if replayable(path):
+            out.append((path, replay(client, path)))
+    return out

@@ -1,0 +1,193 @@
+"""One parent MLflow run per pipeline run, one child run per stage (:func:`stage_run`).
+
+Group id of a pipeline run: ``DVC_EXP_NAME`` (``dvc exp run``), else ``PIPELINE_RUN_ID``, else the pid
+and start time of the calling ``dvc`` process, else a new id (a stage run by hand). Outages never stop
+a stage: what cannot be delivered is journaled (:mod:`pipeline.tracking.journal`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import flatten, stable_hash
+from pipeline.io import git_commit
+from pipeline.tracking.journal import LOCAL, Journal, Operation, alive, execute, sync_pending
+from pipeline.tracking.store import GROUP_TAG, ROLE_TAG, connect, describe, local_store, lock_path, tracking_uri
+
+
+def _dvc_ancestor() -> str | None:
+    """``<pid>-<start time>`` of the nearest ``dvc`` process above this one (Linux /proc), or None."""
+    pid = os.getppid()
+    for _ in range(16):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = stat[stat.rindex(")") + 2:].split()
+        if any(Path(c.decode(errors="replace")).name == "dvc" for c in cmd[:2]):
+            return f"dvc-{pid}-{fields[19]}"  # field 22 of stat: start time, makes pids unique
+        pid = int(fields[1])
+        if pid <= 1:
+            return None
+    return None
+
+def pipeline_id() -> str:
+    return (os.environ.get("DVC_EXP_NAME") or os.environ.get("PIPELINE_RUN_ID") or _dvc_ancestor()
+            or f"manual-{uuid.uuid4().hex[:8]}")
+
+class StageRun:
+    """The MLflow child run of one stage: batched metrics, params, tags, artifacts, a model.
+
+    Every call becomes an operation that is carried out at once while the tracker answers; after the
+    first failure (or if it never answered) the operations go to a :class:`Journal` instead, so a
+    tracker outage costs no training and loses no record.
+    """
+
+    def __init__(self, client: Any, stage: str, run_ref: str, parent_ref: str, refs: dict[str, str] | None = None,
+                 offline_reason: str | None = None) -> None:
+        self.client, self.stage = client, stage
+        self.run_ref, self.parent_ref = run_ref, parent_ref
+        self.refs = refs if refs is not None else {}
+        self.journal: Journal | None = None
+        self.offline_reason = offline_reason
+
+    @property
+    def run_id(self) -> str:
+        return self.refs.get(self.run_ref, self.run_ref)
+
+    def emit(self, op: Operation) -> None:
+        """Deliver ``op`` now, or keep it in the journal once the tracker has failed."""
+        if self.offline_reason is None:
+            try:
+                execute(self.client, op, self.refs)
+                return
+            except Exception as err:  # noqa: BLE001 - any failure of the tracker: keep training
+                self.offline_reason = describe(err)
+        if self.journal is None:
+            self.journal = Journal(self.stage)
+            self.journal.append({"op": "resolved", "refs": dict(self.refs)})  # runs created before the outage
+            print(f"warning: MLflow tracking at {tracking_uri()} failed ({self.offline_reason}); the stage goes on, "
+                  f"its outputs still land in reports/, and what is not logged is kept in {self.journal.path} "
+                  "(uploaded by the next stage that reaches the tracker, or by `python -m stages.sync`)",
+                  file=sys.stderr, flush=True)
+        self.journal.append(op)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None, parent: bool = False) -> None:
+        """One batched request for all ``metrics`` at ``step`` (optionally on the parent run)."""
+        ts = int(time.time() * 1000)
+        rows = [[k, float(v), ts, step or 0] for k, v in metrics.items() if v is not None]
+        self.emit({"op": "batch", "run": self.parent_ref if parent else self.run_ref, "metrics": rows})
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        rows = [[k, str(v)[:6000]] for k, v in flatten(params).items()]
+        for i in range(0, len(rows), 100):  # the store takes at most 100 params per batch
+            self.emit({"op": "batch", "run": self.run_ref, "params": rows[i:i + 100]})
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        self.emit({"op": "batch", "run": self.run_ref, "tags": [[k, str(v)] for k, v in tags.items()]})
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None, parent: bool = False) -> None:
+        self.emit({"op": "artifact", "run": self.parent_ref if parent else self.run_ref, "path": str(path),
+                   "artifact_path": artifact_path})
+
+    def log_pytorch_model(self, model: Any, name: str, input_example: Any = None) -> str:
+        """Log ``model`` as an MLflow PyTorch model (pickled, with the ``pipeline`` package as code).
+
+        Returns its ``runs:/<run id>/<name>`` URI, also set as the run's ``model_uri`` tag (if the
+        tracker is down, the replay sets the tag with the real run id);
+        ``mlflow.pytorch.load_model(uri)`` gives the module back.
+        """
+        import tempfile
+
+        import mlflow
+        import torch
+
+        with tempfile.TemporaryDirectory() as tmp:
+            mlflow.pytorch.save_model(model, f"{tmp}/{name}", input_example=input_example,
+                                      pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "timm"],
+                                      code_paths=[str(Path(__file__).parents[1])], serialization_format="pickle")
+            self.log_artifact(f"{tmp}/{name}", name)
+        self.emit({"op": "model_uri", "run": self.run_ref, "name": name})
+        return f"runs:/{self.run_id}/{name}"
+
+    def terminate(self, status: str) -> None:
+        self.emit({"op": "terminate", "run": self.run_ref, "status": status})
+        self.emit({"op": "terminate", "run": self.parent_ref, "status": status})
+        if self.journal is not None:
+            self.journal.close()
+            print(f"warning: {self.journal.count} MLflow operation(s) of {self.stage} were not delivered; kept in "
+                  f"{self.journal.path}; upload them with `python -m stages.sync`", file=sys.stderr, flush=True)
+
+def _fail_killed_runs(client: Any, exp_id: str, stage: str, current_parent: str) -> None:
+    """Mark FAILED the RUNNING runs of ``stage`` whose process on this host is gone, and their parents.
+
+    A stage killed outright (SIGKILL, power loss) cannot end its own run; its rerun does it here.
+    """
+    host = socket.gethostname()
+    stale = client.search_runs([exp_id], f"tags.`{ROLE_TAG}` = 'stage' and tags.stage = '{stage}' "
+                                         f"and tags.`lad.host` = '{host}' and attributes.status = 'RUNNING'")
+    for run in stale:
+        pid = run.data.tags.get("lad.pid", "")
+        if pid.isdigit() and not alive(int(pid)):
+            client.set_tag(run.info.run_id, "lad.killed", "true")
+            client.set_terminated(run.info.run_id, status="FAILED")
+            parent = run.data.tags.get("mlflow.parentRunId")
+            if parent and parent != current_parent and client.get_run(parent).info.status == "RUNNING":
+                client.set_terminated(parent, status="FAILED")
+
+@contextlib.contextmanager
+def stage_run(stage: str, experiment: str, params: dict[str, Any], tags: dict[str, Any] | None = None,
+              enabled: bool = True) -> Iterator[StageRun | None]:
+    """Open the child run of ``stage`` under this pipeline run's parent (created on first use).
+
+    The child ends FINISHED, or FAILED if the stage raised. With ``enabled=False`` (DDP ranks
+    other than 0) yields None and touches nothing. If the tracker cannot be reached the stage
+    runs all the same and its runs are journaled (see :class:`StageRun`).
+    """
+    if not enabled:
+        yield None
+        return
+    from filelock import FileLock
+
+    group = pipeline_id()
+    common = {GROUP_TAG: group, "git_commit": git_commit(), "dvc_exp_name": os.environ.get("DVC_EXP_NAME", "")}
+    parent_op = {"op": "parent", "ref": f"{LOCAL}parent", "experiment": experiment, "group": group,
+                 "name": os.environ.get("DVC_EXP_NAME") or f"pipeline {group}",
+                 "tags": {**common, ROLE_TAG: "pipeline"}}
+    child_tags = {**common, ROLE_TAG: "stage", "stage": stage, "params_hash": stable_hash(params),
+                  "lad.host": socket.gethostname(), "lad.pid": os.getpid(), **(tags or {})}
+    child_op = {"op": "child", "ref": f"{LOCAL}{stage}", "experiment": experiment, "parent": f"{LOCAL}parent",
+                "name": stage, "tags": {k: str(v) for k, v in child_tags.items()}}
+    refs: dict[str, str] = {}
+    client, offline = None, None
+    try:
+        # the lock serialises creating a store and its parent run (a server does that itself)
+        lock = FileLock(str(lock_path()), timeout=300) if local_store() else contextlib.nullcontext()
+        with lock:
+            client, exp_id = connect(experiment)
+            for path, n in sync_pending(client):
+                print(f"uploaded {n} pending MLflow operation(s) from {path}")
+            execute(client, parent_op, refs)
+            _fail_killed_runs(client, exp_id, stage, refs[parent_op["ref"]])
+    except Exception as err:  # noqa: BLE001 - the tracker is down: journal everything
+        offline = describe(err)
+    run = StageRun(client, stage, child_op["ref"], parent_op["ref"], refs, offline)
+    if offline:
+        run.emit(parent_op)
+    run.emit(child_op)
+    run.log_params(params)
+    status = "FAILED"
+    try:
+        yield run
+        status = "FINISHED"
+    finally:
+        run.terminate(status)
