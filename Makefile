@@ -3,29 +3,30 @@
 # `make ablations`: queue and run the LAD ablations as DVC experiments, tabulate them into the report.
 # `make bench`: what the default costs (benchmarks/cost.py: compute, speed, stage times, run cache, -j 2)
 # `make ui`: browse the runs in the MLflow UI on http://127.0.0.1:5000
+# `make recipe R=voc_deeplabv3_r18`: rewrite params.yaml with a paper recipe (recipes/*.yaml)
+# `make lock`: regenerate requirements.lock from pyproject.toml (pip-tools) after changing a dependency
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test ablations bench ui clean
+.PHONY: run test ablations bench ui recipe lock clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install -e .
+# exact versions from the lock (test tools included: one environment for both), then the project itself
+$(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -r requirements.lock
+	$(BIN)/pip install --no-deps -e .
 	touch $@
-
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install -e ".[test]"
-	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed
+	$(BIN)/ruff check .
 	PATH="$(CURDIR)/$(BIN):$$PATH" pytest
 
 ablations: $(VENV)/.installed
@@ -42,6 +43,14 @@ ui: $(VENV)/.installed
 	$(BIN)/mlflow server --host 127.0.0.1 --port 5000 --workers 1 \
 		--backend-store-uri sqlite:///$(CURDIR)/.mlflow/mlflow.db \
 		--default-artifact-root $(CURDIR)/.mlflow/artifacts
+
+recipe: $(VENV)/.installed
+	$(BIN)/python -m pipeline.recipes apply $(R)
+
+lock: | $(BIN)/activate
+	$(BIN)/pip install pip-tools==7.6.2
+	$(BIN)/pip-compile --extra test --strip-extras --no-emit-index-url --no-emit-find-links \
+		--output-file requirements.lock pyproject.toml
 
 clean:
 	rm -rf data/prepared models/seed* checkpoints reports/eval reports/figures

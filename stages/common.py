@@ -94,7 +94,7 @@ def set_threads(env: dict[str, str] = os.environ) -> int | None:
     """Apply ``LAD_THREADS`` to torch (intra-op) and OpenCV; returns it (None: torch's default, all cores).
 
     Parallel experiments (``dvc exp run --run-all -j N``) must divide the cores: processes that each
-    use every core fight over them (README, "Varying the pipeline").
+    use every core fight over them (docs/experiments.md).
     """
     value = env.get(THREADS_ENV, "").strip()
     if not value:

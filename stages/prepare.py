@@ -8,7 +8,6 @@ shows them, and ``dvc exp show`` keeps its metric columns for results).
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +25,7 @@ DATA_STATS = INDEX.parent / "stats.json"
 def prepare(cfg: Config, index_path: Path = INDEX) -> dict:
     """Make the dataset ready and write ``index_path``; returns the index."""
     splits = {"train": cfg.data.train_split, "val": cfg.data.val_split}
-    index = prepare_index(cfg.data.name, cfg.data.root, splits, dataclasses.asdict(cfg.synthetic), cfg.data.on_bad,
+    index = prepare_index(cfg.data.name, cfg.data.root, splits, cfg.synthetic.model_dump(), cfg.data.on_bad,
                           cfg.data.coco_classes)
     skipped = pd.DataFrame(index["skipped"], columns=["split", "image", "file", "problem"])
     atomic_write(index_path.parent / "skipped.tsv", lambda tmp: skipped.to_csv(tmp, sep="\t", index=False))
