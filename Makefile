@@ -27,7 +27,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
-	PATH="$(CURDIR)/$(BIN):$$PATH" pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" pytest -n 2 --dist loadfile  # two workers, each test file on one
 
 ablations: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m stages.ablations queue

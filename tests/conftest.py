@@ -15,6 +15,11 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers: one torch thread each, as in their stages
+    os.environ.setdefault("LAD_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["LAD_THREADS"]))
 
 # The real params.yaml shrunk to seconds on a CPU: tiny images, a handful of iterations.
 TINY = {

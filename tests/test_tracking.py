@@ -1,8 +1,12 @@
-"""The tracking journal: an interrupted replay resumes without repeating or losing operations."""
+"""The tracking journal: an interrupted replay resumes without repeating or losing operations; importing
+tracking has no side effects."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -64,3 +68,12 @@ def test_replay_resumes_after_a_failure_without_duplicates(tmp_path, monkeypatch
     assert tracking.sync_pending(up) == [(journal.path, 2)]
     assert up.calls == [("log_batch", "id2-c", ("train_loss",)), ("set_terminated", "id2-c", "FINISHED")]
     assert not journal.path.exists()
+
+
+def test_importing_tracking_changes_no_environment():
+    """The MLflow client settings are applied when a stage connects, not on import."""
+    code = ("import os; before = dict(os.environ); import pipeline.tracking; "
+            "print(sorted(k for k in os.environ if k.startswith('MLFLOW') and before.get(k) != os.environ[k]))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]"
