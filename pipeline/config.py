@@ -234,6 +234,8 @@ class EvaluateConfig(Section):
     crop: Side  # slide window side
     stride: Annotated[int, Field(ge=1, le=8192)]  # slide window step
     num_examples: Annotated[int, Field(ge=0, le=64)]  # images in the report's grid
+    latency_reps: Annotated[int, Field(ge=0, le=100000)]  # timed batch-1 forwards per model; 0 = not timed
+    registered_model: str  # MLflow model registry name of the LAD student; "" = not registered
 
     @model_validator(mode="after")
     def _no_gaps(self) -> EvaluateConfig:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from pipeline import progress
 from pipeline.checkpoint import atomic_save, load_checkpoint
 from pipeline.data import SegDataset, eval_loader, train_loader
 from pipeline.dist import Context, all_gather_object, all_reduce_sum
@@ -270,8 +271,9 @@ class Trainer:
             self.extra.train()
         batches = train_loader(self.data.train, a.batch_size, a.seed, self.iteration, a.num_workers,
                                self.ctx.rank, self.ctx.world_size)
-        bar = tqdm(total=a.iters, initial=self.iteration, desc=self.desc, unit="it", dynamic_ncols=True,
-                   disable=not self.ctx.is_main)
+        bar = progress.bar(total=a.iters, initial=self.iteration, desc=self.desc, unit="it", dynamic_ncols=True,
+                           enabled=self.ctx.is_main)
+        lines = self.ctx.is_main and not progress.interactive()  # a log: one plain line per logging step
         sums: dict[str, float] = {}
         t0, n0 = time.perf_counter(), self.iteration
         try:
@@ -288,6 +290,9 @@ class Trainer:
                 if self.iteration % a.log_interval == 0 or last:
                     row = self._log_row(sums, lr, self.iteration - n0, time.perf_counter() - t0)
                     self.history["train"].append(row)
+                    if lines:
+                        print(f"{self.desc} {self.iteration}/{a.iters}: loss {row['loss']:.4f}, lr {lr:.2e}, "
+                              f"{row['sec_per_iter']:.3f} s/it", flush=True)
                     if self.log_fn:
                         self.log_fn({f"train_{k}": v for k, v in row.items() if k != "step"}, self.iteration)
                     sums, t0, n0 = {}, time.perf_counter(), self.iteration

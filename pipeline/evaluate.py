@@ -8,9 +8,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from pipeline.metrics import confusion
+from pipeline.progress import bar
 
 InputFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -83,7 +83,7 @@ def evaluate(model: nn.Module, loader: Iterable, num_classes: int, ignore_index:
     was_training = model.training
     model.eval()
     conf = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    for image, label in tqdm(loader, desc=progress, disable=progress is None, leave=False, unit="batch"):
+    for image, label in bar(loader, enabled=progress is not None, desc=progress, leave=False, unit="batch"):
         image, label = image.to(device), label.to(device)
         x = input_fn(image, label) if input_fn else image
         pred = predict_logits(model, x, scales, flip, autocast_dtype, mode, crop, stride).argmax(1)

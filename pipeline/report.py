@@ -50,6 +50,7 @@ and per-seed columns below; per-class IoU is the mean over seeds.
 Evaluation: {inference}, scales {scales}{flip}, scores upsampled to the
 original label resolution. FLOPs: one forward at
 {flops_size} (2 x multiply-adds). Data: {data}.
+{deployment}
 
 {verdict}
 

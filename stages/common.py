@@ -57,6 +57,10 @@ class SeedPaths:
     def curve(self, role: str, kind: str) -> Path:
         return CURVES / f"seed{self.seed}" / f"{role}_{kind}.tsv"
 
+    def onnx(self, name: str) -> Path:
+        """The ONNX export of an evaluated student (``name``: a key of :data:`pipeline.roles.EVALUATIONS`)."""
+        return self.models / "onnx" / f"{name}.onnx"
+
     @property
     def eval(self) -> Path:
         return EVAL / f"seed{self.seed}"

@@ -21,6 +21,7 @@ from pipeline.checkpoint import load_trained
 from pipeline.config import Config
 from pipeline.data import eval_loader, load_index, make_dataset
 from pipeline.data.dataset import pad_collate
+from pipeline.deploy import check_onnx, export_onnx, torch_latency
 from pipeline.dist import pick_device
 from pipeline.evaluate import evaluate, predict_logits
 from pipeline.io import atomic_write, write_json
@@ -28,7 +29,7 @@ from pipeline.lad import teacher_input
 from pipeline.metrics import scores
 from pipeline.models import count_flops, count_params
 from pipeline.optim import AMP_DTYPES
-from pipeline.roles import EVALUATIONS
+from pipeline.roles import EVALUATIONS, ROLES
 from pipeline.tracking import stage_run
 from stages.common import EXPERIMENT, INDEX, SeedPaths, run_stage, stage_args
 
@@ -84,6 +85,23 @@ def evaluate_model(name: str, path: Path, cfg: Config, index: dict[str, Any], lo
     return res, model, fn
 
 
+def deployment(name: str, model: torch.nn.Module, fn: Callable | None, sample: tuple, checked: tuple, cfg: Config,
+               paths: SeedPaths, device: torch.device) -> dict[str, Any]:
+    """Batch-1 latency of one evaluation; for a student, its ONNX file checked by onnxruntime."""
+    reps = cfg.evaluate.latency_reps
+    with torch.random.fork_rng():  # the label noise drawn here leaves the grid's predictions as they were
+        x = fn(*sample) if fn else sample[0]
+    out: dict[str, Any] = {}
+    if reps:
+        out["latency"] = torch_latency(model, x, reps, device, AMP_DTYPES[cfg.train.amp])
+        model.cpu()
+    if ROLES[EVALUATIONS[name].role].net == "student":  # the networks that ship: image in, logits out
+        onnx = paths.onnx(name)
+        export_onnx(model, onnx, x)
+        out["onnx"] = {"file": str(onnx), **check_onnx(onnx, model, checked[0], reps)}
+    return out
+
+
 def evaluate_all(cfg: Config, seed: int = 0) -> dict[str, dict[str, Any]]:
     """Evaluate every model of ``seed`` whose checkpoint exists; returns name -> result."""
     paths = SeedPaths(seed)
@@ -92,16 +110,21 @@ def evaluate_all(cfg: Config, seed: int = 0) -> dict[str, dict[str, Any]]:
     val = make_dataset(index, "val", cfg.data.mean, cfg.data.std, cfg.data.cache, cfg.data.channel_order)
     loader = eval_loader(val, cfg.evaluate.batch_size)
     ex_images, ex_labels, examples = example_batch(cfg, val, index["ignore_index"])
+    # one val image at its own size (latency) and the grid's images (or that one: the ONNX check)
+    sample = pad_collate([val[0]], index["ignore_index"])
+    checked = (ex_images, ex_labels) if examples else sample
     results: dict[str, dict[str, Any]] = {}
     for name, ev in EVALUATIONS.items():
         path = paths.model(ev.role)
         if not path.is_file():
             continue  # skipped: baseline_ft when distill.init is scratch, the comparison rows when off
         results[name], model, fn = evaluate_model(name, path, cfg, index, loader, seed, device)
+        results[name].update(deployment(name, model, fn, sample, checked, cfg, paths, device))
         if examples:
             x = fn(ex_images, ex_labels) if fn else ex_images
             examples[name] = predict_logits(model, x).argmax(1).numpy().astype(np.uint8)
-        print(f"{name:16s} mIoU {results[name]['miou']:6.2f}  pixel acc {results[name]['pixel_acc']:6.2f}")
+        print(f"{name:16s} mIoU {results[name]['miou']:6.2f}  pixel acc {results[name]['pixel_acc']:6.2f}"
+              + (f"  {results[name]['latency']['median_ms']:.2f} ms/image" if "latency" in results[name] else ""))
     for name, res in results.items():
         write_json(paths.eval / f"{name}.json", res)
     atomic_write(paths.eval / "examples.npz", lambda tmp: np.savez_compressed(tmp, **examples))
@@ -111,11 +134,27 @@ def evaluate_all(cfg: Config, seed: int = 0) -> dict[str, dict[str, Any]]:
     return results
 
 
+def deployment_metrics(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """``<model>_latency_ms``, ``<model>_onnx_latency_ms`` and ``<model>_onnx_max_abs_diff`` for MLflow."""
+    out = {}
+    for n, r in results.items():
+        if "latency" in r:
+            out[f"{n}_latency_ms"] = r["latency"]["median_ms"]
+        if "onnx" in r:
+            out[f"{n}_onnx_max_abs_diff"] = r["onnx"]["max_abs_diff"]
+            if r["onnx"]["ort_median_ms"] is not None:
+                out[f"{n}_onnx_latency_ms"] = r["onnx"]["ort_median_ms"]
+    return out
+
+
 def main(cfg: Config, seed: int) -> None:
     with stage_run(f"evaluate@{seed}", EXPERIMENT, {**cfg.sections(*SECTIONS), "seed": seed}, {"seed": seed}) as run:
         results = evaluate_all(cfg, seed)
         run.log_metrics({f"{n}_{m}": r[m] for n, r in results.items() for m in ("miou", "pixel_acc")})
+        run.log_metrics(deployment_metrics(results))
         run.log_artifact(SeedPaths(seed).eval, "eval")
+        if SeedPaths(seed).onnx("lad_student").parent.is_dir():
+            run.log_artifact(SeedPaths(seed).onnx("lad_student").parent, "onnx")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ go onto the parent run (a DVC cache hit runs no stage, so this is the one place 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.ablations import ablation_section
+from pipeline.checkpoint import load_trained
 from pipeline.config import Config
+from pipeline.deploy import log_model
 from pipeline.io import atomic_write, git_commit, write_json
 from pipeline.methods import METHODS, describe
 from pipeline.report import (
@@ -41,7 +44,7 @@ FIGURES = Path("reports/figures")
 PER_CLASS = Path("reports/per_class_iou.tsv")
 # the params this stage reads (dvc.yaml lists the same; tests/test_roles.py checks)
 SECTIONS = ("seeds", "distill.init", "distill.iters", "compare", "evaluate.multi_scale", "evaluate.flip",
-            "evaluate.mode", "evaluate.crop", "evaluate.stride")
+            "evaluate.mode", "evaluate.crop", "evaluate.stride", "evaluate.registered_model", "train.crop_size")
 SCORES = ("miou", "pixel_acc", "mean_acc")
 
 
@@ -103,6 +106,16 @@ class Results:
             if key else []
         return fmt(mean_std(secs)[0] if secs else None, 0)
 
+    def latency(self, key: str) -> str:
+        """Batch-1 latency of evaluation ``key`` (first seed): ``median (p90)`` ms."""
+        lat = self.res[key][0].get("latency")
+        return f"{fmt(lat['median_ms'])} ({fmt(lat['p90_ms'])})" if lat else "—"
+
+    def onnx(self, key: str) -> list[str]:
+        """The ONNX check of evaluation ``key`` (first seed): largest logit difference, onnxruntime ms."""
+        o = self.res[key][0].get("onnx")
+        return [f"{o['max_abs_diff']:.1e}", fmt(o["ort_median_ms"])] if o else ["—", "—"]
+
     def published(self, key: str, row: str) -> str:
         r = self.res[key][0]
         return fmt(published(self.index["name"], row, r["arch"], r["backbone"]))
@@ -116,8 +129,9 @@ def student_table(d: Results, cfg: Config) -> str:
     def row(teacher_name: str, method: str, key: str, teacher_key: str | None, paper_key: str) -> list[str]:
         r = d.res[key][0]
         return [teacher_name, model_name(r), method, d.miou(key), fmt(d.summary[key]["pixel_acc"]), fmt(r["params_m"]),
-                fmt(r["gflops"]), str(r["iterations"]), d.seconds(key), d.miou(teacher_key) if teacher_key else "—",
-                d.seconds(teacher_key) if teacher_key else "—", d.published(key, paper_key)]
+                fmt(r["gflops"]), d.latency(key), *d.onnx(key), str(r["iterations"]), d.seconds(key),
+                d.miou(teacher_key) if teacher_key else "—", d.seconds(teacher_key) if teacher_key else "—",
+                d.published(key, paper_key)]
 
     rows = [row("—", "Baseline", "baseline", None, "baseline")]
     if "baseline_ft" in d.res:
@@ -127,8 +141,9 @@ def student_table(d: Results, cfg: Config) -> str:
         if f"{COMPARE_PREFIX}{m}" in d.res:
             rows.append(row(conventional, METHODS[m].title, f"{COMPARE_PREFIX}{m}", "conventional_teacher", m))
     rows.append(row(lad_teacher_name(d), f"LAD (init: {cfg.distill.init})", "lad_student", "teacher_fixed", "lad"))
-    return markdown_table(["Teacher", "Student", "Method", "mIoU", "pixel acc", "params (M)", "GFLOPs", "iterations",
-                           "train s", "teacher mIoU", "teacher train s", "published mIoU"], rows)
+    return markdown_table(["Teacher", "Student", "Method", "mIoU", "pixel acc", "params (M)", "GFLOPs", "latency ms",
+                           "ONNX max abs diff", "ONNX ms", "iterations", "train s", "teacher mIoU", "teacher train s",
+                           "published mIoU"], rows)
 
 
 def lad_teacher_name(d: Results) -> str:
@@ -145,9 +160,9 @@ def teacher_table(d: Results) -> str:
         keys.insert(0, ("conventional_teacher", model_name(d.res["conventional_teacher"][0]),
                         "image only (conventional teacher)"))
     rows = [[n, desc, d.miou(k), fmt(d.summary[k]["pixel_acc"]), fmt(d.res[k][0]["params_m"]),
-             fmt(d.res[k][0]["gflops"]), d.seconds(k), d.published(k, k)] for k, n, desc in keys]
-    return markdown_table(["Teacher", "input at evaluation", "mIoU", "pixel acc", "params (M)", "GFLOPs", "train s",
-                           "published mIoU"], rows)
+             fmt(d.res[k][0]["gflops"]), d.latency(k), d.seconds(k), d.published(k, k)] for k, n, desc in keys]
+    return markdown_table(["Teacher", "input at evaluation", "mIoU", "pixel acc", "params (M)", "GFLOPs", "latency ms",
+                           "train s", "published mIoU"], rows)
 
 
 def per_class_frame(d: Results) -> pd.DataFrame:
@@ -185,6 +200,22 @@ def data_line(index: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def deployment_line(d: Results) -> str:
+    """How latency and the ONNX check were measured (from the baseline's evaluation)."""
+    r = d.res["baseline"][0]
+    lat, onnx = r.get("latency"), r.get("onnx")
+    if not lat:
+        return "Latency: not measured (`evaluate.latency_reps: 0`)."
+    shape = "x".join(map(str, lat["input"][2:]))
+    text = (f"Latency: one {shape} image (batch 1) on {lat['device']}, {lat['dtype']}, {lat['threads']} threads; "
+            f"median (p90) of {lat['reps']} forwards after 10 warm-up ones, first seed.")
+    if onnx:
+        text += (f" ONNX: each student exported with a dynamic batch and size (`models/seed{d.seeds[0]}/onnx/`), run "
+                 f"by onnxruntime {onnx['onnxruntime']} on the CPU with the same threads: the largest absolute "
+                 f"difference of its logits from PyTorch's over {onnx['images']} val images, and its median latency.")
+    return text
+
+
 # -- template -----------------------------------------------------------------------------------
 def render(d: Results, cfg: Config, per_class: pd.DataFrame) -> str:
     """report.md: the tables and the figures' links filled into :data:`pipeline.report.TEMPLATE`."""
@@ -202,6 +233,7 @@ def render(d: Results, cfg: Config, per_class: pd.DataFrame) -> str:
         inference=f"sliding window {ev.crop}x{ev.crop}, stride {ev.stride}" if ev.mode == "slide" else "whole image",
         scales=", ".join(f"{s:g}" for s in ev.multi_scale), flip=", with flip" if ev.flip else "",
         flops_size=f"{size}x{size}", data=data_line(d.index), verdict=verdict(d.summary),
+        deployment=deployment_line(d),
         students=student_table(d, cfg), compare_note=compare_note, published_note=PUBLISHED_NOTE,
         teachers=teacher_table(d), ablations=ablation_section(), first_seed=seeds[0],
         seed_table=markdown_table(["seed"] + list(d.res), seed_rows),
@@ -236,11 +268,26 @@ def build_report(cfg: Config) -> dict[str, float]:
     return {f"{n}_miou": r["miou"] for n, r in d.summary.items()}
 
 
+def register_student(run: Any, cfg: Config, miou: float) -> None:
+    """Log the LAD student of the first seed as an MLflow model (signature, input example) and register it
+    as a new version of ``evaluate.registered_model``, tagged with the experiment, commit and mIoU."""
+    name = cfg.evaluate.registered_model
+    if not name or run is None:
+        return
+    model, _ = load_trained(SeedPaths(cfg.seeds[0]).model("student"))
+    log_model(run, model, "lad_student", cfg.train.crop_size)
+    run.register_model(name, "lad_student", {"dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
+                                               "git_commit": git_commit(), "miou": f"{miou:.3f}",
+                                               "seed": cfg.seeds[0]})
+    print(f"LAD student registered in MLflow as a new version of {name!r}")
+
+
 def main(cfg: Config) -> None:
     with stage_run("report", EXPERIMENT, cfg.sections(*SECTIONS)) as run:
         mious = build_report(cfg)
         run.log_metrics(mious)
         run.log_metrics(mious, parent=True)
+        register_student(run, cfg, mious["lad_student_miou"])
         for target_parent in (False, True):
             run.log_artifact(REPORT, parent=target_parent)
             run.log_artifact(FIGURES, "figures", parent=target_parent)

@@ -20,7 +20,6 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -28,6 +27,7 @@ from pipeline import dist
 from pipeline.checkpoint import atomic_save, load_trained
 from pipeline.config import Config
 from pipeline.data import load_index, make_dataset
+from pipeline.deploy import log_model
 from pipeline.engine import SegData, TrainArgs, Trainer
 from pipeline.io import atomic_write, git_commit, write_json
 from pipeline.models import segmentor_from_config
@@ -144,8 +144,7 @@ def log_summary(run: Any, role: str, summary: dict[str, Any], paths: SeedPaths, 
         run.log_artifact(paths.curve(role, kind), "curves")
     if role == "student":
         model, _ = load_trained(paths.model(role))
-        example = np.zeros((1, 3, cfg.train.crop_size, cfg.train.crop_size), np.float32)
-        uri = run.log_pytorch_model(model, "student", example)
+        uri = log_model(run, model, "student", cfg.train.crop_size)
         run.set_tags({"model_uri": uri})
         print(f"student logged to MLflow as {uri}")
 

@@ -29,7 +29,7 @@ TINY = {
               "ckpt_interval": 2},
     "distill": {"iters": 4},
     "compare": {"iters": 4, "hparams": {"cirkd": {"pixel_memory": 64, "region_memory": 16}}},
-    "evaluate": {"batch_size": 4, "num_examples": 2},
+    "evaluate": {"batch_size": 4, "num_examples": 2, "latency_reps": 3},
 }
 
 

@@ -47,6 +47,45 @@ def test_outputs(tiny_repo):
     assert "Running stage 'report'" in (tiny_repo / "first_repro.log").read_text()
 
 
+def test_latency_and_onnx_in_the_evaluation_and_report(tiny_repo):
+    for name in ("baseline", "lad_student"):  # the students: timed, exported, checked by onnxruntime
+        res = json.loads((tiny_repo / f"reports/eval/seed0/{name}.json").read_text())
+        lat, onnx = res["latency"], res["onnx"]
+        assert 0 < lat["median_ms"] <= lat["p90_ms"] and lat["device"] == "cpu" and lat["threads"] >= 1
+        assert lat["input"] == [1, 3, 32, 32] and lat["reps"] == 3 and lat["dtype"] == "float32"
+        assert onnx["max_abs_diff"] < 1e-3 and onnx["ort_median_ms"] > 0 and onnx["images"] == 2
+        assert (tiny_repo / f"models/seed0/onnx/{name}.onnx").stat().st_size > 100_000
+    teacher = json.loads((tiny_repo / "reports/eval/seed0/teacher_fixed.json").read_text())
+    assert teacher["latency"]["input"] == [1, 4, 32, 32] and "onnx" not in teacher  # image + label channel
+    report = (tiny_repo / "reports/report.md").read_text()
+    assert "| latency ms | ONNX max abs diff | ONNX ms |" in report and "Latency: one 32x32 image (batch 1)" in report
+    log = (tiny_repo / "first_repro.log").read_text()  # not a terminal: plain lines, no progress bars
+    assert "teacher 2/4: loss" in log and "teacher 4/4: loss" in log and "it/s]" not in log
+
+
+def test_the_student_is_registered_and_predicts_an_image(tiny_repo):
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tiny_repo / '.mlflow' / 'mlflow.db'}"
+    versions = MlflowClient(uri).search_model_versions("name = 'lad-student'")
+    assert len(versions) == 1  # one pipeline run so far
+    tags = versions[0].tags
+    metrics = json.loads((tiny_repo / "reports/metrics.json").read_text())
+    assert tags["git_commit"] and float(tags["miou"]) == pytest.approx(metrics["lad_student"]["miou"], abs=1e-3)
+    mlflow.set_tracking_uri(uri)
+    info = mlflow.models.get_model_info("models:/lad-student/1")
+    assert tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 3, -1, -1)
+    image = sorted((tiny_repo / "data/prepared/synthetic/JPEGImages").iterdir())[0]
+    proc = run(["python", "examples/predict.py", str(image), "mask.png", "models:/lad-student/1"], tiny_repo)
+    assert "mask.png: 32x32 mask of classes" in proc.stdout
+    from PIL import Image
+
+    palette = {tuple(c) for c in json.loads((tiny_repo / "data/prepared/index.json").read_text())["palette"]}
+    colours = {tuple(c) for c in Image.open(tiny_repo / "mask.png").convert("RGB").getdata()}
+    assert colours <= palette
+
+
 def test_mlflow_parent_and_child_runs(tiny_repo):
     df = runs(tiny_repo, **{"lad.pipeline_id": "first-repro"})
     parents = df[df["tags.lad.role"] == "pipeline"]

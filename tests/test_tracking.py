@@ -77,3 +77,13 @@ def test_importing_tracking_changes_no_environment():
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_progress_is_plain_lines_outside_a_terminal(monkeypatch):
+    from pipeline import progress
+
+    monkeypatch.setenv(progress.PROGRESS_ENV, "lines")
+    assert not progress.interactive() and progress.bar(range(3)).disable
+    monkeypatch.setenv(progress.PROGRESS_ENV, "bar")
+    assert progress.interactive() and not progress.bar(range(3), enabled=True).disable
+    assert progress.bar(range(3), enabled=False).disable

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from pipeline.data import synthetic, voc
 from pipeline.data.dataset import InfiniteSampler, SegDataset, eval_loader, train_loader
 from pipeline.data.layouts import INVALID, LAYOUTS, Layout, make_layout
+from pipeline.progress import bar as progress_bar
 
 __all__ = ["BadDataError", "LAYOUTS", "InfiniteSampler", "SegDataset", "eval_loader", "train_loader",
            "load_index", "make_dataset", "prepare_index"]
@@ -90,7 +90,7 @@ def scan_split(root: Path, samples: list[tuple[str, str]], layout: Layout, desc:
     good, problems = [], []
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # image decoding releases the GIL
         checked = pool.map(lambda s: check_sample(root, s[0], s[1], layout.lut_for(s[1])), samples)
-        bar = tqdm(checked, total=len(samples), desc=f"check {desc}", unit="img", leave=False)
+        bar = progress_bar(checked, total=len(samples), desc=f"check {desc}", unit="img", leave=False)
         for (image, label), (values, found) in zip(samples, bar):
             problems += [(image, path, what) for path, what in found]
             if values is None:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from pipeline.data.voc import write_label, write_split
+from pipeline.progress import bar
 
 CLASSES = ("background", "ellipse", "rectangle", "triangle", "cross", "star")
 
@@ -120,7 +120,7 @@ def generate(root: str | Path, seed: int, num_train: int, num_val: int, size: in
     splits = {"train": [f"train_{i:05d}" for i in range(num_train)],
               "val": [f"val_{i:05d}" for i in range(num_val)]}
     ids = [(split, i, name) for split, names in splits.items() for i, name in enumerate(names)]
-    for split, i, name in tqdm(ids, desc="generate synthetic", unit="img"):
+    for split, i, name in bar(ids, desc="generate synthetic", unit="img"):
         rng = np.random.default_rng([seed, 0 if split == "train" else 1, i])
         image, label = make_sample(rng, size, max_objects, (min_scale, max_scale), clutter,
                                    noise_std, ignore_border)

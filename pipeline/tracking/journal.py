@@ -64,6 +64,10 @@ def execute(client: Any, op: Operation, refs: dict[str, str]) -> None:
             client.log_artifact(run_id(op["run"]), str(path), op.get("artifact_path"))
     elif kind == "model_uri":  # known only once the run id is
         client.set_tag(run_id(op["run"]), "model_uri", f"runs:/{run_id(op['run'])}/{op['name']}")
+    elif kind == "register":  # creates the registered model on first use
+        import mlflow
+
+        mlflow.register_model(f"runs:/{run_id(op['run'])}/{op['artifact']}", op["name"], tags=op["tags"])
     elif kind == "terminate":
         client.set_terminated(run_id(op["run"]), status=op["status"])
     else:

@@ -99,7 +99,7 @@ class StageRun:
         self.emit({"op": "artifact", "run": self.parent_ref if parent else self.run_ref, "path": str(path),
                    "artifact_path": artifact_path})
 
-    def log_pytorch_model(self, model: Any, name: str, input_example: Any = None) -> str:
+    def log_pytorch_model(self, model: Any, name: str, input_example: Any = None, signature: Any = None) -> str:
         """Log ``model`` as an MLflow PyTorch model (pickled, with the ``pipeline`` package as code).
 
         Returns its ``runs:/<run id>/<name>`` URI, also set as the run's ``model_uri`` tag (if the
@@ -112,12 +112,17 @@ class StageRun:
         import torch
 
         with tempfile.TemporaryDirectory() as tmp:
-            mlflow.pytorch.save_model(model, f"{tmp}/{name}", input_example=input_example,
+            mlflow.pytorch.save_model(model, f"{tmp}/{name}", input_example=input_example, signature=signature,
                                       pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "timm"],
                                       code_paths=[str(Path(__file__).parents[1])], serialization_format="pickle")
             self.log_artifact(f"{tmp}/{name}", name)
         self.emit({"op": "model_uri", "run": self.run_ref, "name": name})
         return f"runs:/{self.run_id}/{name}"
+
+    def register_model(self, name: str, artifact: str, tags: dict[str, Any]) -> None:
+        """A new version of registered model ``name`` from this run's logged model ``artifact``."""
+        self.emit({"op": "register", "run": self.run_ref, "name": name, "artifact": artifact,
+                   "tags": {k: str(v) for k, v in tags.items()}})
 
     def terminate(self, status: str) -> None:
         self.emit({"op": "terminate", "run": self.run_ref, "status": status})
