@@ -3,9 +3,9 @@
 Models a stage skipped (``baseline_ft``, the comparison rows without ``compare.enabled``) are left out.
 
 Writes ``reports/eval/seed<N>/<model>.json`` (scores, per-class IoU, confusion matrix, params,
-FLOPs) and ``examples.npz`` (a few val images with every model's prediction, for the report's
-grid), and the seed's summary ``reports/eval/seed<N>.json`` (DVC metrics). The report averages
-over seeds.
+FLOPs, batch-1 latency and, for students, the ONNX check) and ``examples.npz`` (a few val images
+with every model's prediction, for the report's grid), the seed's summary ``reports/eval/seed<N>.json``
+(DVC metrics), and every student as ONNX in ``models/seed<N>/onnx/``. The report averages over seeds.
 """
 
 from __future__ import annotations
