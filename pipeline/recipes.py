@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.config import ConfigError, config_from_dict, flatten
+from pipeline.config import ConfigError, config_from_dict, flatten, select
 from pipeline.io import atomic_write
 
 RECIPES = Path("recipes")
@@ -83,27 +83,19 @@ def apply(params_text: str, overlay: dict[str, Any], name: str) -> str:
     config_from_dict(merged)  # unknown keys (with did-you-mean), types and bounds, before writing anything
     orig = params_text.splitlines()
     out = list(orig)
-    flat_base = flatten(base)
     for path, value in flatten(overlay).items():
         leaf = next((p for p in mappings if path == p or path.startswith(p + ".")), path)
         if leaf not in lines:
             raise ConfigError(f"{name}: {leaf}: not a one-line key of params.yaml")
         m = LINE.match(orig[lines[leaf]])
-        old = flat_base.get(leaf, base.get(leaf)) if leaf not in mappings else None
-        was = dump(old) if leaf not in mappings else m["value"].strip()
-        new_value = dump(value if leaf == path else _select(merged, leaf))
+        new_value = dump(value if leaf == path else select(merged, leaf))
+        was = m["value"].strip()  # the default as params.yaml writes it
         out[lines[leaf]] = f"{m['indent']}{m['key']}: {new_value}".ljust(29) + f"  # {name} (default: {was})"
     header = f"{MARK}{name} (python -m pipeline.recipes apply {name}; `git checkout params.yaml` restores the default)"
     text = "\n".join([header] + out) + "\n"
     if yaml.safe_load(text) != merged:  # the line edits wrote exactly the merged values
         raise AssertionError(f"{name}: rewriting params.yaml did not give the recipe's values")
     return text
-
-
-def _select(tree: dict[str, Any], dotted: str) -> Any:
-    for part in dotted.split("."):
-        tree = tree[part]
-    return tree
 
 
 def apply_file(name: str, params: Path = Path("params.yaml")) -> Path:
