@@ -29,11 +29,9 @@ PREFIX = "abl-"  # experiment names: abl-<ablation>
 ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "noise-0": ("label noise sigma 0 (the teacher sees a clean label code)", {"lad.noise_std": 0.0}),
     "noise-0.1": ("label noise sigma 0.1", {"lad.noise_std": 0.1}),
-    "noise-0.3": ("label noise sigma 0.3", {"lad.noise_std": 0.3}),
     "codebook-fixed": ("fixed code book while training the teacher (official: random)", {"lad.codebook": "fixed"}),
     "single-path": ("dual path off: one noised path, no consistency", {"lad.dual_path": False}),
     "w-cons-5": ("consistency weight 5 (official; the default's 1 suits its 1200 steps)", {"lad.w_cons": 5.0}),
-    "w-cons-10": ("consistency weight 10", {"lad.w_cons": 10.0}),
     "distance-kl": ("pixel-wise KL instead of CWD, consistency and distillation",
                     {"lad.distance": "kl", "distill.distance": "kl"}),
     "init-baseline": ("student warm-started from the baseline (official), with the equal-budget control",

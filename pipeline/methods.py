@@ -42,21 +42,29 @@ class KDLoss(nn.Module):
 
 
 class CWDLoss(nn.Module):
-    """Channel-wise distillation (Shu et al., ICCV 2021) on the logits and on the head embeddings.
+    """Channel-wise distillation (Shu et al., ICCV 2021) on the logits and on the head embeddings, plus
+    pixel-wise KD on the logits, as CIRKD's ``train_cwd.sh`` runs it (without its adversarial term).
 
-    The student's embedding goes through a 1x1 conv when the widths differ (as CIRKD's
-    ``CriterionCWD``); ``w_features: 0`` gives CWD on logits only.
+    The student's embedding goes through a 1x1 conv when the widths differ. As CIRKD's ``CriterionCWD``,
+    the feature term sums the KL over the teacher's channels (after the projection) but divides by the
+    student's channel count (before it): with a teacher twice as wide the term weighs twice as much as a
+    mean over channels would. ``w_features: 0`` gives CWD on logits only, ``w_kd: 0`` no pixel KD.
     """
 
     def __init__(self, hp: dict[str, float], s_channels: int, t_channels: int, num_classes: int, ignore_index: int):
         super().__init__()
         self.w_logits, self.w_features, self.t = hp["w_logits"], hp["w_features"], hp["temperature"]
+        self.w_kd, self.kd_t = hp["w_kd"], hp["kd_temperature"]
         self.align = nn.Conv2d(s_channels, t_channels, 1, bias=False) if s_channels != t_channels else nn.Identity()
+        self.feature_scale = t_channels / s_channels  # cwd() means over t_channels; CIRKD divides by s_channels
 
     def forward(self, s: Terms, t: Terms, label: torch.Tensor) -> Terms:
         terms = {"cwd_logits": self.w_logits * cwd(s["out"], t["out"], self.t)}
         if self.w_features:
-            terms["cwd_features"] = self.w_features * cwd(match(self.align(s["feat"]), t["feat"]), t["feat"], self.t)
+            terms["cwd_features"] = self.w_features * self.feature_scale * cwd(match(self.align(s["feat"]), t["feat"]),
+                                                                               t["feat"], self.t)
+        if self.w_kd:
+            terms["kd"] = self.w_kd * kd(s["out"], t["out"], self.kd_t)
         return terms
 
 
@@ -90,8 +98,13 @@ class Method:
 
 METHODS: dict[str, Method] = {
     "kd": Method("KD", KDLoss, {"w_kd": 1.0, "temperature": 1.0}, "CIRKD train_kd.py: lambda-kd 1, T 1"),
-    "cwd": Method("CWD", CWDLoss, {"w_logits": 3.0, "w_features": 50.0, "temperature": 4.0},
-                  "CIRKD train_cwd.sh: lambda-cwd-logit 3, lambda-cwd-fea 50, T 4"),
+    # CIRKD's script also trains a discriminator against the student's logits (lambda-adv 0.001 for the
+    # student, lambda-d 0.1 for the discriminator, hinge loss): not implemented, it needs a second
+    # optimiser stepping in turn with the student's, which the trainer's single objective does not have
+    "cwd": Method("CWD + KD (no adversarial term)", CWDLoss,
+                  {"w_logits": 3.0, "w_features": 50.0, "temperature": 4.0, "w_kd": 1.0, "kd_temperature": 1.0},
+                  "CIRKD train_cwd.sh: lambda-cwd-logit 3, lambda-cwd-fea 50, T 4, lambda-kd 1 (KD T 1); its "
+                  "lambda-adv 0.001 / lambda-d 0.1 adversarial terms are left out"),
     "cirkd": Method("CIRKD", CIRKDLoss,
                     {"w_kd": 1.0, "kd_temperature": 1.0, "w_pair": 1.0, "w_memory_pixel": 0.1,
                      "w_memory_region": 0.1, "contrast_temperature": 0.1, "contrast_kd_temperature": 1.0,

@@ -102,8 +102,9 @@ def deployment(name: str, model: torch.nn.Module, fn: Callable | None, sample: t
     return out
 
 
-def evaluate_all(cfg: Config, seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Evaluate every model of ``seed`` whose checkpoint exists; returns name -> result."""
+def evaluate_all(cfg: Config, seed: int = 0, run_id: str | None = None) -> dict[str, dict[str, Any]]:
+    """Evaluate every model of ``seed`` whose checkpoint exists; returns name -> result (each names
+    ``run_id``, the MLflow run of this evaluation, as its source)."""
     paths = SeedPaths(seed)
     device = pick_device(cfg.train.device)
     index = load_index(INDEX)
@@ -126,7 +127,7 @@ def evaluate_all(cfg: Config, seed: int = 0) -> dict[str, dict[str, Any]]:
         print(f"{name:16s} mIoU {results[name]['miou']:6.2f}  pixel acc {results[name]['pixel_acc']:6.2f}"
               + (f"  {results[name]['latency']['median_ms']:.2f} ms/image" if "latency" in results[name] else ""))
     for name, res in results.items():
-        write_json(paths.eval / f"{name}.json", res)
+        write_json(paths.eval / f"{name}.json", {**res, "mlflow_run_id": run_id})
     atomic_write(paths.eval / "examples.npz", lambda tmp: np.savez_compressed(tmp, **examples))
     summary = {name: {"miou": round(r["miou"], 3), "pixel_acc": round(r["pixel_acc"], 3),
                       "mean_acc": round(r["mean_acc"], 3)} for name, r in results.items()}
@@ -149,7 +150,7 @@ def deployment_metrics(results: dict[str, dict[str, Any]]) -> dict[str, float]:
 
 def main(cfg: Config, seed: int) -> None:
     with stage_run(f"evaluate@{seed}", EXPERIMENT, {**cfg.sections(*SECTIONS), "seed": seed}, {"seed": seed}) as run:
-        results = evaluate_all(cfg, seed)
+        results = evaluate_all(cfg, seed, run.tracked_id if run else None)
         run.log_metrics({f"{n}_{m}": r[m] for n, r in results.items() for m in ("miou", "pixel_acc")})
         run.log_metrics(deployment_metrics(results))
         run.log_artifact(SeedPaths(seed).eval, "eval")

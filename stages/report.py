@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from pipeline.ablations import ablation_section
 from pipeline.checkpoint import load_trained
-from pipeline.config import Config
+from pipeline.config import Config, flatten
 from pipeline.deploy import log_model
 from pipeline.io import atomic_write, git_commit, write_json
 from pipeline.methods import METHODS, describe
@@ -282,11 +284,23 @@ def register_student(run: Any, cfg: Config, miou: float) -> None:
     print(f"LAD student registered in MLflow as a new version of {name!r}")
 
 
+def changed_params(path: str = "params.yaml") -> dict[str, Any]:
+    """The params whose value differs from the commit's params.yaml (what a DVC experiment varies), flat;
+    empty outside a git repository."""
+    head = subprocess.run(["git", "show", f"HEAD:{path}"], capture_output=True, text=True)
+    if head.returncode or not Path(path).is_file():
+        return {}
+    before, now = flatten(yaml.safe_load(head.stdout) or {}), flatten(yaml.safe_load(Path(path).read_text()) or {})
+    return {k: v for k, v in now.items() if before.get(k) != v}
+
+
 def main(cfg: Config) -> None:
     with stage_run("report", EXPERIMENT, cfg.sections(*SECTIONS)) as run:
         mious = build_report(cfg)
         run.log_metrics(mious)
+        # the parent run: headline metrics and what this experiment changed, side by side in the MLflow UI
         run.log_metrics(mious, parent=True)
+        run.log_params(changed_params(), parent=True)
         register_student(run, cfg, mious["lad_student_miou"])
         for target_parent in (False, True):
             run.log_artifact(REPORT, parent=target_parent)

@@ -106,7 +106,8 @@ def train(role: str, cfg: Config, seed: int = 0, run: Any = None, ctx: dist.Cont
                "val_pixel_acc": last_val.get("val_pixel_acc"), "train_seconds": round(elapsed, 1),
                "resumed_from": trainer.resumed_from, "processes": ctx.world_size, "batch_per_process": t.batch_size,
                "effective_batch": trainer.effective_batch, "sync_bn": trainer.sync_bn, "device": ctx.device.type,
-               "sec_per_iter": round(elapsed / max(iters - (trainer.resumed_from or 0), 1), 4)}
+               "sec_per_iter": round(elapsed / max(iters - (trainer.resumed_from or 0), 1), 4),
+               "mlflow_run_id": run.tracked_id if run else None}  # restored from the run cache: the run that trained it
     if ctx.writes_files:
         final = {"model": trainer.module.state_dict(), "spec": model.spec, "iteration": trainer.iteration,
                  "fingerprint": fingerprint, "git_commit": git_commit(), **meta}

@@ -50,10 +50,10 @@ def test_report_lists_every_row(compare_repo):
     methods = [line.split(" | ")[2] for line in table]
     assert methods == ["Baseline"] + [METHODS[m].title for m in sorted(METHODS)] + ["LAD (init: scratch)"]
     for line in table[1:-1]:
-        assert line.startswith("| PSPNet-resnet34d | STDC-stdc1 |")
+        assert line.startswith("| PSPNet-resnet34d (widths 32/64/128/256) | STDC-stdc1 |")
     assert table[-1].startswith("| OCRNet-resnet18d (widths 16/32/64/128) + label (LAD) | STDC-stdc1 | LAD")
     teachers = report.split("## Teachers")[1]
-    assert "| PSPNet-resnet34d | image only (conventional teacher) |" in teachers
+    assert "| PSPNet-resnet34d (widths 32/64/128/256) | image only (conventional teacher) |" in teachers
     assert "CIRKD (w_kd=1, kd_temperature=1, w_pair=1, w_memory_pixel=0.1" in report
 
 

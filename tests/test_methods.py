@@ -117,7 +117,13 @@ def test_method_losses_equal_their_definitions():
     terms = cwd_loss(s, t, label)
     torch.testing.assert_close(terms["cwd_logits"], 3.0 * cwd(s["out"], t["out"], 4.0))
     aligned = F.interpolate(cwd_loss.align(s["feat"]), (8, 8), mode="bilinear", align_corners=False)
-    torch.testing.assert_close(terms["cwd_features"], 2.0 * cwd(aligned, t["feat"], 4.0))
+    # CIRKD's normalisation: the KL summed over the teacher's 6 channels, divided by N * the student's 5
+    log_s = F.log_softmax(aligned.reshape(2, 6, -1) / 4.0, -1)
+    log_t = F.log_softmax(t["feat"].reshape(2, 6, -1) / 4.0, -1)
+    by_hand = 4.0**2 * (log_t.exp() * (log_t - log_s)).sum() / (2 * 5)
+    torch.testing.assert_close(terms["cwd_features"], 2.0 * by_hand)
+    torch.testing.assert_close(terms["kd"], 1.0 * kd(s["out"], t["out"], 1.0))  # train_cwd.sh: lambda-kd 1
+    assert "kd" not in create_method_loss("cwd", {"w_kd": 0.0}, **SIZES)(s, t, label)
     assert "cwd_features" not in create_method_loss("cwd", {"w_features": 0.0}, **SIZES)(s, t, label)
     cirkd = create_method_loss("cirkd", {"pixel_memory": 50, "region_memory": 10}, **SIZES)
     terms = cirkd(s, t, label)

@@ -11,8 +11,8 @@ Importing it changes nothing: the client's environment defaults are set when a s
 """
 
 from pipeline.tracking.journal import Journal, pending_dir, replay, replayable, sync_pending
-from pipeline.tracking.runs import StageRun, pipeline_id, stage_run
+from pipeline.tracking.runs import StageRun, parent_run_id, pipeline_id, stage_run
 from pipeline.tracking.store import connect, describe, tracking_uri
 
-__all__ = ["Journal", "StageRun", "connect", "describe", "pending_dir", "pipeline_id", "replay", "replayable",
-           "stage_run", "sync_pending", "tracking_uri"]
+__all__ = ["Journal", "StageRun", "connect", "describe", "parent_run_id", "pending_dir", "pipeline_id", "replay",
+           "replayable", "stage_run", "sync_pending", "tracking_uri"]

@@ -29,6 +29,13 @@ LOCAL = "local:"
 def pending_dir() -> Path:
     return project_root() / ".mlflow" / "pending"
 
+def find_parent(client: Any, exp_id: str, group: str) -> str | None:
+    """The run id of the parent run of pipeline run ``group``, or None."""
+    found = client.search_runs([exp_id], f"tags.`{GROUP_TAG}` = '{group}' and tags.`{ROLE_TAG}` = 'pipeline'",
+                               max_results=1)
+    return found[0].info.run_id if found else None
+
+
 def execute(client: Any, op: Operation, refs: dict[str, str]) -> None:
     """Carry out one operation against ``client``; ``refs`` maps local run references to run ids."""
     from mlflow.entities import Metric, Param, RunTag
@@ -39,11 +46,10 @@ def execute(client: Any, op: Operation, refs: dict[str, str]) -> None:
     kind = op["op"]
     if kind == "parent":  # find this pipeline run's parent by its group tag, or create it
         exp_id = _experiment_id(client, op["experiment"])
-        found = client.search_runs([exp_id], f"tags.`{GROUP_TAG}` = '{op['group']}' and tags.`{ROLE_TAG}` = 'pipeline'",
-                                   max_results=1)
+        found = find_parent(client, exp_id, op["group"])
         if found:
-            refs[op["ref"]] = found[0].info.run_id
-            client.update_run(found[0].info.run_id, status="RUNNING")
+            refs[op["ref"]] = found
+            client.update_run(found, status="RUNNING")
         else:
             refs[op["ref"]] = client.create_run(exp_id, run_name=op["name"], tags=op["tags"]).info.run_id
     elif kind == "child":

@@ -19,7 +19,7 @@ from typing import Any
 
 from pipeline.config import flatten, stable_hash
 from pipeline.io import git_commit
-from pipeline.tracking.journal import LOCAL, Journal, Operation, alive, execute, sync_pending
+from pipeline.tracking.journal import LOCAL, Journal, Operation, alive, execute, find_parent, sync_pending
 from pipeline.tracking.store import GROUP_TAG, ROLE_TAG, connect, describe, local_store, lock_path, tracking_uri
 
 
@@ -39,6 +39,14 @@ def _dvc_ancestor() -> str | None:
         if pid <= 1:
             return None
     return None
+
+def parent_run_id(experiment: str, group: str) -> str | None:
+    """The MLflow parent run of pipeline run ``group`` (a DVC experiment's name), or None (none, or no tracker)."""
+    try:
+        return find_parent(*connect(experiment), group)
+    except Exception:  # noqa: BLE001 - the tracker is down: the source is then unknown, not an error
+        return None
+
 
 def pipeline_id() -> str:
     return (os.environ.get("DVC_EXP_NAME") or os.environ.get("PIPELINE_RUN_ID") or _dvc_ancestor()
@@ -64,6 +72,11 @@ class StageRun:
     def run_id(self) -> str:
         return self.refs.get(self.run_ref, self.run_ref)
 
+    @property
+    def tracked_id(self) -> str | None:
+        """The MLflow run id, or None while the run exists only in the journal (tracker unreachable)."""
+        return None if self.run_id.startswith(LOCAL) else self.run_id
+
     def emit(self, op: Operation) -> None:
         """Deliver ``op`` now, or keep it in the journal once the tracker has failed."""
         if self.offline_reason is None:
@@ -87,10 +100,10 @@ class StageRun:
         rows = [[k, float(v), ts, step or 0] for k, v in metrics.items() if v is not None]
         self.emit({"op": "batch", "run": self.parent_ref if parent else self.run_ref, "metrics": rows})
 
-    def log_params(self, params: dict[str, Any]) -> None:
+    def log_params(self, params: dict[str, Any], parent: bool = False) -> None:
         rows = [[k, str(v)[:6000]] for k, v in flatten(params).items()]
         for i in range(0, len(rows), 100):  # the store takes at most 100 params per batch
-            self.emit({"op": "batch", "run": self.run_ref, "params": rows[i:i + 100]})
+            self.emit({"op": "batch", "run": self.parent_ref if parent else self.run_ref, "params": rows[i:i + 100]})
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         self.emit({"op": "batch", "run": self.run_ref, "tags": [[k, str(v)] for k, v in tags.items()]})

@@ -1,0 +1,76 @@
+"""The paper's table on the embedded data: run its DVC experiments, then tabulate them (pipeline/paper.py).
+
+    python -m stages.paper list                # the experiments and the params each sets
+    python -m stages.paper run [--only NAME..] # dvc exp run, one after another, each copied to reports/paper/runs
+    python -m stages.paper report              # reports/paper.md, reports/ablations.md (+ .png), the README table
+
+``make paper`` runs both, then ``dvc repro`` to bring the workspace back to params.yaml (every stage
+then comes from the run cache) so that reports/report.md includes the ablations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+from pipeline.paper import Experiment, collect, plan, set_args
+from pipeline.tracking import parent_run_id
+from stages.common import EXPERIMENT
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
+
+
+def run(exps: list[Experiment]) -> None:
+    """``dvc exp run`` each experiment in the workspace, from the committed params.yaml, and collect it."""
+    if git("status", "--porcelain", "params.yaml", "dvc.yaml").strip():
+        sys.exit("error: params.yaml or dvc.yaml has uncommitted changes; the table runs from the committed "
+                 "params (commit or stash them first)")
+    start = time.perf_counter()
+    for i, exp in enumerate(exps, 1):
+        git("checkout", "HEAD", "--", "params.yaml")  # each experiment sets its params on the committed ones
+        subprocess.run(["dvc", "exp", "remove", exp.name], capture_output=True)  # a rerun replaces the old one
+        cmd = ["dvc", "exp", "run", "-n", exp.name, *set_args(exp.sets)]
+        print(f"[{i}/{len(exps)}] {exp.name}: {exp.what} ({' '.join(cmd)})", flush=True)
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd)
+        if done.returncode:
+            git("checkout", "HEAD", "--", "params.yaml")
+            sys.exit(f"error: `{' '.join(cmd)}` failed (exit {done.returncode}); the experiments before it are "
+                     "collected, and a rerun restores every finished stage from the run cache")
+        seconds = time.perf_counter() - t0
+        dest = collect(exp, seconds, parent_run_id(EXPERIMENT, exp.name))
+        print(f"[{i}/{len(exps)}] {exp.name}: {seconds:.0f} s (total {time.perf_counter() - start:.0f} s), "
+              f"results in {dest}", flush=True)
+    git("checkout", "HEAD", "--", "params.yaml")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="print the experiments")
+    r = sub.add_parser("run", help="run the experiments (dvc exp run) and collect their results")
+    r.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
+    sub.add_parser("report", help="tabulate the collected experiments")
+    args = parser.parse_args(argv)
+    exps = plan()
+    if args.command == "list":
+        for e in exps:
+            print(f"{e.name:28s} {' '.join(set_args(e.sets)):70s} {e.what}")
+    elif args.command == "run":
+        names = [e.name for e in exps]
+        unknown = sorted(set(args.only or []) - set(names))
+        if unknown:
+            sys.exit(f"error: --only: unknown experiment(s) {unknown} (planned: {names})")
+        run([e for e in exps if not args.only or e.name in args.only])
+    else:
+        from pipeline.paper import write_report
+
+        print(write_report())
+
+
+if __name__ == "__main__":
+    main()
