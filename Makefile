@@ -1,6 +1,8 @@
 # `make run`: set up .venv and run the whole pipeline on the embedded dataset.
 # `make test`: set up .venv with the test extra and run the test suite.
-# `make ablations`: queue and run the LAD ablations as DVC experiments, tabulate them into the report.
+# `make paper`: the paper's table on the embedded data: its DVC experiments (3 seeds, the comparison rows,
+#   the ablations), then reports/paper.md, reports/ablations.md and the README's table (pipeline/paper.py)
+# `make ablations`: only the ablations' experiments and their table
 # `make bench`: what the default costs (benchmarks/cost.py: compute, speed, stage times, run cache, -j 2)
 # `make ui`: browse the runs in the MLflow UI on http://127.0.0.1:5000
 # `make recipe R=voc_deeplabv3_r18`: rewrite params.yaml with a paper recipe (recipes/*.yaml)
@@ -11,7 +13,7 @@ BIN := $(VENV)/bin
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test ablations bench ui recipe lock clean
+.PHONY: run test paper ablations bench ui recipe lock clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +31,17 @@ test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	PATH="$(CURDIR)/$(BIN):$$PATH" pytest -n 2 --dist loadfile  # two workers, each test file on one
 
+# each experiment runs in the workspace from the committed params.yaml; the last `dvc repro` brings the
+# workspace back to params.yaml (from the run cache) with the ablations in reports/report.md
+paper: $(VENV)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m stages.paper run
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m stages.paper report
+	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
+
 ablations: $(VENV)/.installed
-	PATH="$(CURDIR)/$(BIN):$$PATH" python -m stages.ablations queue
-	PATH="$(CURDIR)/$(BIN):$$PATH" dvc exp run --run-all
-	PATH="$(CURDIR)/$(BIN):$$PATH" python -m stages.ablations report
-	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro report
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m stages.paper run --part ablation
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m stages.paper report
+	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
 
 bench: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/cost.py --run --parallel

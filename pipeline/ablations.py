@@ -1,14 +1,9 @@
-"""The LAD ablations as DVC experiments: the plan, their queue commands, and their table.
+"""The LAD ablations: what each one changes, its table and its figure.
 
-    python -m stages.ablations list                 # the plan: name -> params it changes
-    python -m stages.ablations queue [--only NAME]  # dvc exp run --queue, one per ablation
-    dvc exp run --run-all                           # run the queue (only the stages a change touches rerun)
-    python -m stages.ablations report               # dvc exp show --json -> reports/ablations.md (+ .png)
-    dvc repro report                                # the report's "Ablations" section includes it
-
-``make ablations`` does all four. Each experiment changes only LAD params, so DVC's run cache
-restores the baseline and the comparison rows and reruns the teacher, the student, evaluation and
-the report. The table compares every experiment of the current commit with the commit's own run.
+They run as DVC experiments of the paper's table (:mod:`pipeline.paper`, ``make paper``; ``make ablations``
+runs only them), each from params.yaml with its params set, on the first seed. Each changes only LAD
+params, so DVC's run cache restores the baseline and reruns the teacher (or only the student),
+evaluation and the report. The report stage inlines their table, ``reports/ablations.md``.
 """
 
 from __future__ import annotations
@@ -17,13 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import flatten
-from pipeline.io import atomic_write
-from pipeline.report import fmt, markdown_table
+from pipeline.report import fmt
 
 ABLATIONS_MD = Path("reports/ablations.md")  # git-tracked; the report stage inlines it (a declared dep)
 ABLATIONS_PNG = Path("reports/ablations.png")
-PREFIX = "abl-"  # experiment names: abl-<ablation>
 
 # name -> (what it tests, the params it sets); every other param as in params.yaml
 ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -37,104 +29,71 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "init-baseline": ("student warm-started from the baseline (official), with the equal-budget control",
                       {"distill.init": "baseline"}),
 }
-# needs ImageNet weights: queued only with --imagenet PATH (a timm weights file for the student backbone)
-IMAGENET = ("init-imagenet", "student backbone from ImageNet weights at its full width, the only one they exist "
-                             "for (baseline too: same model.student)")
-ROWS = ("lad_student", "teacher_fixed", "baseline")  # reports/metrics.json entries shown per experiment
+# needs ImageNet weights: run only with `stages.paper run --imagenet PATH` (a timm weights file of the student's
+# backbone); the student then has the backbone's full widths, the only ones the weights exist for
+IMAGENET = ("init-imagenet", "student backbone from ImageNet weights at its full width (the baseline too: the "
+                             "same model.student)")
 
 
+def imagenet_sets(path: str) -> dict[str, Any]:
+    return {"model.student.pretrained": True, "model.student.pretrained_path": path, "model.student.channels": [],
+            "model.student.stem_width": 0}
 def yaml_value(v: Any) -> str:
-    return json.dumps(v) if isinstance(v, (bool, int, float)) else str(v)
+    """``v`` as ``dvc exp run -S key=value`` reads it (YAML): strings as they are, the rest as JSON."""
+    return v if isinstance(v, str) else json.dumps(v)
 
 
-def queue_commands(names: list[str], imagenet: str | None = None) -> list[list[str]]:
-    """The ``dvc exp run --queue`` command of each ablation."""
-    plan = {n: ABLATIONS[n][1] for n in names}
-    if imagenet:
-        plan[IMAGENET[0]] = {"model.student.pretrained": True, "model.student.pretrained_path": imagenet,
-                             "model.student.channels": [], "model.student.stem_width": 0}
-    return [["dvc", "exp", "run", "--queue", "-n", PREFIX + name] + [a for k, v in sets.items()
-                                                                      for a in ("-S", f"{k}={yaml_value(v)}")]
-            for name, sets in plan.items()]
+def ablation_rows(entries: list[tuple[dict[str, Any], dict[str, float]]], ref: dict[str, float]
+                  ) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the ablations' table: the reference first, then each ablation by name.
 
+    ``entries``: per experiment, its meta data (``name``, ``ablation``, ``what``, ``sets``) and its mIoU per
+    evaluation; ``ref``: the reference experiment's mIoU per evaluation.
+    """
+    header = ["ablation", "what it tests", "params set", "teacher mIoU (fixed code)", "Δ teacher", "LAD student mIoU",
+              "Δ student", "DVC experiment"]
 
-def parse_experiments(show: list[dict[str, Any]], metrics_file: str = "reports/metrics.json"
-                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """``dvc exp show --json`` -> (the commit's own run, its finished experiments), each as
-    ``{"name", "params": flat params.yaml, "metrics": metrics_file's data}``; the commit's metrics
-    are None when its results were not committed."""
-    def entry(rev: dict[str, Any]) -> dict[str, Any]:
-        data = rev.get("data") or {}
-        metrics = ((data.get("metrics") or {}).get(metrics_file) or {}).get("data")
-        params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
-        return {"name": rev.get("name") or rev.get("rev", "")[:7], "params": flatten(params), "metrics": metrics}
+    def delta(m: dict[str, float], key: str, is_ref: bool) -> str:
+        return "—" if is_ref or key not in m or key not in ref else f"{m[key] - ref[key]:+.2f}"
 
-    commits = [r for r in show if r.get("rev") != "workspace"]
-    if not commits:
-        raise ValueError("dvc exp show: no commit in the output (run this in the project's git repository)")
-    base = commits[0]
-    exps = [e for group in base.get("experiments") or [] for rev in group.get("revs", [])[:1]
-            if (e := entry(rev))["metrics"] is not None]  # no metrics: failed, or still queued
-    return entry(base), exps
-
-
-def ablation_table(main: dict[str, Any], exps: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: the reference run, then each experiment with the params it changed."""
-    header = ["experiment", "what it tests", "changed params"] + [f"{r} mIoU" for r in ROWS] + ["Δ LAD student"]
-    ref = (main["metrics"] or {}).get("lad_student", {}).get("miou")
-
-    def cells(e: dict[str, Any]) -> list[str]:
-        m = e["metrics"] or {}
-        vals = [fmt(m.get(r, {}).get("miou")) for r in ROWS]
-        s = m.get("lad_student", {}).get("miou")
-        delta = f"{s - ref:+.2f}" if s is not None and ref is not None and e is not main else "—"
-        return vals + [delta]
-
-    rows = [["(this commit)", "params.yaml as committed" + ("" if main["metrics"] else " (results not committed)"),
-             "—"] + cells(main)]
-    for e in sorted(exps, key=lambda e: e["name"]):
-        changed = {k: v for k, v in e["params"].items() if main["params"].get(k) != v}
-        what = ABLATIONS.get(e["name"].removeprefix(PREFIX), ("",))[0] or (IMAGENET[1]
-                                                                           if e["name"] == PREFIX + IMAGENET[0]
-                                                                           else "")
-        rows.append([e["name"], what, ", ".join(f"`{k}={yaml_value(v)}`" for k, v in changed.items()) or "none"]
-                    + cells(e))
+    rows = []
+    for meta, m in sorted(entries, key=lambda e: (e[0]["ablation"] != "reference", e[0]["ablation"])):
+        is_ref = meta["ablation"] == "reference"
+        sets = {k: v for k, v in meta["sets"].items() if k != "seeds"}
+        rows.append([meta["ablation"], meta["what"], ", ".join(f"`{k}={yaml_value(v)}`" for k, v in sets.items())
+                     or "none", fmt(m.get("teacher_fixed")), delta(m, "teacher_fixed", is_ref),
+                     fmt(m.get("lad_student")), delta(m, "lad_student", is_ref), f"`{meta['name']}`"])
     return header, rows
 
 
 def plot_ablations(rows: list[list[str]], path: Path) -> None:
+    """Bars of the teacher's and the student's mIoU per ablation (rows of :func:`ablation_rows`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    names = [r[0] for r in rows]
-    values = [float(r[3]) if r[3] != "—" else 0.0 for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 0.4 * len(rows) + 1.2))
-    ax.barh(names[::-1], values[::-1], color=["#888"] * (len(rows) - 1) + ["#1f77b4"])
-    ax.set(xlabel="LAD student val mIoU (%)", title="LAD ablations")
+    names = [r[0] for r in rows][::-1]
+    y = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.4))
+    for offset, col, label, colour in ((0.2, 3, "LAD teacher (fixed code)", "#ff7f0e"),
+                                       (-0.2, 5, "LAD student", "#1f77b4")):
+        values = [float(r[col]) if r[col] != "—" else np.nan for r in rows][::-1]
+        ax.barh(y + offset, values, height=0.38, color=colour, label=label)
+        ax.axvline(values[-1], color=colour, lw=0.8, ls="--")  # the reference (first row)
+    ax.set(yticks=y, yticklabels=names, xlabel="val mIoU (%)", title="LAD ablations (dashed: the reference)")
+    ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def write_ablations(show: list[dict[str, Any]]) -> str:
-    """Write reports/ablations.md and .png from ``dvc exp show --json`` output; returns the markdown."""
-    main, exps = parse_experiments(show)
-    header, rows = ablation_table(main, exps)
-    plot_ablations(rows, ABLATIONS_PNG)
-    text = (f"{len(exps)} experiment(s) of this commit, from `dvc exp show --json` "
-            "(`python -m stages.ablations report`). Δ: LAD student mIoU minus this commit's.\n\n"
-            f"{markdown_table(header, rows)}\n\n![ablations](ablations.png)\n")
-    atomic_write(ABLATIONS_MD, lambda tmp: tmp.write_text(text))
-    return text
-
-
 def ablation_section() -> str:
     """The report's "Ablations" section: reports/ablations.md, or how to produce it."""
     body = ABLATIONS_MD.read_text() if ABLATIONS_MD.is_file() else ""
     if not body.strip() or body.startswith("not run"):
-        body = ("Not run for this commit. `make ablations` queues and runs them as DVC experiments "
-                f"({', '.join(ABLATIONS)}) and fills this section.\n")
+        body = ("Not run for this commit. `make paper` (or `make ablations`, them alone) runs them as DVC "
+                f"experiments ({', '.join(ABLATIONS)}) and fills this section.\n")
     return "\n## Ablations\n\n" + body  # report.md sits beside ablations.png: the image link holds

@@ -10,16 +10,32 @@ files its numbers come from are copied to ``reports/paper/runs/<experiment>/`` (
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.ablations import ABLATIONS
-from pipeline.io import git_commit, write_json
+from pipeline.ablations import (
+    ABLATIONS,
+    ABLATIONS_MD,
+    ABLATIONS_PNG,
+    IMAGENET,
+    ablation_rows,
+    imagenet_sets,
+    plot_ablations,
+    yaml_value,
+)
+from pipeline.io import atomic_write, git_commit, write_json
+from pipeline.methods import METHODS
+from pipeline.report import PUBLISHED_NOTE, fmt, fmt_interval, markdown_table, mean_std, model_name, paired_interval
+from pipeline.roles import COMPARE_PREFIX
 
 RUNS = Path("reports/paper/runs")  # one folder per experiment: its eval and train JSON, meta.json
+PAPER_MD = Path("reports/paper.md")
+README = Path("README.md")  # its table between the two markers below is rewritten by `report`
+MARKERS = ("<!-- paper-table:start -->", "<!-- paper-table:end -->")
 SEEDS = (0, 1, 2)  # reported seeds of generator seed 0; the default was chosen on generator seed 1, seed 1
 ABLATION_SEEDS = (0,)  # the ablations run on the first seed only: three would take the hour twice over
 PREFIX = "paper"
@@ -38,8 +54,9 @@ class Experiment:
 
 
 def plan(seeds: tuple[int, ...] = SEEDS, ablation_seeds: tuple[int, ...] = ABLATION_SEEDS,
-         ablations: list[str] | None = None) -> list[Experiment]:
-    """The experiments in the order they run: the table first, then the ablations."""
+         ablations: list[str] | None = None, imagenet: str | None = None) -> list[Experiment]:
+    """The experiments in the order they run: the table first, then the ablations (``imagenet``: a timm
+    weights file of the student's backbone, to add the ImageNet-initialised ablation)."""
     table = {"seeds": list(seeds), "compare.enabled": True}
     exps = [Experiment(PREFIX, table, "main", what="LAD student from scratch, the comparison rows", seeds=seeds),
             Experiment(f"{PREFIX}-warm", {**table, "distill.init": "baseline"}, "warm",
@@ -51,12 +68,15 @@ def plan(seeds: tuple[int, ...] = SEEDS, ablation_seeds: tuple[int, ...] = ABLAT
     for name in ablations if ablations is not None else list(ABLATIONS):
         what, sets = ABLATIONS[name]
         exps.append(Experiment(f"{PREFIX}-abl-{name}", {**abl, **sets}, "ablation", name, what, ablation_seeds))
+    if imagenet:
+        exps.append(Experiment(f"{PREFIX}-abl-{IMAGENET[0]}", {**abl, **imagenet_sets(imagenet)}, "ablation",
+                               IMAGENET[0], IMAGENET[1], ablation_seeds))
     return exps
 
 
 def set_args(sets: dict[str, Any]) -> list[str]:
     """``-S key=value`` arguments of ``dvc exp run`` (values in YAML/JSON form: lists, booleans)."""
-    return [a for k, v in sets.items() for a in ("-S", f"{k}={v if isinstance(v, str) else json.dumps(v)}")]
+    return [a for k, v in sets.items() for a in ("-S", f"{k}={yaml_value(v)}")]
 
 
 def collect(exp: Experiment, seconds: float, parent_run: str | None, root: Path = Path(".")) -> Path:
@@ -80,3 +100,280 @@ def collect(exp: Experiment, seconds: float, parent_run: str | None, root: Path 
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest
+
+
+# -- what the runs left ---------------------------------------------------------------------------
+@dataclass
+class Run:
+    """One collected experiment: its meta data and, per evaluation and training role, one result per seed."""
+
+    meta: dict[str, Any]
+    eval: dict[str, list[dict[str, Any]]]
+    train: dict[str, list[dict[str, Any]]]
+
+    @classmethod
+    def load(cls, folder: Path) -> Run:
+        meta = json.loads((folder / "meta.json").read_text())
+        found: dict[str, dict[str, list[dict[str, Any]]]] = {"eval": {}, "train": {}}
+        for kind, per_role in found.items():
+            for seed in meta["seeds"]:
+                for f in sorted((folder / f"reports/{kind}/seed{seed}").glob("*.json")):
+                    per_role.setdefault(f.stem, []).append(json.loads(f.read_text()))
+        n = len(meta["seeds"])
+        return cls(meta, {k: v for k, v in found["eval"].items() if len(v) == n},
+                   {k: v for k, v in found["train"].items() if len(v) == n and "train_seconds" in v[0]})
+
+    @property
+    def name(self) -> str:
+        return self.meta["name"]
+
+    def miou(self, key: str) -> list[float]:
+        return [r["miou"] for r in self.eval[key]]
+
+    def train_seconds(self, key: str) -> float | None:
+        """Mean training seconds of the model behind evaluation ``key`` (None: not trained, or no record)."""
+        runs = self.train.get(self.eval[key][0]["model"])
+        return mean_std([t["train_seconds"] for t in runs])[0] if runs else None
+
+
+def load_runs(root: Path = RUNS) -> dict[str, Run]:
+    """Every collected experiment, by name, in the order of :func:`plan` (others after, by name)."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no collected experiment; run `python -m stages.paper run` first")
+    order = {e.name: i for i, e in enumerate(plan())}
+    runs = [Run.load(f) for f in root.iterdir() if (f / "meta.json").is_file()]
+    return {r.name: r for r in sorted(runs, key=lambda r: (order.get(r.name, len(order)), r.name))}
+
+
+# -- tables ---------------------------------------------------------------------------------------
+def mean_pm(values: list[float]) -> str:
+    mean, std = mean_std(values)
+    return fmt(mean) + (f" ± {fmt(std)}" if len(values) > 1 else "")
+
+
+def versus(run: Run, key: str, ref: str = "baseline") -> str:
+    return fmt_interval(*paired_interval(run.miou(key), run.miou(ref))[:2])
+
+
+def student_rows(main: Run, warm: Run) -> list[tuple[Run, str, str, str | None]]:
+    """(experiment, evaluation, method, the teacher's evaluation) of every row of the students' table."""
+    rows: list[tuple[Run, str, str, str | None]] = [(main, "baseline", "Baseline", None)]
+    if "baseline_ft" in warm.eval:
+        rows.append((warm, "baseline_ft", "Baseline + the warm start's iterations (equal-budget control)", None))
+    rows += [(main, f"{COMPARE_PREFIX}{m}", METHODS[m].title, "conventional_teacher")
+             for m in METHODS if f"{COMPARE_PREFIX}{m}" in main.eval]
+    rows.append((main, "lad_student", "LAD (from scratch)", "teacher_fixed"))
+    rows.append((warm, "lad_student", "LAD (warm start from the baseline)", "teacher_fixed"))
+    return rows
+
+
+def students_table(main: Run, warm: Run) -> str:
+    def teacher(run: Run, key: str | None) -> str:
+        if key is None:
+            return "—"
+        return model_name(run.eval[key][0]) + (" + label (LAD)" if key == "teacher_fixed" else "")
+
+    rows = []
+    for run, key, method, t in student_rows(main, warm):
+        r = run.eval[key][0]
+        rows.append([teacher(run, t), model_name(r), method, mean_pm(run.miou(key)),
+                     "—" if key == "baseline" else versus(run, key), fmt(r["params_m"]), fmt(r["gflops"], 3),
+                     fmt(r.get("latency", {}).get("median_ms")), fmt(run.train_seconds(key), 0),
+                     mean_pm(run.miou(t)) if t else "—", fmt(run.train_seconds(t), 0) if t else "—", "—",
+                     f"`{run.name}`"])
+    return markdown_table(["Teacher", "Student", "Method", "mIoU", "Δ vs baseline [95 % CI]", "params (M)", "GFLOPs",
+                           "latency ms", "train s", "teacher mIoU", "teacher train s", "published mIoU",
+                           "DVC experiment"], rows)
+
+
+TEACHERS = (("conventional_teacher", "image only (the comparison rows' teacher)"),
+            ("teacher_random", "image + label, random code book (as trained)"),
+            ("teacher_fixed", "image + label, fixed code book (as distilling)"),
+            ("teacher_zero", "image + all-zero label channel"))
+
+
+def teachers_table(main: Run) -> str:
+    rows = []
+    for k, what in TEACHERS:
+        if k in main.eval:
+            r = main.eval[k][0]
+            rows.append([model_name(r) + ("" if k == "conventional_teacher" else " + label (LAD)"), what,
+                         mean_pm(main.miou(k)), versus(main, k), fmt(r["params_m"]), fmt(r["gflops"], 3),
+                         fmt(main.train_seconds(k), 0), f"`{main.name}`"])
+    return markdown_table(["Teacher", "input at evaluation", "mIoU", "Δ vs baseline [95 % CI]", "params (M)", "GFLOPs",
+                           "train s", "DVC experiment"], rows)
+
+
+def sources_table(runs: dict[str, Run]) -> str:
+    """Per experiment and seed: its MLflow parent run, the evaluate run and each model's training run."""
+    roles = sorted({role for r in runs.values() for role in r.train})
+    rows = []
+    for r in runs.values():
+        for i, seed in enumerate(r.meta["seeds"]):
+            evaluate = next(iter(r.eval.values()))[i].get("mlflow_run_id") if r.eval else None
+            rows.append([f"`{r.name}`", str(seed), r.meta.get("mlflow_parent_run") or "—", evaluate or "—"]
+                        + [(r.train[role][i].get("mlflow_run_id") or "—") if role in r.train else ""
+                           for role in roles])
+    return markdown_table(["DVC experiment", "seed", "MLflow parent run", "evaluate run"]
+                          + [f"{role} training run" for role in roles], rows)
+
+
+# -- the questions, answered only as far as the intervals allow -----------------------------------
+def compare(run: Run, a: str, b: str, a_name: str, b_name: str, other: Run | None = None) -> str:
+    """One sentence on ``a`` against ``b`` (paired over seeds; ``b`` from ``other`` when given)."""
+    mean, half, n = paired_interval(run.miou(a), (other or run).miou(b))
+    head = f"{a_name[0].upper()}{a_name[1:]} − {b_name}: {mean:+.2f} mIoU"
+    if n < 2:
+        return f"{head} (one seed: no interval)."
+    lo, hi = mean - half, mean + half
+    if lo > 0:
+        what = f"{a_name} is higher; the interval excludes zero"
+    elif hi < 0:
+        what = f"{a_name} is lower; the interval excludes zero"
+    else:
+        what = f"the interval includes zero, so {n} seeds cannot tell {a_name} from {b_name}"
+    return f"{head}, 95 % interval [{lo:+.2f}, {hi:+.2f}]: {what}."
+
+
+def conclusions(main: Run, warm: Run) -> str:
+    n = len(main.meta["seeds"])
+    teacher = ("**Is the label-assisted teacher stronger than the same network without the label?** "
+               + compare(main, "teacher_fixed", "baseline", "the LAD teacher (fixed code book)",
+                         "the baseline (the same network, image only)") + " "
+               + compare(main, "teacher_fixed", "teacher_zero", "the LAD teacher",
+                         "itself with an all-zero label channel"))
+    student = ("**Does its student beat the baseline?** "
+               + compare(main, "lad_student", "baseline", "the LAD student from scratch", "the baseline") + " "
+               + compare(warm, "lad_student", "baseline", "the warm-started LAD student", "the baseline") + " "
+               + (compare(warm, "lad_student", "baseline_ft", "the warm-started LAD student",
+                          "the baseline trained on for as many iterations") if "baseline_ft" in warm.eval else ""))
+    methods = [m for m in METHODS if f"{COMPARE_PREFIX}{m}" in main.eval]
+    lines = [compare(main, "lad_student", f"{COMPARE_PREFIX}{m}", "the LAD student from scratch",
+                     f"the {METHODS[m].title} student") for m in methods]
+    cost = (f" The conventional teacher scores {mean_pm(main.miou('conventional_teacher'))} mIoU with "
+            f"{fmt(main.eval['conventional_teacher'][0]['params_m'])} M params and took "
+            f"{fmt(main.train_seconds('conventional_teacher'), 0)} s to train; the LAD teacher "
+            f"{fmt(main.eval['teacher_fixed'][0]['params_m'])} M params and "
+            f"{fmt(main.train_seconds('teacher_fixed'), 0)} s.") if methods else ""
+    others = ("**Does it beat KD / CWD / CIRKD from the larger teacher?** " + " ".join(lines) + cost
+              if methods else "")
+    return "\n\n".join(p for p in (f"Over {n} seeds, paired by seed (the same baseline and data order):",
+                                     teacher, student, others) if p)
+
+
+def ablations_markdown(runs: dict[str, Run], main: Run | None) -> str:
+    """reports/ablations.md: one row per ablation against the reference run, and the figure."""
+    abl = [r for r in runs.values() if r.meta["part"] == "ablation"]
+    ref = next((r for r in abl if r.meta["ablation"] == "reference"), None)
+    if ref is None:
+        raise FileNotFoundError(f"{RUNS}: the ablations' reference experiment is missing")
+    header, rows = ablation_rows([(r.meta, {k: r.miou(k)[0] for k in r.eval}) for r in abl],
+                                 {k: r.miou(k)[0] for k, r in ((k, ref) for k in ref.eval)})
+    plot_ablations(rows, ABLATIONS_PNG)
+    seeds = ", ".join(map(str, ref.meta["seeds"]))
+    scale = ""
+    if main is not None and len(main.meta["seeds"]) > 1:
+        scale = (f" For scale, the sample std over the main table's {len(main.meta['seeds'])} seeds: LAD student "
+                 f"{fmt(mean_std(main.miou('lad_student'))[1])}, teacher {fmt(mean_std(main.miou('teacher_fixed'))[1])}"
+                 "; a Δ within about twice that is not a finding.")
+    return (f"Seed {seeds} only, one run per row (`python -m stages.paper run`, ablation part); each reruns only "
+            f"the stages its params change. Δ: against the reference, params.yaml as committed.{scale} "
+            "`kl` is pixel-wise KL at temperature T, multiplied by T² "
+            "(`pipeline.losses.kd`, as CIRKD's KD), not the official code's unused `kl_kd` (no T², 1e-5 "
+            f"smoothing).\n\n{markdown_table(header, rows)}\n\n![ablations](ablations.png)\n")
+
+
+def write_report(root: Path = Path(".")) -> str:
+    """reports/ablations.md (+ .png) when the ablations ran, and reports/paper.md and the README's table when
+    the table's two experiments ran, from the collected runs; returns what was written, as markdown."""
+    runs = load_runs(root / RUNS)
+    parts = {r.meta["part"]: r for r in reversed(runs.values())}  # the first of each part
+    main, warm = parts.get("main"), parts.get("warm")
+    abl = ablations_markdown(runs, main) if "ablation" in parts else None
+    if abl is not None:
+        atomic_write(root / ABLATIONS_MD, lambda tmp: tmp.write_text(abl))
+    if main is None or warm is None:
+        if abl is None:
+            raise FileNotFoundError(f"{root / RUNS}: neither the table's experiments nor the ablations were collected")
+        return abl
+    text = PAPER.format(
+        commit=main.meta["git_commit"][:10], experiments=len(runs),
+        minutes=f"{sum(r.meta['seconds'] for r in runs.values()) / 60:.1f}",
+        seeds=", ".join(map(str, main.meta["seeds"])),
+        students=students_table(main, warm), teachers=teachers_table(main), conclusions=conclusions(main, warm),
+        published_note=PUBLISHED_NOTE, ablations=abl or "Not run.\n", sources=sources_table(runs),
+        timing=timing_table(runs))
+    atomic_write(root / PAPER_MD, lambda tmp: tmp.write_text(text))
+    if (root / README).is_file():
+        update_readme(root / README, readme_table(main, warm))
+    return text
+
+
+def timing_table(runs: dict[str, Run]) -> str:
+    rows = [[f"`{r.name}`", r.meta["what"], " ".join(f"`{k}={yaml_value(v)}`" for k, v in r.meta["sets"].items()),
+             ", ".join(map(str, r.meta["seeds"])), fmt(r.meta["seconds"], 0)] for r in runs.values()]
+    return markdown_table(["DVC experiment", "what", "params set", "seeds", "wall s"], rows)
+
+
+def readme_table(main: Run, warm: Run) -> str:
+    """The README's headline table: every student and teacher, mean ± std, Δ against the baseline."""
+    rows = [[method, mean_pm(run.miou(key)), "—" if key == "baseline" else versus(run, key),
+             fmt(run.train_seconds(key), 0)] for run, key, method, _ in student_rows(main, warm)]
+    rows += [[f"LAD teacher, {what}", mean_pm(main.miou(k)), versus(main, k), fmt(main.train_seconds(k), 0)]
+             for k, what in TEACHERS if k in main.eval]
+    return markdown_table(["Model", f"mIoU (mean ± std, {len(main.meta['seeds'])} seeds)", "Δ vs baseline [95 % CI]",
+                           "train s"], rows).replace("LAD teacher, image only", "Conventional teacher, image only")
+
+
+def update_readme(path: Path, table: str) -> None:
+    """Replace the text between :data:`MARKERS` in ``path`` (which must hold both) by ``table``."""
+    text = path.read_text()
+    pattern = re.compile(re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1]), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"{path}: the markers {MARKERS} are missing; the table goes between them")
+    atomic_write(path, lambda tmp: tmp.write_text(pattern.sub(lambda _: f"{MARKERS[0]}\n{table}\n{MARKERS[1]}",
+                                                               text)))
+
+
+PAPER = """# The paper's table at CPU scale: embedded synthetic data
+
+Written by `python -m stages.paper report` (`make paper`) from the {experiments} DVC experiments in
+`reports/paper/runs/`, all run at commit `{commit}` by `python -m stages.paper run`: {minutes} min of
+wall time in all (the table below, "wall s"). Seeds {seeds} of generator seed 0; the defaults were chosen
+on generator seed 1, seed 1 (docs/results.md), so no number reported here was used to pick them. mIoU: mean ± sample std
+over seeds. Δ: the mean of the per-seed differences from the baseline of the same seed, with its 95 %
+Student-t interval. Latency: batch 1 at 64x64, first seed. Train s: mean over seeds.
+
+## Students
+
+{students}
+
+"published mIoU": {published_note}
+The CWD row follows CIRKD's `train_cwd.sh`: CWD on logits (weight 3) and on the head embeddings (weight 50,
+normalised by the student's channel count as CIRKD does), plus pixel KD (weight 1); its adversarial term
+(a discriminator on the logits, weights 0.001 and 0.1) is not implemented, since it needs a second optimiser
+stepping in turn with the student's.
+
+## Teachers
+
+{teachers}
+
+## What the intervals allow
+
+{conclusions}
+
+## Ablations
+
+{ablations}
+## Time per experiment
+
+{timing}
+
+## Sources
+
+Every number above comes from the files in `reports/paper/runs/<DVC experiment>/`, copied from the
+workspace right after that experiment ran. A model restored from DVC's run cache names the MLflow run that
+trained it.
+
+{sources}
+"""

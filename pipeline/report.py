@@ -104,6 +104,24 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
 
 
+def paired_interval(a: list[float], b: list[float], level: float = 0.95) -> tuple[float, float, int]:
+    """Mean of the per-seed differences ``a - b`` and the half-width of its Student-t interval at ``level``
+    (nan for a single seed), and the number of seeds."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"paired_interval: {len(a)} and {len(b)} values; one per seed for both was expected")
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if len(d) < 2:
+        return float(d[0]), float("nan"), 1
+    from scipy import stats
+
+    return float(d.mean()), float(stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))), len(d)
+
+
+def fmt_interval(mean: float, half: float) -> str:
+    """``+2.10 [-0.40, +4.60]``, or just the difference when there is no interval."""
+    return f"{mean:+.2f}" if np.isnan(half) else f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
+
+
 def fmt(v: Any, digits: int = 2) -> str:
     return "—" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
 

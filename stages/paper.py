@@ -1,8 +1,8 @@
 """The paper's table on the embedded data: run its DVC experiments, then tabulate them (pipeline/paper.py).
 
-    python -m stages.paper list                # the experiments and the params each sets
-    python -m stages.paper run [--only NAME..] # dvc exp run, one after another, each copied to reports/paper/runs
-    python -m stages.paper report              # reports/paper.md, reports/ablations.md (+ .png), the README table
+    python -m stages.paper list                  # the experiments and the params each sets
+    python -m stages.paper run [--part ablation] # dvc exp run each, one after another; results to reports/paper/runs
+    python -m stages.paper report                # reports/paper.md, reports/ablations.md (+ .png), the README table
 
 ``make paper`` runs both, then ``dvc repro`` to bring the workspace back to params.yaml (every stage
 then comes from the run cache) so that reports/report.md includes the ablations.
@@ -14,8 +14,10 @@ import argparse
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from pipeline.paper import Experiment, collect, plan, set_args
+from pipeline.ablations import ABLATIONS
+from pipeline.paper import ABLATION_SEEDS, SEEDS, Experiment, collect, plan, set_args
 from pipeline.tracking import parent_run_id
 from stages.common import EXPERIMENT
 
@@ -48,24 +50,30 @@ def run(exps: list[Experiment]) -> None:
     git("checkout", "HEAD", "--", "params.yaml")
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="print the experiments")
-    r = sub.add_parser("run", help="run the experiments (dvc exp run) and collect their results")
-    r.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
-    sub.add_parser("report", help="tabulate the collected experiments")
+    parser.add_argument("command", choices=["list", "run", "report"])
+    parser.add_argument("--part", nargs="+", choices=["main", "warm", "ablation"], help="only these parts")
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), help="seeds of the table")
+    parser.add_argument("--ablation-seeds", nargs="+", type=int, default=list(ABLATION_SEEDS),
+                        help="seeds of the ablations")
+    parser.add_argument("--ablations", nargs="*", choices=list(ABLATIONS), help="these ablations only")
+    parser.add_argument("--imagenet", metavar="PATH", help="add the ImageNet-initialised student (timm weights)")
     args = parser.parse_args(argv)
-    exps = plan()
+    if args.imagenet and not Path(args.imagenet).is_file():
+        parser.error(f"--imagenet: {args.imagenet}: file not found")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    exps = [e for e in plan(tuple(args.seeds), tuple(args.ablation_seeds), args.ablations, args.imagenet)
+            if not args.part or e.part in args.part]
     if args.command == "list":
         for e in exps:
             print(f"{e.name:28s} {' '.join(set_args(e.sets)):70s} {e.what}")
     elif args.command == "run":
-        names = [e.name for e in exps]
-        unknown = sorted(set(args.only or []) - set(names))
-        if unknown:
-            sys.exit(f"error: --only: unknown experiment(s) {unknown} (planned: {names})")
-        run([e for e in exps if not args.only or e.name in args.only])
+        run(exps)
     else:
         from pipeline.paper import write_report
 
@@ -73,4 +81,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"error: {err}")

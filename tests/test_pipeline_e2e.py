@@ -220,27 +220,3 @@ def test_queued_experiments_run_only_what_they_change(tiny_repo):
         assert {"distill@0", "distill@1", "evaluate@0", "report"} <= ran, (name, ran)
         assert not {s for s in ran if s.startswith(("train_baseline", "train_teacher", "prepare"))}, (name, ran)
         assert (runs(tiny_repo, **{"lad.pipeline_id": name})["status"] == "FINISHED").all(), name
-
-
-def test_ablation_table_from_dvc_exp_show(tiny_repo):
-    """`python -m stages.ablations report` tabulates this commit's experiments (the earlier tests' ones)
-    from the real `dvc exp show --json`, and the report stage inlines the table."""
-    from stages.ablations import queue_commands
-
-    assert queue_commands(["single-path"]) == [["dvc", "exp", "run", "--queue", "-n", "abl-single-path",
-                                                "-S", "lad.dual_path=false"]]
-    run(["git", "checkout", "-q", "--", "."], tiny_repo)  # the workspace as committed
-    out = run(["python", "-m", "stages.ablations", "report"], tiny_repo).stdout
-    table = (tiny_repo / "reports/ablations.md").read_text()
-    assert table.strip() in out
-    lines = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
-    assert {"(this commit)", "q-temp", "q-kd", "noise-01", "warm", "two-seeds"} <= set(lines)
-    assert "`distill.temperature=2`" in lines["q-temp"] and "`distill.w_kd=1`" in lines["q-kd"]
-    ref = json.loads(run(["dvc", "exp", "show", "--json"], tiny_repo).stdout)
-    exp = next(r for g in ref[1]["experiments"] for r in g["revs"] if r["name"] == "q-kd")
-    miou = exp["data"]["metrics"]["reports/metrics.json"]["data"]["lad_student"]["miou"]
-    assert f"{miou:.2f}" in lines["q-kd"]
-    assert (tiny_repo / "reports/ablations.png").read_bytes()[:4] == b"\x89PNG"
-    run(["dvc", "repro", "report"], tiny_repo)
-    report = (tiny_repo / "reports/report.md").read_text()
-    assert "## Ablations" in report and "q-kd" in report and "Not run" not in report
