@@ -248,9 +248,11 @@ def conclusions(main: Run, warm: Run) -> str:
                + (compare(warm, "lad_student", "baseline_ft", "the warm-started LAD student",
                           "the baseline trained on for as many iterations") if "baseline_ft" in warm.eval else ""))
     methods = [m for m in METHODS if f"{COMPARE_PREFIX}{m}" in main.eval]
-    lines = [compare(main, "lad_student", f"{COMPARE_PREFIX}{m}", "the LAD student from scratch",
-                     f"the {METHODS[m].title} student") for m in methods]
-    cost = (f" The conventional teacher scores {mean_pm(main.miou('conventional_teacher'))} mIoU with "
+    lines = [compare(main, "conventional_teacher", "baseline", "the conventional teacher",
+                     "the baseline (its students' network, trained alike)")] if methods else []
+    lines += [compare(main, "lad_student", f"{COMPARE_PREFIX}{m}", "the LAD student from scratch",
+                      f"the {METHODS[m].title} student") for m in methods]
+    cost = (f" The conventional teacher has "
             f"{fmt(main.eval['conventional_teacher'][0]['params_m'])} M params and took "
             f"{fmt(main.train_seconds('conventional_teacher'), 0)} s to train; the LAD teacher "
             f"{fmt(main.eval['teacher_fixed'][0]['params_m'])} M params and "
@@ -290,12 +292,13 @@ def write_report(root: Path = Path(".")) -> str:
     parts = {r.meta["part"]: r for r in reversed(runs.values())}  # the first of each part
     main, warm = parts.get("main"), parts.get("warm")
     abl = ablations_markdown(runs, main) if "ablation" in parts else None
-    if abl is not None:
-        atomic_write(root / ABLATIONS_MD, lambda tmp: tmp.write_text(abl))
     if main is None or warm is None:
         if abl is None:
             raise FileNotFoundError(f"{root / RUNS}: neither the table's experiments nor the ablations were collected")
         return abl
+    readme = (root / README).read_text() if (root / README).is_file() else None
+    if readme is not None:
+        readme = with_table(readme, readme_table(main, warm), root / README)  # checked before anything is written
     text = PAPER.format(
         commit=main.meta["git_commit"][:10], experiments=len(runs),
         minutes=f"{sum(r.meta['seconds'] for r in runs.values()) / 60:.1f}",
@@ -303,9 +306,9 @@ def write_report(root: Path = Path(".")) -> str:
         students=students_table(main, warm), teachers=teachers_table(main), conclusions=conclusions(main, warm),
         published_note=PUBLISHED_NOTE, ablations=abl or "Not run.\n", sources=sources_table(runs),
         timing=timing_table(runs))
-    atomic_write(root / PAPER_MD, lambda tmp: tmp.write_text(text))
-    if (root / README).is_file():
-        update_readme(root / README, readme_table(main, warm))
+    for path, body in ((ABLATIONS_MD, abl), (PAPER_MD, text), (README, readme)):
+        if body is not None:
+            atomic_write(root / path, lambda tmp, body=body: tmp.write_text(body))
     return text
 
 
@@ -325,14 +328,12 @@ def readme_table(main: Run, warm: Run) -> str:
                            "train s"], rows).replace("LAD teacher, image only", "Conventional teacher, image only")
 
 
-def update_readme(path: Path, table: str) -> None:
-    """Replace the text between :data:`MARKERS` in ``path`` (which must hold both) by ``table``."""
-    text = path.read_text()
+def with_table(text: str, table: str, path: Path) -> str:
+    """``text`` (of file ``path``) with what lies between :data:`MARKERS` replaced by ``table``."""
     pattern = re.compile(re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1]), re.S)
     if not pattern.search(text):
         raise ValueError(f"{path}: the markers {MARKERS} are missing; the table goes between them")
-    atomic_write(path, lambda tmp: tmp.write_text(pattern.sub(lambda _: f"{MARKERS[0]}\n{table}\n{MARKERS[1]}",
-                                                               text)))
+    return pattern.sub(lambda _: f"{MARKERS[0]}\n{table}\n{MARKERS[1]}", text)
 
 
 PAPER = """# The paper's table at CPU scale: embedded synthetic data

@@ -28,9 +28,9 @@ def git(*args: str) -> str:
 
 def run(exps: list[Experiment]) -> None:
     """``dvc exp run`` each experiment in the workspace, from the committed params.yaml, and collect it."""
-    if git("status", "--porcelain", "params.yaml", "dvc.yaml").strip():
-        sys.exit("error: params.yaml or dvc.yaml has uncommitted changes; the table runs from the committed "
-                 "params (commit or stash them first)")
+    if git("status", "--porcelain", "params.yaml", "dvc.yaml", "dvc.lock").strip():
+        sys.exit("error: params.yaml, dvc.yaml or dvc.lock has uncommitted changes; the table runs from the "
+                 "committed params and leaves the committed lock (commit or stash them first)")
     start = time.perf_counter()
     for i, exp in enumerate(exps, 1):
         git("checkout", "HEAD", "--", "params.yaml")  # each experiment sets its params on the committed ones
@@ -47,7 +47,13 @@ def run(exps: list[Experiment]) -> None:
         dest = collect(exp, seconds, parent_run_id(EXPERIMENT, exp.name))
         print(f"[{i}/{len(exps)}] {exp.name}: {seconds:.0f} s (total {time.perf_counter() - start:.0f} s), "
               f"results in {dest}", flush=True)
+    # the committed params and lock: the next `dvc repro` restores params.yaml's run from the run cache, and
+    # dvc.lock keeps no entry of the experiments' extra seeds
     git("checkout", "HEAD", "--", "params.yaml")
+    if git("ls-files", "dvc.lock").strip():
+        git("checkout", "HEAD", "--", "dvc.lock")
+    else:
+        Path("dvc.lock").unlink(missing_ok=True)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pipeline.paper import MARKERS, Run, compare, plan, set_args, update_readme
+from pipeline.paper import MARKERS, Run, compare, plan, set_args, with_table
 from pipeline.report import fmt_interval, paired_interval
 from tests.conftest import copy_repo, run, runs, tiny_params
 
@@ -44,13 +44,10 @@ def test_plan_and_readme_markers(tmp_path):
     assert [e.name for e in exps] == ["paper", "paper-warm", "paper-abl-reference", "paper-abl-single-path"]
     assert set_args(exps[1].sets) == ["-S", "seeds=[0, 1]", "-S", "compare.enabled=true", "-S", "distill.init=baseline"]
     assert set_args(exps[3].sets) == ["-S", "seeds=[0]", "-S", "lad.dual_path=false"]
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{MARKERS[0]}\nold\n{MARKERS[1]}\nrest\n")
-    update_readme(readme, "| new |")
-    assert readme.read_text() == f"intro\n{MARKERS[0]}\n| new |\n{MARKERS[1]}\nrest\n"
-    readme.write_text("no markers\n")
+    readme = f"intro\n{MARKERS[0]}\nold\n{MARKERS[1]}\nrest\n"
+    assert with_table(readme, "| new |", tmp_path) == f"intro\n{MARKERS[0]}\n| new |\n{MARKERS[1]}\nrest\n"
     with pytest.raises(ValueError, match="markers"):
-        update_readme(readme, "| new |")
+        with_table("no markers\n", "| new |", tmp_path / "README.md")
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +55,17 @@ def paper_repo(tmp_path_factory):
     repo = copy_repo(tmp_path_factory.mktemp("paper"), tiny_params())
     (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + "\n")
     refused = run(["python", "-m", "stages.paper", "run"], repo, check=False)
-    assert refused.returncode == 1 and "params.yaml or dvc.yaml has uncommitted changes" in refused.stderr
+    assert refused.returncode == 1 and "params.yaml, dvc.yaml or dvc.lock has uncommitted changes" in refused.stderr
     run(["git", "checkout", "-q", "--", "params.yaml"], repo)
     args = ["--seeds", "0", "1", "--ablations", "single-path"]
     proc = run(["python", "-m", "stages.paper", "run", *args], repo)
     (repo / "paper.log").write_text(proc.stdout + proc.stderr)
-    run(["python", "-m", "stages.paper", "report", *args], repo)
+    readme = (repo / "README.md").read_text()
+    (repo / "README.md").write_text(readme.replace(MARKERS[0], ""))
+    refused = run(["python", "-m", "stages.paper", "report"], repo, check=False)
+    assert refused.returncode == 1 and "markers" in refused.stderr and not (repo / "reports/paper.md").exists()
+    (repo / "README.md").write_text(readme)
+    run(["python", "-m", "stages.paper", "report"], repo)
     return repo
 
 
@@ -77,7 +79,9 @@ def logged(repo, name: str) -> set[str]:
 
 @e2e
 def test_each_experiment_reruns_only_what_it_changes(paper_repo):
-    assert not run(["git", "status", "--porcelain", "params.yaml"], paper_repo).stdout  # params.yaml as committed
+    # params.yaml as committed, and no dvc.lock (none was committed)
+    assert not run(["git", "status", "--porcelain", "params.yaml"], paper_repo).stdout
+    assert not (paper_repo / "dvc.lock").exists()
     assert {"train_baseline@0", "train_teacher@1", "distill@1", "train_conventional_teacher@0",
             "distill_compare@1-cirkd", "evaluate@1", "report"} <= logged(paper_repo, "paper")
     warm = logged(paper_repo, "paper-warm")
