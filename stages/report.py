@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from pipeline.ablations import ablation_section
+from pipeline.ablations import ABLATIONS_PNG, ablation_section
 from pipeline.checkpoint import load_trained
 from pipeline.config import Config, flatten
 from pipeline.deploy import log_model
@@ -306,6 +306,8 @@ def main(cfg: Config) -> None:
             run.log_artifact(REPORT, parent=target_parent)
             run.log_artifact(FIGURES, "figures", parent=target_parent)
             run.log_artifact(METRICS, parent=target_parent)
+            if ABLATIONS_PNG.is_file():  # written by `make paper` / `make ablations`; report.md links it
+                run.log_artifact(ABLATIONS_PNG, parent=target_parent)
         print(f"wrote {REPORT}")
 
 
