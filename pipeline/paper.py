@@ -15,7 +15,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pipeline.ablations import (
     ABLATIONS,
@@ -47,7 +47,7 @@ class Experiment:
 
     name: str
     sets: dict[str, Any]
-    part: str  # main | warm | ablation
+    part: Literal["main", "warm", "ablation"]  # the table's two experiments, or an ablation
     ablation: str = ""  # its key of pipeline.ablations.ABLATIONS ("reference": params.yaml as committed)
     what: str = ""
     seeds: tuple[int, ...] = field(default=SEEDS)
