@@ -43,13 +43,23 @@ def yaml_value(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v)
 
 
-def ablation_rows(entries: list[tuple[dict[str, Any], dict[str, float]]], ref: dict[str, float]
-                  ) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the ablations' table: the reference first, then each ablation by name.
+Entry = tuple[dict[str, Any], dict[str, float]]  # an experiment's meta data and its mIoU per evaluation
+SHOWN = (("teacher_fixed", "LAD teacher (fixed code)", "#ff7f0e"), ("lad_student", "LAD student", "#1f77b4"))
+
+
+def ordered(entries: list[Entry]) -> list[Entry]:
+    """The reference (params.yaml as committed) first, then the ablations by name."""
+    return sorted(entries, key=lambda e: (e[0]["ablation"] != "reference", e[0]["ablation"]))
+
+
+def ablation_rows(entries: list[Entry]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the ablations' table, Δ against the reference, which ``entries`` must hold.
 
     ``entries``: per experiment, its meta data (``name``, ``ablation``, ``what``, ``sets``) and its mIoU per
-    evaluation; ``ref``: the reference experiment's mIoU per evaluation.
+    evaluation.
     """
+    entries = ordered(entries)
+    ref = entries[0][1]
     header = ["ablation", "what it tests", "params set", "teacher mIoU (fixed code)", "Δ teacher", "LAD student mIoU",
               "Δ student", "DVC experiment"]
 
@@ -57,32 +67,32 @@ def ablation_rows(entries: list[tuple[dict[str, Any], dict[str, float]]], ref: d
         return "—" if is_ref or key not in m or key not in ref else f"{m[key] - ref[key]:+.2f}"
 
     rows = []
-    for meta, m in sorted(entries, key=lambda e: (e[0]["ablation"] != "reference", e[0]["ablation"])):
+    for meta, m in entries:
         is_ref = meta["ablation"] == "reference"
         sets = {k: v for k, v in meta["sets"].items() if k != "seeds"}
         rows.append([meta["ablation"], meta["what"], ", ".join(f"`{k}={yaml_value(v)}`" for k, v in sets.items())
-                     or "none", fmt(m.get("teacher_fixed")), delta(m, "teacher_fixed", is_ref),
-                     fmt(m.get("lad_student")), delta(m, "lad_student", is_ref), f"`{meta['name']}`"])
+                     or "none", *[c for key, _, _ in SHOWN for c in (fmt(m.get(key)), delta(m, key, is_ref))],
+                     f"`{meta['name']}`"])
     return header, rows
 
 
-def plot_ablations(rows: list[list[str]], path: Path) -> None:
-    """Bars of the teacher's and the student's mIoU per ablation (rows of :func:`ablation_rows`)."""
+def plot_ablations(entries: list[Entry], path: Path) -> None:
+    """Bars of the teacher's and the student's mIoU per ablation, in the table's order."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    names = [r[0] for r in rows][::-1]
-    y = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.4))
-    for offset, col, label, colour in ((0.2, 3, "LAD teacher (fixed code)", "#ff7f0e"),
-                                       (-0.2, 5, "LAD student", "#1f77b4")):
-        values = [float(r[col]) if r[col] != "—" else np.nan for r in rows][::-1]
+    entries = ordered(entries)[::-1]  # barh draws bottom-up: the reference on top
+    y = np.arange(len(entries))
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(entries) + 1.4))
+    for offset, (key, label, colour) in zip((0.2, -0.2), SHOWN, strict=True):
+        values = [m.get(key, np.nan) for _, m in entries]
         ax.barh(y + offset, values, height=0.38, color=colour, label=label)
-        ax.axvline(values[-1], color=colour, lw=0.8, ls="--")  # the reference (first row)
-    ax.set(yticks=y, yticklabels=names, xlabel="val mIoU (%)", title="LAD ablations (dashed: the reference)")
+        ax.axvline(values[-1], color=colour, lw=0.8, ls="--")  # the reference
+    ax.set(yticks=y, yticklabels=[meta["ablation"] for meta, _ in entries], xlabel="val mIoU (%)",
+           title="LAD ablations (dashed: the reference)")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

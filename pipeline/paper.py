@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 from pipeline.ablations import (
     ABLATIONS,
     ABLATIONS_MD,
@@ -29,7 +31,16 @@ from pipeline.ablations import (
 )
 from pipeline.io import atomic_write, git_commit, write_json
 from pipeline.methods import METHODS
-from pipeline.report import PUBLISHED_NOTE, fmt, fmt_interval, markdown_table, mean_std, model_name, paired_interval
+from pipeline.report import (
+    PUBLISHED_NOTE,
+    fmt,
+    fmt_interval,
+    markdown_table,
+    mean_std,
+    model_name,
+    paired_interval,
+    published,
+)
 from pipeline.roles import COMPARE_PREFIX
 
 RUNS = Path("reports/paper/runs")  # one folder per experiment: its eval and train JSON, meta.json
@@ -155,32 +166,37 @@ def versus(run: Run, key: str, ref: str = "baseline") -> str:
     return fmt_interval(*paired_interval(run.miou(key), run.miou(ref))[:2])
 
 
-def student_rows(main: Run, warm: Run) -> list[tuple[Run, str, str, str | None]]:
-    """(experiment, evaluation, method, the teacher's evaluation) of every row of the students' table."""
-    rows: list[tuple[Run, str, str, str | None]] = [(main, "baseline", "Baseline", None)]
+Row = tuple[Run, str, str, str | None, str]
+
+
+def student_rows(main: Run, warm: Run) -> list[Row]:
+    """(experiment, evaluation, method, the teacher's evaluation, its row of pipeline.report.PUBLISHED) of
+    every row of the students' table."""
+    rows: list[Row] = [(main, "baseline", "Baseline", None, "baseline")]
     if "baseline_ft" in warm.eval:
-        rows.append((warm, "baseline_ft", "Baseline + the warm start's iterations (equal-budget control)", None))
-    rows += [(main, f"{COMPARE_PREFIX}{m}", METHODS[m].title, "conventional_teacher")
+        rows.append((warm, "baseline_ft", "Baseline + the warm start's iterations (equal-budget control)", None,
+                     "baseline_ft"))
+    rows += [(main, f"{COMPARE_PREFIX}{m}", METHODS[m].title, "conventional_teacher", m)
              for m in METHODS if f"{COMPARE_PREFIX}{m}" in main.eval]
-    rows.append((main, "lad_student", "LAD (from scratch)", "teacher_fixed"))
-    rows.append((warm, "lad_student", "LAD (warm start from the baseline)", "teacher_fixed"))
+    rows.append((main, "lad_student", "LAD (from scratch)", "teacher_fixed", "lad"))
+    rows.append((warm, "lad_student", "LAD (warm start from the baseline)", "teacher_fixed", "lad"))
     return rows
 
 
-def students_table(main: Run, warm: Run) -> str:
+def students_table(main: Run, warm: Run, dataset: str) -> str:
     def teacher(run: Run, key: str | None) -> str:
         if key is None:
             return "—"
         return model_name(run.eval[key][0]) + (" + label (LAD)" if key == "teacher_fixed" else "")
 
     rows = []
-    for run, key, method, t in student_rows(main, warm):
+    for run, key, method, t, paper_row in student_rows(main, warm):
         r = run.eval[key][0]
         rows.append([teacher(run, t), model_name(r), method, mean_pm(run.miou(key)),
                      "—" if key == "baseline" else versus(run, key), fmt(r["params_m"]), fmt(r["gflops"], 3),
                      fmt(r.get("latency", {}).get("median_ms")), fmt(run.train_seconds(key), 0),
-                     mean_pm(run.miou(t)) if t else "—", fmt(run.train_seconds(t), 0) if t else "—", "—",
-                     f"`{run.name}`"])
+                     mean_pm(run.miou(t)) if t else "—", fmt(run.train_seconds(t), 0) if t else "—",
+                     fmt(published(dataset, paper_row, r["arch"], r["backbone"])), f"`{run.name}`"])
     return markdown_table(["Teacher", "Student", "Method", "mIoU", "Δ vs baseline [95 % CI]", "params (M)", "GFLOPs",
                            "latency ms", "train s", "teacher mIoU", "teacher train s", "published mIoU",
                            "DVC experiment"], rows)
@@ -219,9 +235,9 @@ def sources_table(runs: dict[str, Run]) -> str:
 
 
 # -- the questions, answered only as far as the intervals allow -----------------------------------
-def compare(run: Run, a: str, b: str, a_name: str, b_name: str, other: Run | None = None) -> str:
-    """One sentence on ``a`` against ``b`` (paired over seeds; ``b`` from ``other`` when given)."""
-    mean, half, n = paired_interval(run.miou(a), (other or run).miou(b))
+def compare(run: Run, a: str, b: str, a_name: str, b_name: str) -> str:
+    """One sentence on evaluation ``a`` against ``b`` of ``run``, paired over its seeds."""
+    mean, half, n = paired_interval(run.miou(a), run.miou(b))
     head = f"{a_name[0].upper()}{a_name[1:]} − {b_name}: {mean:+.2f} mIoU"
     if n < 2:
         return f"{head} (one seed: no interval)."
@@ -263,16 +279,19 @@ def conclusions(main: Run, warm: Run) -> str:
                                      teacher, student, others) if p)
 
 
-def ablations_markdown(runs: dict[str, Run], main: Run | None) -> str:
-    """reports/ablations.md: one row per ablation against the reference run, and the figure."""
+def ablation_entries(runs: dict[str, Run]) -> list[tuple[dict[str, Any], dict[str, float]]]:
+    """Each ablation experiment's meta data and first-seed mIoU per evaluation; the reference must be there."""
     abl = [r for r in runs.values() if r.meta["part"] == "ablation"]
-    ref = next((r for r in abl if r.meta["ablation"] == "reference"), None)
-    if ref is None:
+    if not any(r.meta["ablation"] == "reference" for r in abl):
         raise FileNotFoundError(f"{RUNS}: the ablations' reference experiment is missing")
-    header, rows = ablation_rows([(r.meta, {k: r.miou(k)[0] for k in r.eval}) for r in abl],
-                                 {k: r.miou(k)[0] for k, r in ((k, ref) for k in ref.eval)})
-    plot_ablations(rows, ABLATIONS_PNG)
-    seeds = ", ".join(map(str, ref.meta["seeds"]))
+    return [(r.meta, {k: r.miou(k)[0] for k in r.eval}) for r in abl]
+
+
+def ablations_markdown(entries: list[tuple[dict[str, Any], dict[str, float]]], main: Run | None) -> str:
+    """reports/ablations.md: one row per ablation against the reference run, and the figure's link."""
+    header, rows = ablation_rows(entries)
+    ref = next(meta for meta, _ in entries if meta["ablation"] == "reference")
+    seeds = ", ".join(map(str, ref["seeds"]))
     scale = ""
     if main is not None and len(main.meta["seeds"]) > 1:
         scale = (f" For scale, the sample std over the main table's {len(main.meta['seeds'])} seeds: LAD student "
@@ -291,25 +310,32 @@ def write_report(root: Path = Path(".")) -> str:
     runs = load_runs(root / RUNS)
     parts = {r.meta["part"]: r for r in reversed(runs.values())}  # the first of each part
     main, warm = parts.get("main"), parts.get("warm")
-    abl = ablations_markdown(runs, main) if "ablation" in parts else None
-    if main is None or warm is None:
-        if abl is None:
-            raise FileNotFoundError(f"{root / RUNS}: neither the table's experiments nor the ablations were collected")
-        return abl
-    readme = (root / README).read_text() if (root / README).is_file() else None
-    if readme is not None:
-        readme = with_table(readme, readme_table(main, warm), root / README)  # checked before anything is written
-    text = PAPER.format(
-        commit=main.meta["git_commit"][:10], experiments=len(runs),
-        minutes=f"{sum(r.meta['seconds'] for r in runs.values()) / 60:.1f}",
-        seeds=", ".join(map(str, main.meta["seeds"])),
-        students=students_table(main, warm), teachers=teachers_table(main), conclusions=conclusions(main, warm),
-        published_note=PUBLISHED_NOTE, ablations=abl or "Not run.\n", sources=sources_table(runs),
-        timing=timing_table(runs))
+    entries = ablation_entries(runs) if "ablation" in parts else None
+    abl = ablations_markdown(entries, main) if entries else None
+    text = readme = None
+    if main is not None and warm is not None:
+        if (root / README).is_file():  # its markers are checked before anything is written
+            readme = with_table((root / README).read_text(), readme_table(main, warm), root / README)
+        text = PAPER.format(
+            commit=main.meta["git_commit"][:10], experiments=len(runs),
+            minutes=f"{sum(r.meta['seconds'] for r in runs.values()) / 60:.1f}",
+            seeds=", ".join(map(str, main.meta["seeds"])),
+            students=students_table(main, warm, dataset_name(main, root)), teachers=teachers_table(main),
+            conclusions=conclusions(main, warm), published_note=PUBLISHED_NOTE, ablations=abl or "Not run.\n",
+            sources=sources_table(runs), timing=timing_table(runs))
+    elif abl is None:
+        raise FileNotFoundError(f"{root / RUNS}: neither the table's experiments nor the ablations were collected")
+    if entries:
+        plot_ablations(entries, root / ABLATIONS_PNG)
     for path, body in ((ABLATIONS_MD, abl), (PAPER_MD, text), (README, readme)):
         if body is not None:
             atomic_write(root / path, lambda tmp, body=body: tmp.write_text(body))
-    return text
+    return text or abl or ""
+
+
+def dataset_name(run: Run, root: Path) -> str:
+    """``data.name`` the experiment ran on: the params it set, else params.yaml's."""
+    return run.meta["sets"].get("data.name") or yaml.safe_load((root / "params.yaml").read_text())["data"]["name"]
 
 
 def timing_table(runs: dict[str, Run]) -> str:
@@ -321,11 +347,11 @@ def timing_table(runs: dict[str, Run]) -> str:
 def readme_table(main: Run, warm: Run) -> str:
     """The README's headline table: every student and teacher, mean ± std, Δ against the baseline."""
     rows = [[method, mean_pm(run.miou(key)), "—" if key == "baseline" else versus(run, key),
-             fmt(run.train_seconds(key), 0)] for run, key, method, _ in student_rows(main, warm)]
-    rows += [[f"LAD teacher, {what}", mean_pm(main.miou(k)), versus(main, k), fmt(main.train_seconds(k), 0)]
-             for k, what in TEACHERS if k in main.eval]
+             fmt(run.train_seconds(key), 0)] for run, key, method, _, _ in student_rows(main, warm)]
+    rows += [[f"{'Conventional' if k == 'conventional_teacher' else 'LAD'} teacher, {what}", mean_pm(main.miou(k)),
+              versus(main, k), fmt(main.train_seconds(k), 0)] for k, what in TEACHERS if k in main.eval]
     return markdown_table(["Model", f"mIoU (mean ± std, {len(main.meta['seeds'])} seeds)", "Δ vs baseline [95 % CI]",
-                           "train s"], rows).replace("LAD teacher, image only", "Conventional teacher, image only")
+                           "train s"], rows)
 
 
 def with_table(text: str, table: str, path: Path) -> str:

@@ -26,34 +26,38 @@ def git(*args: str) -> str:
     return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
 
 
+def restore_committed() -> None:
+    """params.yaml and dvc.lock as committed: the next `dvc repro` restores params.yaml's run from the run
+    cache, and dvc.lock keeps no entry of the experiments' extra seeds."""
+    git("checkout", "HEAD", "--", "params.yaml")
+    if git("ls-files", "dvc.lock").strip():
+        git("checkout", "HEAD", "--", "dvc.lock")
+    else:
+        Path("dvc.lock").unlink(missing_ok=True)
+
+
 def run(exps: list[Experiment]) -> None:
     """``dvc exp run`` each experiment in the workspace, from the committed params.yaml, and collect it."""
     if git("status", "--porcelain", "params.yaml", "dvc.yaml", "dvc.lock").strip():
         sys.exit("error: params.yaml, dvc.yaml or dvc.lock has uncommitted changes; the table runs from the "
                  "committed params and leaves the committed lock (commit or stash them first)")
     start = time.perf_counter()
-    for i, exp in enumerate(exps, 1):
-        git("checkout", "HEAD", "--", "params.yaml")  # each experiment sets its params on the committed ones
-        subprocess.run(["dvc", "exp", "remove", exp.name], capture_output=True)  # a rerun replaces the old one
-        cmd = ["dvc", "exp", "run", "-n", exp.name, *set_args(exp.sets)]
-        print(f"[{i}/{len(exps)}] {exp.name}: {exp.what} ({' '.join(cmd)})", flush=True)
-        t0 = time.perf_counter()
-        done = subprocess.run(cmd)
-        if done.returncode:
-            git("checkout", "HEAD", "--", "params.yaml")
-            sys.exit(f"error: `{' '.join(cmd)}` failed (exit {done.returncode}); the experiments before it are "
-                     "collected, and a rerun restores every finished stage from the run cache")
-        seconds = time.perf_counter() - t0
-        dest = collect(exp, seconds, parent_run_id(EXPERIMENT, exp.name))
-        print(f"[{i}/{len(exps)}] {exp.name}: {seconds:.0f} s (total {time.perf_counter() - start:.0f} s), "
-              f"results in {dest}", flush=True)
-    # the committed params and lock: the next `dvc repro` restores params.yaml's run from the run cache, and
-    # dvc.lock keeps no entry of the experiments' extra seeds
-    git("checkout", "HEAD", "--", "params.yaml")
-    if git("ls-files", "dvc.lock").strip():
-        git("checkout", "HEAD", "--", "dvc.lock")
-    else:
-        Path("dvc.lock").unlink(missing_ok=True)
+    try:
+        for i, exp in enumerate(exps, 1):
+            git("checkout", "HEAD", "--", "params.yaml")  # each experiment sets its params on the committed ones
+            subprocess.run(["dvc", "exp", "remove", exp.name], capture_output=True)  # a rerun replaces the old one
+            cmd = ["dvc", "exp", "run", "-n", exp.name, *set_args(exp.sets)]
+            print(f"[{i}/{len(exps)}] {exp.name}: {exp.what} ({' '.join(cmd)})", flush=True)
+            t0 = time.perf_counter()
+            if (code := subprocess.run(cmd).returncode) != 0:
+                sys.exit(f"error: `{' '.join(cmd)}` failed (exit {code}); the experiments before it are "
+                         "collected, and a rerun restores every finished stage from the run cache")
+            seconds = time.perf_counter() - t0
+            dest = collect(exp, seconds, parent_run_id(EXPERIMENT, exp.name))
+            print(f"[{i}/{len(exps)}] {exp.name}: {seconds:.0f} s (total {time.perf_counter() - start:.0f} s), "
+                  f"results in {dest}", flush=True)
+    finally:
+        restore_committed()
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
