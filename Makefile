@@ -32,7 +32,7 @@ test: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" pytest -n 2 --dist loadfile  # two workers, each test file on one
 
 # each experiment runs in the workspace from the committed params.yaml; the last `dvc repro` brings the
-# workspace back to params.yaml (from the run cache) with the ablations in reports/report.md
+# workspace back to params.yaml (from the run cache)
 paper: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m stages.paper run
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m stages.paper report
@@ -53,7 +53,7 @@ ui: $(VENV)/.installed
 		--default-artifact-root $(CURDIR)/.mlflow/artifacts
 
 recipe: $(VENV)/.installed
-	$(BIN)/python -m pipeline.recipes apply $(R)
+	$(BIN)/python -m pipeline.overlays apply $(R)
 
 lock: | $(BIN)/activate
 	$(BIN)/pip install pip-tools==7.6.2

@@ -43,22 +43,24 @@ from pipeline.dist import pick_device
 from pipeline.evaluate import autocast
 from pipeline.models import segmentor_from_config
 from pipeline.optim import AMP_DTYPES, make_optimizer
-from pipeline.roles import ROLES, make_step, schedule, skip_reason
+from pipeline.roles import ROLES
+from pipeline.training import build
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def roles(cfg: Config, k: int, ignore: int) -> Iterator[tuple[str, torch.nn.Module, Any, int]]:
     """(role, model, step, iterations) of every role the params train (pipeline.roles), from random weights."""
-    def net(role: str) -> torch.nn.Module:
+    def fresh(role: str) -> torch.nn.Module:  # what a warm start or a teacher would read, untrained here
         r = ROLES[role]
-        m = getattr(cfg.model, r.net).model_copy(update={"pretrained": False, "pretrained_path": ""})
-        return segmentor_from_config(m, k, r.in_chans)
+        return segmentor_from_config(r.net(cfg), k, r.in_chans)
 
+    offline = cfg.model_copy(update={"model": cfg.model.model_copy(update={
+        name: net.model_copy(update={"pretrained": False, "pretrained_path": ""}) for name, net in cfg.model})})
     for role, r in ROLES.items():
-        if skip_reason(role, cfg) is None:
-            yield role, net(role), make_step(role, cfg, k, ignore, net(r.teacher) if r.teacher else None), \
-                schedule(role, cfg)[0]
+        if r.skip(cfg) is None:
+            model, step = build(r, offline, k, ignore, fresh, seed=0)
+            yield role, model, step, r.schedule(cfg)[0]
 
 
 def timed(fn: Callable[[], Any], steps: int, device: torch.device, warmup: int = 2) -> float:

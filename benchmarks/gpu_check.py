@@ -32,10 +32,11 @@ sys.path.insert(0, str(REPO))
 from pipeline import dist  # noqa: E402
 from pipeline.config import Config, config_from_dict  # noqa: E402
 from pipeline.data import make_dataset, prepare_index  # noqa: E402
-from pipeline.engine import SegData, TrainArgs, Trainer  # noqa: E402
+from pipeline.engine import Schedule, SegData, Trainer  # noqa: E402
 from pipeline.models import segmentor_from_config  # noqa: E402
 from pipeline.recipes import apply, recipe_path  # noqa: E402
-from pipeline.roles import ROLES, make_step  # noqa: E402
+from pipeline.roles import ROLES  # noqa: E402
+from pipeline.training import build  # noqa: E402
 
 ROLES_CHECKED = ("baseline", "teacher", "student")  # the student distils from a teacher of random weights
 
@@ -65,25 +66,27 @@ def check_config(args: argparse.Namespace, data_root: Path) -> Config:
     params = yaml.safe_load(text)
     for net in params["model"].values():
         net["pretrained"], net["pretrained_path"] = False, ""
-    params["data"].update(name="synthetic", root=str(data_root), cache=True)
+    params["data"].update(name="synthetic", root=str(data_root))
+    params["run"]["cache_images"] = True
     params["synthetic"].update(size=args.crop, num_train=2 * args.batch, num_val=2)
     params["train"].update(crop_size=args.crop, batch_size=args.batch, iters=args.iters, device=args.device,
-                           num_workers=args.workers, val_interval=0, amp="none", nproc=1)
+                           val_interval=0, amp="none", nproc=1)
+    params["run"].update(num_workers=args.workers)
     return config_from_dict(params)
 
 
-def timed_run(cfg: Config, role: str, data: SegData, amp: str, ctx: dist.Context, **kwargs: Any) -> Trainer:
+def timed_run(cfg: Config, role: str, data: SegData, amp: str, ctx: dist.Context, ckpt_interval: int = 10**9,
+              **kwargs: Any) -> Trainer:
     """Train ``role`` for ``train.iters`` steps in precision ``amp``; returns the finished trainer."""
     k, r = len(data.classes), ROLES[role]
-    torch.manual_seed(0)
-    model = segmentor_from_config(getattr(cfg.model, r.net), k, r.in_chans).to(ctx.device)
-    teacher = segmentor_from_config(cfg.model.teacher, k, 4).to(ctx.device) if r.teacher else None
-    step = make_step(role, cfg, k, data.ignore_index, teacher)
-    t = cfg.train
-    args = TrainArgs(iters=t.iters, batch_size=t.batch_size, optimizer=t.optimizer, lr=t.lr, momentum=t.momentum,
-                     weight_decay=t.weight_decay, amp=amp, log_interval=max(1, t.iters // 5),
-                     ckpt_interval=kwargs.pop("ckpt_interval", 10**9), num_workers=t.num_workers)
-    trainer = Trainer(model, step, data, args, desc=f"{role} {amp}", ctx=ctx, **kwargs)
+
+    def fresh(name: str) -> torch.nn.Module:  # the teacher: random weights of its network
+        return segmentor_from_config(ROLES[name].net(cfg), k, ROLES[name].in_chans)
+
+    model, step = build(r, cfg, k, data.ignore_index, fresh, seed=0, device=ctx.device)
+    run = cfg.run.model_copy(update={"log_interval": max(1, cfg.train.iters // 5), "ckpt_interval": ckpt_interval})
+    trainer = Trainer(model.to(ctx.device), step, data, cfg.train.model_copy(update={"amp": amp}), run,
+                      Schedule(cfg.train.iters, cfg.train.lr), desc=f"{role} {amp}", ctx=ctx, **kwargs)
     trainer.fit()
     return trainer
 

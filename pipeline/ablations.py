@@ -3,32 +3,33 @@
 They run as DVC experiments of the paper's table (:mod:`pipeline.paper`, ``make paper``; ``make ablations``
 runs only them), each from params.yaml with its params set, on the first seed. Each changes only LAD
 params, so DVC's run cache restores the baseline and reruns the teacher (or only the student),
-evaluation and the report. The report stage inlines their table, ``reports/ablations.md``.
+evaluation and the report. Their table is ``reports/ablations.md`` and a section of ``reports/paper.md``.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from pipeline.overlays import Overlay, yaml_value
 from pipeline.report import fmt
 
-ABLATIONS_MD = Path("reports/ablations.md")  # git-tracked; the report stage inlines it (a declared dep)
+ABLATIONS_MD = Path("reports/ablations.md")  # git-tracked, written by `stages.paper report` (no DVC stage reads it)
 ABLATIONS_PNG = Path("reports/ablations.png")
 
-# name -> (what it tests, the params it sets); every other param as in params.yaml
-ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
-    "noise-0": ("label noise sigma 0 (the teacher sees a clean label code)", {"lad.noise_std": 0.0}),
-    "noise-0.1": ("label noise sigma 0.1", {"lad.noise_std": 0.1}),
-    "codebook-fixed": ("fixed code book while training the teacher (official: random)", {"lad.codebook": "fixed"}),
-    "single-path": ("dual path off: one noised path, no consistency", {"lad.dual_path": False}),
-    "w-cons-5": ("consistency weight 5 (official; the default's 1 suits its 1200 steps)", {"lad.w_cons": 5.0}),
-    "distance-kl": ("pixel-wise KL instead of CWD, consistency and distillation",
-                    {"lad.distance": "kl", "distill.distance": "kl"}),
-    "init-baseline": ("student warm-started from the baseline (official), with the equal-budget control",
-                      {"distill.init": "baseline"}),
-}
+# name -> what it tests and the params it sets; every other param as in params.yaml
+ABLATIONS: dict[str, Overlay] = {o.name: o for o in [
+    Overlay("noise-0", {"lad.noise_std": 0.0}, "label noise sigma 0 (the teacher sees a clean label code)"),
+    Overlay("noise-0.1", {"lad.noise_std": 0.1}, "label noise sigma 0.1"),
+    Overlay("codebook-fixed", {"lad.codebook": "fixed"},
+            "fixed code book while training the teacher (official: random)"),
+    Overlay("single-path", {"lad.dual_path": False}, "dual path off: one noised path, no consistency"),
+    Overlay("w-cons-5", {"lad.w_cons": 5.0}, "consistency weight 5 (official; the default's 1 suits its 1200 steps)"),
+    Overlay("distance-kl", {"lad.distance": "kl", "distill.distance": "kl"},
+            "pixel-wise KL instead of CWD, consistency and distillation"),
+    Overlay("init-baseline", {"distill.init": "baseline"},
+            "student warm-started from the baseline (official), with the equal-budget control"),
+]}
 # needs ImageNet weights: run only with `stages.paper run --imagenet PATH` (a timm weights file of the student's
 # backbone); the student then has the backbone's full widths, the only ones the weights exist for
 IMAGENET = ("init-imagenet", "student backbone from ImageNet weights at its full width (the baseline too: the "
@@ -38,11 +39,6 @@ IMAGENET = ("init-imagenet", "student backbone from ImageNet weights at its full
 def imagenet_sets(path: str) -> dict[str, Any]:
     return {"model.student.pretrained": True, "model.student.pretrained_path": path, "model.student.channels": [],
             "model.student.stem_width": 0}
-def yaml_value(v: Any) -> str:
-    """``v`` as ``dvc exp run -S key=value`` reads it (YAML): strings as they are, the rest as JSON."""
-    return v if isinstance(v, str) else json.dumps(v)
-
-
 Entry = tuple[dict[str, Any], dict[str, float]]  # an experiment's meta data and its mIoU per evaluation
 SHOWN = (("teacher_fixed", "LAD teacher (fixed code)", "#ff7f0e"), ("lad_student", "LAD student", "#1f77b4"))
 
@@ -98,12 +94,3 @@ def plot_ablations(entries: list[Entry], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def ablation_section() -> str:
-    """The report's "Ablations" section: reports/ablations.md, or how to produce it."""
-    body = ABLATIONS_MD.read_text() if ABLATIONS_MD.is_file() else ""
-    if not body.strip() or body.startswith("not run"):
-        body = ("Not run for this commit. `make paper` (or `make ablations`, them alone) runs them as DVC "
-                f"experiments ({', '.join(ABLATIONS)}) and fills this section.\n")
-    return "\n## Ablations\n\n" + body  # report.md sits beside ablations.png: the image link holds

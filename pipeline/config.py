@@ -16,17 +16,10 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from pipeline.data import LAYOUTS
-from pipeline.lad import CODEBOOKS
-from pipeline.losses import DISTANCES
-from pipeline.methods import method_hparams
-from pipeline.models import HEADS, LABEL_INITS, STDC_LAYERS, check_backbone
-from pipeline.optim import AMP_DTYPES, OPTIMIZERS
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 MAX_SEED = 2**31 - 1  # numpy and torch seed every generator from it (rank and offsets are added)
 
@@ -43,14 +36,31 @@ class Invalid(ValueError):
         self.field, self.message = field, message
 
 
-# Registries are the single source of their names: a new head, layout or distance is allowed here at once.
-Optimizer = Literal[tuple(OPTIMIZERS)]  # type: ignore[valid-type]
-Amp = Literal[tuple(AMP_DTYPES)]  # type: ignore[valid-type]
-Codebook = Literal[tuple(CODEBOOKS)]  # type: ignore[valid-type]
-Distance = Literal[tuple(DISTANCES)]  # type: ignore[valid-type]
-Arch = Literal[tuple(sorted(HEADS))]  # type: ignore[valid-type]
-LabelInit = Literal[tuple(LABEL_INITS)]  # type: ignore[valid-type]
-DatasetName = Literal[tuple(LAYOUTS)]  # type: ignore[valid-type]
+# The names params.yaml may use. This module is the schema: it imports no registry (so a stage that
+# reads params does not depend on every registry's code); each registry implements exactly these names
+# (its dict is typed with them, and tests/test_config.py checks that the two agree).
+Optimizer = Literal["sgd", "adamw"]  # pipeline.optim.OPTIMIZERS
+Amp = Literal["none", "bf16", "fp16"]  # pipeline.optim.AMP_DTYPES
+Codebook = Literal["random", "fixed"]  # pipeline.lad.CODEBOOKS
+Distance = Literal["cwd", "kl"]  # pipeline.losses.DISTANCES
+Arch = Literal["deeplabv3", "fcn", "ocrnet", "pspnet", "stdc"]  # pipeline.models.HEADS
+LabelInit = Literal["official", "timm"]  # pipeline.models.LABEL_INITS
+DatasetName = Literal["synthetic", "voc", "cityscapes", "ade20k", "coco_stuff164k", "coco_stuff10k",
+                      "camvid"]  # pipeline.data.layouts.LAYOUTS
+STDC_BACKBONES = ("stdc1", "stdc2")  # pipeline.models.stdc.STDC_LAYERS: built here, not by timm
+
+
+def check_backbone(name: str) -> None:
+    """Raise ValueError if neither timm nor :data:`STDC_BACKBONES` knows ``name`` (the caller names the key)."""
+    if name in STDC_BACKBONES:
+        return
+    import timm  # its own registry of model names; imported only here, where a name is checked
+
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, list(STDC_BACKBONES) + timm.list_models(), n=5, cutoff=0.6)
+        raise ValueError(f"unknown timm model {name!r} (close matches: {close or 'none'}; see timm.list_models())")
+
+
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -95,7 +105,6 @@ class DataConfig(Section):
     mean: Annotated[list[float], Field(min_length=3, max_length=3)]  # per input channel, 0..1 units
     std: Annotated[list[Positive], Field(min_length=3, max_length=3)]  # per input channel, 0..1 units
     channel_order: Literal["rgb", "bgr"]
-    cache: bool  # decoded images kept in RAM
     on_bad: Literal["error", "skip"]  # a bad file in prepare
 
 
@@ -115,8 +124,9 @@ class ModelConfig(Section):
 
     @field_validator("backbone")
     @classmethod
-    def _known_backbone(cls, name: str) -> str:
-        check_backbone(name)
+    def _known_backbone(cls, name: str, info: ValidationInfo) -> str:
+        if (info.context or {}).get("networks", True):  # off only where no network is built (a skipped stage)
+            check_backbone(name)
         return name
 
     @model_validator(mode="after")
@@ -129,10 +139,10 @@ class ModelConfig(Section):
         if self.channels and len(self.channels) != 4:
             raise Invalid("channels", "expected 4 stage widths >= 1 (or [] for the backbone's own), "
                                       f"got {self.channels}")
-        if self.backbone in STDC_LAYERS and (self.output_stride != 32 or self.pretrained):
+        if self.backbone in STDC_BACKBONES and (self.output_stride != 32 or self.pretrained):
             raise Invalid("backbone", f"{self.backbone} is built here without dilation or ImageNet weights: set "
                                       "output_stride: 32 and pretrained: false")
-        if self.backbone in STDC_LAYERS and (self.channels or self.stem_width):
+        if self.backbone in STDC_BACKBONES and (self.channels or self.stem_width):
             raise Invalid("channels", f"{self.backbone} has fixed widths; set channels: [] and stem_width: 0 (they "
                                       f"narrow timm ResNets), got {self.channels} and {self.stem_width}")
         return self
@@ -158,23 +168,28 @@ class TrainConfig(Section):
     flip: bool
     amp: Amp
     val_interval: Annotated[int, Field(ge=0)]  # steps; 0 = at the end only
-    log_interval: Annotated[int, Field(ge=1)]  # steps
-    num_workers: Annotated[int, Field(ge=0, le=64)]
-    ckpt_interval: Annotated[int, Field(ge=1)]  # steps
     nproc: Annotated[int, Field(ge=1, le=1024)]  # processes per node (torchrun)
     device: Literal["auto", "cpu", "cuda"]
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
+        # the same answer on every machine: whether CUDA is there is checked when a stage starts
+        # (pipeline.dist.pick_device), not here
         if self.scale_range[0] > self.scale_range[1]:
             raise Invalid("scale_range", f"expected [min, max] with 0 < min <= max, got {self.scale_range}")
-        import torch
-
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise Invalid("device", "'cuda' asked for, but torch sees no CUDA device; use 'auto' or 'cpu'")
-        if self.amp == "fp16" and (self.device == "cpu" or not torch.cuda.is_available()):
+        if self.amp == "fp16" and self.device == "cpu":
             raise Invalid("amp", "'fp16' needs CUDA; use 'bf16' or 'none' on CPU")
         return self
+
+
+class RunConfig(Section):
+    """How the stages run, never what they compute: no stage lists it under ``params`` and no
+    fingerprint hashes it, so changing it reruns nothing."""
+
+    log_interval: Annotated[int, Field(ge=1)]  # steps between printed and MLflow-logged loss lines
+    ckpt_interval: Annotated[int, Field(ge=1)]  # steps between resume checkpoints
+    num_workers: Annotated[int, Field(ge=0, le=64)]  # DataLoader workers (augmentation is seeded per sample)
+    cache_images: bool  # decoded images kept in RAM
 
 
 class LADConfig(Section):
@@ -204,25 +219,68 @@ class DistillConfig(Section):
     lr: LearningRate
 
 
+class KDHparams(Section):
+    """Pixel-wise KD on the logits (CIRKD's train_kd.py: lambda-kd 1, T 1)."""
+
+    title: ClassVar[str] = "KD"  # the Method column of the tables
+    w_kd: NonNegative
+    temperature: Positive
+
+
+class CWDHparams(Section):
+    """CWD on logits and head embeddings plus pixel KD (CIRKD's train_cwd.sh: lambda-cwd-logit 3,
+    lambda-cwd-fea 50, T 4, lambda-kd 1 with KD T 1; its adversarial terms are left out)."""
+
+    title: ClassVar[str] = "CWD + KD (no adversarial term)"
+    w_logits: NonNegative
+    w_features: NonNegative  # 0: CWD on logits only
+    temperature: Positive
+    w_kd: NonNegative  # 0: no pixel KD
+    kd_temperature: Positive
+
+
+class CIRKDHparams(Section):
+    """CIRKD (CIRKD's train_cirkd.py defaults, Cityscapes; its VOC script sets both memory weights to 0.01)."""
+
+    title: ClassVar[str] = "CIRKD"
+    w_kd: NonNegative
+    kd_temperature: Positive
+    w_pair: NonNegative
+    w_memory_pixel: NonNegative
+    w_memory_region: NonNegative
+    contrast_temperature: Positive
+    contrast_kd_temperature: Positive
+    pixel_memory: Annotated[int, Field(ge=1)]  # queue lengths and sampled contrasts, pixels / regions
+    region_memory: Annotated[int, Field(ge=1)]
+    pixel_contrast: Annotated[int, Field(ge=1)]
+    region_contrast: Annotated[int, Field(ge=1)]
+
+
+class MethodsHparams(Section):
+    """One section per distillation method of pipeline.methods.METHODS (the same keys)."""
+
+    kd: KDHparams
+    cwd: CWDHparams
+    cirkd: CIRKDHparams
+
+
+MethodName = Literal["kd", "cwd", "cirkd"]  # the fields of MethodsHparams; pipeline.methods.METHODS
+
+
 class CompareConfig(Section):
     """The comparison rows: a conventional teacher and earlier distillation methods from it."""
 
     enabled: bool
-    methods: Annotated[list[str], Field(min_length=1)]  # keys of pipeline.methods.METHODS
+    methods: Annotated[list[MethodName], Field(min_length=1)]  # one comparison student each
     iters: Annotated[int, Field(ge=1)]
     lr: LearningRate
     w_aux: NonNegative
-    hparams: dict[str, dict[str, float]]  # method -> overrides of its defaults
+    hparams: MethodsHparams  # every method's hyper-parameters
 
     @model_validator(mode="after")
-    def _known_methods(self) -> CompareConfig:
+    def _distinct(self) -> CompareConfig:
         if len(set(self.methods)) != len(self.methods):
             raise Invalid("methods", f"expected a non-empty list of distinct method names, got {self.methods}")
-        for name in self.methods + [m for m in self.hparams if m not in self.methods]:
-            try:
-                method_hparams(name, self.hparams.get(name))
-            except ValueError as err:  # its message names the key in full
-                raise ConfigError(str(err)) from err
         return self
 
 
@@ -255,6 +313,7 @@ class Config(Section):
     distill: DistillConfig
     compare: CompareConfig
     evaluate: EvaluateConfig
+    run: RunConfig  # operational: read by the stages, listed by none
 
     @field_validator("seeds")
     @classmethod
@@ -274,6 +333,15 @@ class Config(Section):
     def section_hash(self, *names: str) -> str:
         """A short stable hash of the named sections."""
         return stable_hash(self.sections(*names))
+
+
+def check_networks(cfg: Config) -> None:
+    """The backbone names of every network, as a full validation checks them (``networks=True``)."""
+    for name, net in cfg.model:
+        try:
+            check_backbone(net.backbone)
+        except ValueError as err:
+            raise ConfigError(f"model.{name}.backbone: {err}") from None
 
 
 def stable_hash(obj: Any) -> str:
@@ -346,12 +414,16 @@ def _explain(err: dict[str, Any]) -> str:
     return f"{key}: {err['msg']}{got}"
 
 
-def config_from_dict(values: Any) -> Config:
-    """Build and validate a :class:`Config`; raises :class:`ConfigError` naming the bad key."""
+def config_from_dict(values: Any, networks: bool = True) -> Config:
+    """Build and validate a :class:`Config`; raises :class:`ConfigError` naming the bad key.
+
+    ``networks=False`` leaves out the one check that imports a library (timm's list of backbones), for a
+    stage that builds no network and should start in a fraction of a second.
+    """
     if not isinstance(values, dict):
         raise ConfigError(f"params: expected a mapping at the top level, got {type(values).__name__}")
     try:
-        return Config.model_validate(values)
+        return Config.model_validate(values, context={"networks": networks})
     except ValidationError as err:
         # a wrong or misspelt key explains the key that then goes missing: report it first
         errors = sorted(err.errors(), key=lambda e: e["type"] == "missing")
@@ -360,7 +432,7 @@ def config_from_dict(values: Any) -> Config:
         raise ConfigError(str(err)) from None
 
 
-def load_config(path: str | Path = "params.yaml") -> Config:
+def load_config(path: str | Path = "params.yaml", networks: bool = True) -> Config:
     """Read ``params.yaml`` into a validated :class:`Config`."""
     path = Path(path)
     if not path.is_file():
@@ -369,4 +441,4 @@ def load_config(path: str | Path = "params.yaml") -> Config:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    return config_from_dict(values)
+    return config_from_dict(values, networks)

@@ -64,12 +64,22 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def setup(device: str = "auto") -> Context:
+def check_amp(amp: str, device: torch.device) -> None:
+    """fp16 autocast needs CUDA (a GradScaler on the GPU); said when the stage starts, on this machine."""
+    if amp == "fp16" and device.type != "cuda":
+        raise RuntimeError(f"train.amp: 'fp16' needs CUDA, and this stage runs on {device.type}; use 'bf16' or "
+                           "'none' on a CPU")
+
+
+def setup(device: str = "auto", amp: str = "none") -> Context:
     """Join the process group when started by torchrun; returns this process's :class:`Context`."""
     if not under_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
-        return Context(device=pick_device(device))
+        dev = pick_device(device)
+        check_amp(amp, dev)
+        return Context(device=dev)
     rank, world, local = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
     dev = pick_device(device, local)
+    check_amp(amp, dev)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=timedelta(minutes=30))
     return Context(rank, world, local, dev)

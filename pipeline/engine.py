@@ -20,61 +20,29 @@ from pipeline import progress
 from pipeline.checkpoint import atomic_save, load_checkpoint
 from pipeline.data import SegDataset, eval_loader, train_loader
 from pipeline.dist import Context, all_gather_object, all_reduce_sum
-from pipeline.evaluate import autocast, evaluate
+from pipeline.evaluate import Inference, autocast, evaluate
 from pipeline.io import git_commit, write_json
 from pipeline.metrics import scores
-from pipeline.optim import AMP_DTYPES, OPTIMIZERS, make_optimizer, poly_lr
+from pipeline.optim import AMP_DTYPES, make_optimizer, poly_lr
 
 if TYPE_CHECKING:
-    from pipeline.config import TrainConfig
+    from pipeline.config import RunConfig, TrainConfig
+
+
+CURVE_POINTS = 50  # rows of a training curve (reports/curves): a grid of the schedule, whatever run.log_interval is
 
 
 @dataclass(frozen=True)
-class TrainArgs:
-    """How one model is trained: params.yaml ``train``, with its role's iterations and learning rate.
-
-    Args:
-        iters, batch_size: schedule length and per-process batch.
-        optimizer, lr, momentum, weight_decay, poly_power: optimisation (``pipeline.optim``).
-        amp: ``none`` | ``bf16`` | ``fp16`` autocast (fp16 with a GradScaler).
-        seed: seeds the sampler and torch's RNG (label noise, dropout; offset by rank).
-        val_interval, log_interval, ckpt_interval: in iterations (``val_interval`` 0: at the end only).
-        num_workers: DataLoader workers.
-        eval_batch_size: images per validation batch.
-    """
+class Schedule:
+    """A role's iterations and peak learning rate (distillation and the comparison rows have their own)."""
 
     iters: int
-    batch_size: int
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    poly_power: float = 0.9
-    amp: str = "none"
-    seed: int = 0
-    val_interval: int = 0
-    log_interval: int = 10
-    ckpt_interval: int = 100
-    num_workers: int = 0
-    eval_batch_size: int = 16
+    lr: float
 
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: expected one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.amp not in AMP_DTYPES:
-            raise ValueError(f"amp: expected one of {list(AMP_DTYPES)}, got {self.amp!r}")
-        if min(self.iters, self.batch_size, self.log_interval, self.ckpt_interval) < 1:
-            raise ValueError(f"iters, batch_size, log_interval and ckpt_interval must be >= 1: {self}")
-
-    @classmethod
-    def from_config(cls, train: TrainConfig, seed: int, eval_batch_size: int, iters: int | None = None,
-                    lr: float | None = None) -> TrainArgs:
-        """From params.yaml ``train``; ``iters`` and ``lr`` replace its own (distillation has its own)."""
-        t = train
-        return cls(iters=iters or t.iters, batch_size=t.batch_size, optimizer=t.optimizer, lr=lr or t.lr,
-                   momentum=t.momentum, weight_decay=t.weight_decay, poly_power=t.poly_power, amp=t.amp, seed=seed,
-                   val_interval=t.val_interval, log_interval=t.log_interval, ckpt_interval=t.ckpt_interval,
-                   num_workers=t.num_workers, eval_batch_size=eval_batch_size)
+    @property
+    def curve_every(self) -> int:
+        """Steps averaged into one row of the training curve."""
+        return max(1, -(-self.iters // CURVE_POINTS))
 
 
 @dataclass(frozen=True)
@@ -92,7 +60,7 @@ class SegData:
 
 
 class Trainer:
-    """Trains ``model`` with ``step`` on ``data`` as ``args`` say, resumable from ``resume_dir``.
+    """Trains ``model`` with ``step`` on ``data`` as params.yaml ``train`` says, resumable from ``resume_dir``.
 
     Under torchrun (``ctx.distributed``) the model is wrapped in DistributedDataParallel (with
     SyncBatchNorm on CUDA; torch has no CPU SyncBatchNorm), every process takes its share of each
@@ -101,9 +69,13 @@ class Trainer:
 
     Args:
         model: the network being trained (on ``ctx.device``).
-        step: a role step from :data:`pipeline.steps.STEPS`.
+        step: a step of :mod:`pipeline.steps`.
         data: the training and validation sets and their classes.
-        args: schedule, optimiser, intervals and seed.
+        train: params.yaml ``train``: batch, optimiser, schedule shape, precision, validation interval.
+        run: params.yaml ``run``: logging and checkpoint intervals, DataLoader workers (no effect on results).
+        schedule: the role's iterations and peak learning rate.
+        seed: seeds the sampler and torch's RNG (label noise, dropout; offset by rank).
+        eval_batch_size: images per validation batch.
         resume_dir: holds ``checkpoint.pt`` (in progress) and ``status.json``; resumed from when the
             checkpoint's fingerprint matches.
         fingerprint: identifies the configuration; a checkpoint of another configuration is ignored.
@@ -113,7 +85,8 @@ class Trainer:
         ctx: this process's place among the torchrun processes (default: one process on CPU).
     """
 
-    def __init__(self, model: nn.Module, step: Any, data: SegData, args: TrainArgs, *,
+    def __init__(self, model: nn.Module, step: Any, data: SegData, train: TrainConfig, run: RunConfig,
+                 schedule: Schedule, *, seed: int = 0, eval_batch_size: int = 16,
                  resume_dir: str | Path | None = None, fingerprint: str = "",
                  log_fn: Callable[[dict[str, float], int], None] | None = None,
                  meta: dict[str, Any] | None = None, desc: str = "train", ctx: Context | None = None) -> None:
@@ -127,7 +100,9 @@ class Trainer:
         if self.ctx.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        self.model, self.step, self.data, self.args = model, step, data, args
+        self.model, self.step, self.data = model, step, data
+        self.train_cfg, self.run_cfg, self.schedule, self.seed = train, run, schedule, seed
+        self.eval_batch_size = eval_batch_size
         # a step's own trainable module (a distillation method's projections and memory queues):
         # optimised and checkpointed with the network, its gradients averaged over processes by hand
         self.extra: nn.Module | None = getattr(step, "module", None)
@@ -136,10 +111,10 @@ class Trainer:
         if self.extra is not None:
             self.extra.to(self.device)
         trainable = list(model.parameters()) + (list(self.extra.parameters()) if self.extra is not None else [])
-        self.optimizer = make_optimizer(args.optimizer, [p for p in trainable if p.requires_grad],
-                                        args.lr, args.momentum, args.weight_decay)
-        self.autocast_dtype = AMP_DTYPES[args.amp]
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=args.amp == "fp16")
+        self.optimizer = make_optimizer(train.optimizer, [p for p in trainable if p.requires_grad],
+                                        schedule.lr, train.momentum, train.weight_decay)
+        self.autocast_dtype = AMP_DTYPES[train.amp]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=train.amp == "fp16")
         self.resume_dir = Path(resume_dir) if resume_dir else None
         self.fingerprint, self.log_fn = fingerprint, log_fn
         self.meta, self.desc = meta or {}, desc
@@ -149,7 +124,7 @@ class Trainer:
 
     @property
     def effective_batch(self) -> int:
-        return self.args.batch_size * self.ctx.world_size
+        return self.train_cfg.batch_size * self.ctx.world_size
 
     # -- checkpoints -------------------------------------------------------------------------
     @property
@@ -175,7 +150,7 @@ class Trainer:
     def write_status(self, complete: bool) -> None:
         """``status.json`` beside the checkpoint: how far this model got (also keeps the DVC output non-empty)."""
         if self.resume_dir and self.ctx.writes_files:
-            write_json(self.resume_dir / "status.json", {"iteration": self.iteration, "iters": self.args.iters,
+            write_json(self.resume_dir / "status.json", {"iteration": self.iteration, "iters": self.schedule.iters,
                                                          "complete": complete, "fingerprint": self.fingerprint})
 
     def save_checkpoint(self) -> None:
@@ -223,20 +198,13 @@ class Trainer:
         # torch's stream, so how often it runs never changes the training that follows
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
-            loader = eval_loader(self.data.val, self.args.eval_batch_size, rank=self.ctx.rank,
+            loader = eval_loader(self.data.val, self.eval_batch_size, rank=self.ctx.rank,
                                  world_size=self.ctx.world_size)
             conf = evaluate(self.module, loader, self.data.num_classes, self.data.ignore_index, self.step.model_input,
-                            device=self.device, autocast_dtype=self.autocast_dtype)
+                            Inference(autocast_dtype=self.autocast_dtype), self.device)
         conf = all_reduce_sum(torch.from_numpy(conf).to(self.device), self.ctx).cpu().numpy()
         s = scores(conf, self.data.classes)
         return {"val_miou": s["miou"], "val_pixel_acc": s["pixel_acc"]}
-
-    def _log_row(self, sums: dict[str, float], lr: float, n: int, seconds: float) -> dict[str, float]:
-        """Mean loss terms over the last ``n`` steps and all processes."""
-        keys = list(sums)  # the same order on every process: the step returns the same terms
-        mean = all_reduce_sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=self.device),
-                              self.ctx) / (n * self.ctx.world_size)
-        return {"step": self.iteration, "lr": lr, **dict(zip(keys, mean.tolist())), "sec_per_iter": seconds / n}
 
     def train_step(self, image: torch.Tensor, label: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:
         """One optimisation step at learning rate ``lr``; returns the step's (detached) loss terms."""
@@ -259,52 +227,83 @@ class Trainer:
         self.iteration += 1
         return {k: v.detach() for k, v in terms.items()}
 
-    def fit(self) -> dict[str, list[dict[str, float]]]:
-        """Run to ``args.iters``; returns the history ``{"train": [...], "val": [...]}``."""
-        a = self.args
-        torch.manual_seed(a.seed + self.ctx.rank)  # per process: label noise and dropout differ by rank
+    def _row(self, sums: dict[str, float], lr: float, n: int, seconds: float) -> dict[str, float]:
+        """Mean loss terms over the last ``n`` steps and all processes."""
+        keys = list(sums)  # the same order on every process: the step returns the same terms
+        mean = all_reduce_sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=self.device),
+                              self.ctx) / (n * self.ctx.world_size)
+        return {"step": self.iteration, "lr": lr, **dict(zip(keys, mean.tolist())), "sec_per_iter": seconds / n}
+
+    def _seed(self) -> None:
+        torch.manual_seed(self.seed + self.ctx.rank)  # per process: label noise and dropout differ by rank
         if self.step_rng is not None:  # not the stream of the model's dropout
-            self.step_rng.manual_seed(a.seed + self.ctx.rank + 104729)
+            self.step_rng.manual_seed(self.seed + self.ctx.rank + 104729)
+
+    def fit(self) -> dict[str, list[dict[str, float]]]:
+        """Run to the schedule's end; returns the history ``{"train": [...], "val": [...]}``."""
+        t, sched = self.train_cfg, self.schedule
+        self._seed()
         self.try_resume()
         self.model.train()
         if self.extra is not None:
             self.extra.train()
-        batches = train_loader(self.data.train, a.batch_size, a.seed, self.iteration, a.num_workers,
+        batches = train_loader(self.data.train, t.batch_size, self.seed, self.iteration, self.run_cfg.num_workers,
                                self.ctx.rank, self.ctx.world_size)
-        bar = progress.bar(total=a.iters, initial=self.iteration, desc=self.desc, unit="it", dynamic_ncols=True,
+        bar = progress.bar(total=sched.iters, initial=self.iteration, desc=self.desc, unit="it", dynamic_ncols=True,
                            enabled=self.ctx.is_main)
-        lines = self.ctx.is_main and not progress.interactive()  # a log: one plain line per logging step
-        sums: dict[str, float] = {}
-        t0, n0 = time.perf_counter(), self.iteration
+        # two windows of mean losses: the curve's (a fixed grid of the schedule) and the log's (run.log_interval)
+        self._windows = {"curve": Window(self.iteration), "log": Window(self.iteration)}
         try:
-            while self.iteration < a.iters:
-                lr = poly_lr(a.lr, self.iteration, a.iters, a.poly_power)
-                image, label = (t.to(self.device, non_blocking=True) for t in next(batches))
+            while self.iteration < sched.iters:
+                lr = poly_lr(sched.lr, self.iteration, sched.iters, t.poly_power)
+                image, label = (x.to(self.device, non_blocking=True) for x in next(batches))
                 terms = self.train_step(image, label, lr)
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
+                for w in self._windows.values():
+                    w.add(terms)
                 bar.update(1)
                 # no forced redraw per step: the bar refreshes at its own pace (0.1 s), which costs far less
                 bar.set_postfix(loss=f"{float(terms['loss']):.3f}", lr=f"{lr:.2e}", refresh=False)
-                last = self.iteration == a.iters
-                if self.iteration % a.log_interval == 0 or last:
-                    row = self._log_row(sums, lr, self.iteration - n0, time.perf_counter() - t0)
-                    self.history["train"].append(row)
-                    if lines:
-                        print(f"{self.desc} {self.iteration}/{a.iters}: loss {row['loss']:.4f}, lr {lr:.2e}, "
-                              f"{row['sec_per_iter']:.3f} s/it", flush=True)
-                    if self.log_fn:
-                        self.log_fn({f"train_{k}": v for k, v in row.items() if k != "step"}, self.iteration)
-                    sums, t0, n0 = {}, time.perf_counter(), self.iteration
-                if self.data.val is not None and (last or a.val_interval and self.iteration % a.val_interval == 0):
-                    row = {"step": self.iteration, **self.validate()}
-                    self.history["val"].append(row)
-                    if self.ctx.is_main:
-                        bar.write(f"{self.desc} iteration {self.iteration}: val mIoU {row['val_miou']:.2f}")
-                    if self.log_fn:
-                        self.log_fn({k: v for k, v in row.items() if k != "step"}, self.iteration)
-                if self.resume_dir and self.iteration % a.ckpt_interval == 0 and not last:
-                    self.save_checkpoint()
+                self._after_step(lr, bar)
         finally:
             bar.close()  # also on an error, so the error message starts on its own line
         return self.history
+
+    def _after_step(self, lr: float, bar: Any) -> None:
+        """The curve's row, the log line, validation and the resume checkpoint, each when it is due."""
+        t, sched, it = self.train_cfg, self.schedule, self.iteration
+        last = it == sched.iters
+        if it % sched.curve_every == 0 or last:
+            self.history["train"].append(self._windows["curve"].row(self, lr))
+        if it % self.run_cfg.log_interval == 0 or last:
+            row = self._windows["log"].row(self, lr)
+            if self.ctx.is_main and not progress.interactive():  # a log: one plain line per logging step
+                print(f"{self.desc} {it}/{sched.iters}: loss {row['loss']:.4f}, lr {lr:.2e}, "
+                      f"{row['sec_per_iter']:.3f} s/it", flush=True)
+            if self.log_fn:
+                self.log_fn({f"train_{k}": v for k, v in row.items() if k != "step"}, it)
+        if self.data.val is not None and (last or t.val_interval and it % t.val_interval == 0):
+            row = {"step": it, **self.validate()}
+            self.history["val"].append(row)
+            if self.ctx.is_main:
+                bar.write(f"{self.desc} iteration {it}: val mIoU {row['val_miou']:.2f}")
+            if self.log_fn:
+                self.log_fn({k: v for k, v in row.items() if k != "step"}, it)
+        if self.resume_dir and it % self.run_cfg.ckpt_interval == 0 and not last:
+            self.save_checkpoint()
+
+
+class Window:
+    """Sums of the loss terms since ``start``: one row of means when read, then empty again."""
+
+    def __init__(self, start: int) -> None:
+        self.sums: dict[str, float] = {}
+        self.start, self.t0 = start, time.perf_counter()
+
+    def add(self, terms: dict[str, torch.Tensor]) -> None:
+        for k, v in terms.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+
+    def row(self, trainer: Trainer, lr: float) -> dict[str, float]:
+        row = trainer._row(self.sums, lr, trainer.iteration - self.start, time.perf_counter() - self.t0)
+        self.sums, self.start, self.t0 = {}, trainer.iteration, time.perf_counter()
+        return row

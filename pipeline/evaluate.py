@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -11,6 +13,9 @@ from torch import nn
 
 from pipeline.metrics import confusion
 from pipeline.progress import bar
+
+if TYPE_CHECKING:
+    from pipeline.config import EvaluateConfig
 
 InputFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -44,21 +49,39 @@ def slide_scores(model: nn.Module, x: torch.Tensor, crop: int, stride: int) -> t
     return (total / count)[:, :, :h, :w]
 
 
+@dataclass(frozen=True)
+class Inference:
+    """How a model is run on an image: scales, flip, whole image or sliding window, precision
+    (one object built from params.yaml ``evaluate``; the defaults are single-scale, whole, float32)."""
+
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    mode: str = "whole"  # whole | slide
+    crop: int = 512  # slide window side, pixels
+    stride: int = 341  # slide window step, pixels
+    autocast_dtype: torch.dtype | None = None
+
+    @classmethod
+    def from_config(cls, ev: EvaluateConfig, autocast_dtype: torch.dtype | None = None) -> Inference:
+        return cls(tuple(ev.multi_scale), ev.flip, ev.mode, ev.crop, ev.stride, autocast_dtype)
+
+
+WHOLE = Inference()
+
+
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, scales: Iterable[float] = (1.0,), flip: bool = False,
-                   autocast_dtype: torch.dtype | None = None, mode: str = "whole", crop: int = 512,
-                   stride: int = 341) -> torch.Tensor:
+def predict_logits(model: nn.Module, x: torch.Tensor, inference: Inference = WHOLE) -> torch.Tensor:
     """Class scores at the input size (the label's resolution), averaged over rescaled (and flipped)
     copies of ``x``; ``mode="slide"`` runs each copy in ``crop`` windows ``stride`` apart."""
-    size = x.shape[2:]
+    inf, size = inference, x.shape[2:]
     total = 0.0
-    with autocast(x.device, autocast_dtype):
-        for s in scales:
+    with autocast(x.device, inf.autocast_dtype):
+        for s in inf.scales:
             xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
-            for flipped in ([False, True] if flip else [False]):
+            for flipped in ([False, True] if inf.flip else [False]):
                 xi = xs.flip(-1) if flipped else xs
-                if mode == "slide":
-                    p = F.interpolate(slide_scores(model, xi, crop, stride), size, mode="bilinear",
+                if inf.mode == "slide":
+                    p = F.interpolate(slide_scores(model, xi, inf.crop, inf.stride), size, mode="bilinear",
                                       align_corners=False)
                 else:
                     z = model(xi)["out"].float()
@@ -69,15 +92,13 @@ def predict_logits(model: nn.Module, x: torch.Tensor, scales: Iterable[float] = 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, num_classes: int, ignore_index: int = 255,
-             input_fn: InputFn | None = None, scales: Iterable[float] = (1.0,), flip: bool = False,
-             device: torch.device | str = "cpu", autocast_dtype: torch.dtype | None = None,
-             progress: str | None = None, mode: str = "whole", crop: int = 512, stride: int = 341) -> np.ndarray:
+             input_fn: InputFn | None = None, inference: Inference = WHOLE, device: torch.device | str = "cpu",
+             progress: str | None = None) -> np.ndarray:
     """Accumulated (K, K) confusion matrix of ``model`` over ``loader``.
 
     Args:
         input_fn: (image, label) -> model input; the LAD teacher adds its label channel here.
-        scales, flip: multi-scale / flip averaging of the upsampled softmax scores.
-        mode, crop, stride: whole-image or sliding-window inference (see :func:`predict_logits`).
+        inference: scales, flip, whole image or sliding window, precision (:class:`Inference`).
         progress: tqdm description (None: no bar).
     """
     was_training = model.training
@@ -86,7 +107,7 @@ def evaluate(model: nn.Module, loader: Iterable, num_classes: int, ignore_index:
     for image, label in bar(loader, enabled=progress is not None, desc=progress, leave=False, unit="batch"):
         image, label = image.to(device), label.to(device)
         x = input_fn(image, label) if input_fn else image
-        pred = predict_logits(model, x, scales, flip, autocast_dtype, mode, crop, stride).argmax(1)
+        pred = predict_logits(model, x, inference).argmax(1)
         conf += confusion(pred, label, num_classes, ignore_index).cpu()
     model.train(was_training)
     return conf.numpy()

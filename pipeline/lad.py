@@ -7,12 +7,17 @@ scaled to the image's numeric range. Vectorised: one (B, K+1) code matrix gather
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
 import torch
-from torch import nn
 
-from pipeline.losses import DISTANCES, seg_terms
+from pipeline.config import Codebook
 
-CODEBOOKS = ("random", "fixed")
+if TYPE_CHECKING:
+    from pipeline.config import DistillConfig, LADConfig
+
+CODEBOOKS: tuple[Codebook, ...] = ("random", "fixed")
 
 
 def fixed_codes(num_slots: int) -> torch.Tensor:
@@ -66,28 +71,31 @@ def teacher_input(image: torch.Tensor, label: torch.Tensor, num_classes: int, ig
     return torch.cat([image, channel], 1)
 
 
-def dual_path_loss(model: nn.Module, image: torch.Tensor, label: torch.Tensor, num_classes: int,
-                   ignore_index: int, codebook: str, noise_std: float, scale: float, w_aux: float,
-                   w_cons: float, temperature: float, dual_path: bool = True,
-                   distance: str = "cwd") -> dict[str, torch.Tensor]:
-    """LAD teacher loss: two independently noised label paths, CE on both, symmetric stop-grad CWD.
+# What the teacher's label channel holds: while it trains (lad), as the student's teacher (distill),
+# and the three ways it is evaluated (a random or the fixed code book, or an all-zero channel)
+Channel = Literal["training", "distill", "random", "fixed", "zero"]
 
-    ``L = sum_i [CE(z_i, y) + w_aux CE(a_i, y)] + w_cons [CWD(z1, sg(z2)) + CWD(z2, sg(z1))]``.
-    With ``dual_path=False`` a single path and no consistency term (the ablation); ``distance``
-    (a key of ``losses.DISTANCES``) swaps CWD for pixel-wise KL (the other ablation).
-    Returns the total as ``loss`` plus its terms (detached) for logging.
-    """
-    outs = []
-    for _ in range(2 if dual_path else 1):
-        x = teacher_input(image, label, num_classes, ignore_index, codebook, noise_std, scale)
-        outs.append(model(x))
-    ce, aux = (sum(t) for t in zip(*(seg_terms(o, label, ignore_index) for o in outs)))
-    terms = {"ce": ce, "aux": aux}
-    loss = ce + w_aux * aux
-    if dual_path:
-        z1, z2 = outs[0]["out"], outs[1]["out"]
-        dist = DISTANCES[distance]
-        cons = dist(z1, z2.detach(), temperature) + dist(z2, z1.detach(), temperature)
-        terms["cons"] = cons
-        loss = loss + w_cons * cons
-    return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}
+
+@dataclass(frozen=True)
+class LabelChannel:
+    """The LAD teacher's fourth input channel, built from params in this one place for training,
+    distillation and evaluation: a code book (None: all zeros), its pixel noise and the scale."""
+
+    codebook: Codebook | None
+    noise_std: float
+    scale: float
+
+    @classmethod
+    def of(cls, kind: Channel, lad: LADConfig, distill: DistillConfig) -> LabelChannel:
+        """``training``: lad's code book and noise; ``distill``: what the distilling teacher sees;
+        ``random`` / ``fixed``: that code book with the noise of its use; ``zero``: an empty channel."""
+        book, noise = {"training": (lad.codebook, lad.noise_std), "distill": (distill.codebook, distill.noise_std),
+                       "random": ("random", lad.noise_std), "fixed": ("fixed", distill.noise_std),
+                       "zero": (None, 0.0)}[kind]
+        return cls(book, noise, lad.scale)
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor, num_classes: int, ignore_index: int,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """``concat(image, channel)``: the teacher's input."""
+        return teacher_input(image, label, num_classes, ignore_index, self.codebook, self.noise_std, self.scale,
+                             generator)

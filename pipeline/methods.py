@@ -1,23 +1,21 @@
 """Distillation methods of the comparison table: a registry of losses from a conventional teacher.
 
-Each :class:`Method` holds its official hyper-parameters as defaults (``params.yaml``
-``compare.hparams.<name>`` overrides any of them) and builds a loss module that maps the student's
-and the frozen teacher's outputs (``{"out": logits, "feat": embedding}``) and the label to weighted
-loss terms. The module may have weights (projections) and buffers (CIRKD's memory queues): the
-trainer optimises and checkpoints them with the student. Adding a method is one entry in
-:data:`METHODS` and its name in ``compare.methods``.
+Each method is a loss module that maps the student's and the frozen teacher's outputs
+(``{"out": logits, "feat": embedding}``) and the label to weighted loss terms, with the hyper-parameters
+of its section of ``params.yaml`` ``compare.hparams``. The module may have weights (projections) and
+buffers (CIRKD's memory queues): the trainer optimises and checkpoints them with the student. Adding a
+method: docs/extending.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.config import MethodName, Section
 from pipeline.losses import MemoryContrast, cwd, kd, pixel_pair_relation
 
 Terms = dict[str, torch.Tensor]
@@ -88,50 +86,21 @@ class CIRKDLoss(nn.Module):
                 "memory_region": hp["w_memory_region"] * region}
 
 
-@dataclass(frozen=True)
-class Method:
-    title: str  # the Method column of the report
-    loss: Callable[..., nn.Module]  # (hp, student width, teacher width, classes, ignore index) -> loss module
-    defaults: dict[str, float] = field(default_factory=dict)  # the official hyper-parameters
-    source: str = ""  # where the defaults come from
-
-
-METHODS: dict[str, Method] = {
-    "kd": Method("KD", KDLoss, {"w_kd": 1.0, "temperature": 1.0}, "CIRKD train_kd.py: lambda-kd 1, T 1"),
+# name -> its loss module (hp, student width, teacher width, classes, ignore index) -> nn.Module. Each
+# name's hyper-parameters, their official values' source and its title are params.yaml's
+# compare.hparams.<name> and its section in pipeline/config.py (MethodsHparams).
+METHODS: dict[MethodName, Callable[..., nn.Module]] = {
+    "kd": KDLoss,
     # CIRKD's script also trains a discriminator against the student's logits (lambda-adv 0.001 for the
     # student, lambda-d 0.1 for the discriminator, hinge loss): not implemented, it needs a second
     # optimiser stepping in turn with the student's, which the trainer's single objective does not have
-    "cwd": Method("CWD + KD (no adversarial term)", CWDLoss,
-                  {"w_logits": 3.0, "w_features": 50.0, "temperature": 4.0, "w_kd": 1.0, "kd_temperature": 1.0},
-                  "CIRKD train_cwd.sh: lambda-cwd-logit 3, lambda-cwd-fea 50, T 4, lambda-kd 1 (KD T 1); its "
-                  "lambda-adv 0.001 / lambda-d 0.1 adversarial terms are left out"),
-    "cirkd": Method("CIRKD", CIRKDLoss,
-                    {"w_kd": 1.0, "kd_temperature": 1.0, "w_pair": 1.0, "w_memory_pixel": 0.1,
-                     "w_memory_region": 0.1, "contrast_temperature": 0.1, "contrast_kd_temperature": 1.0,
-                     "pixel_memory": 20000, "region_memory": 2000, "pixel_contrast": 4096, "region_contrast": 1024},
-                    "CIRKD train_cirkd.py defaults (Cityscapes); its VOC script sets both memory weights to 0.01"),
+    "cwd": CWDLoss,
+    "cirkd": CIRKDLoss,
 }
 
 
-def method_hparams(name: str, overrides: dict[str, float] | None = None) -> dict[str, float]:
-    """The method's defaults with ``overrides`` applied; unknown names raise ValueError naming them."""
-    if name not in METHODS:
-        raise ValueError(f"compare.methods: unknown method {name!r} (registered: {sorted(METHODS)})")
-    defaults = METHODS[name].defaults
-    unknown = sorted(set(overrides or {}) - set(defaults))
-    if unknown:
-        raise ValueError(f"compare.hparams.{name}: unknown key(s) {unknown} (allowed: {sorted(defaults)})")
-    return {**defaults, **(overrides or {})}
-
-
-def create_method_loss(name: str, overrides: dict[str, float] | None, *, s_channels: int, t_channels: int,
-                       num_classes: int, ignore_index: int = 255) -> nn.Module:
-    """The loss module of method ``name`` (``overrides``: its entry of params.yaml ``compare.hparams``)
-    for embeddings ``s_channels`` / ``t_channels`` wide."""
-    return METHODS[name].loss(method_hparams(name, overrides), s_channels, t_channels, num_classes, ignore_index)
-
-
-def describe(name: str, overrides: dict[str, Any] | None = None) -> str:
-    """``CIRKD (w_kd=1, ...)``: the method and every hyper-parameter it ran with."""
-    hp = method_hparams(name, overrides)
-    return f"{METHODS[name].title} (" + ", ".join(f"{k}={v:g}" for k, v in hp.items()) + ")"
+def create_method_loss(name: MethodName, hp: Section, *, s_channels: int, t_channels: int, num_classes: int,
+                       ignore_index: int = 255) -> nn.Module:
+    """The loss module of method ``name`` with hyper-parameters ``hp`` (its section of params.yaml
+    ``compare.hparams``) for embeddings ``s_channels`` / ``t_channels`` wide."""
+    return METHODS[name](hp.model_dump(), s_channels, t_channels, num_classes, ignore_index)

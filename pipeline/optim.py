@@ -7,15 +7,17 @@ from typing import Any
 
 import torch
 
+from pipeline.config import Amp, Optimizer
+
 # foreach: one kernel per step for all parameters; torch's CPU default loops over them in Python
 # (about a tenth of a small model's step)
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+OPTIMIZERS: dict[Optimizer, Callable[..., torch.optim.Optimizer]] = {
     "sgd": lambda params, lr, momentum, weight_decay: torch.optim.SGD(
         params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True),
     "adamw": lambda params, lr, momentum, weight_decay: torch.optim.AdamW(
         params, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay, foreach=True),
 }
-AMP_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_DTYPES: dict[Amp, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def make_optimizer(name: str, params: Any, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:

@@ -27,21 +27,21 @@ from pipeline.ablations import (
     ablation_rows,
     imagenet_sets,
     plot_ablations,
-    yaml_value,
 )
 from pipeline.io import atomic_write, git_commit, write_json
-from pipeline.methods import METHODS
+from pipeline.overlays import yaml_value
 from pipeline.report import (
     PUBLISHED_NOTE,
     fmt,
     fmt_interval,
     markdown_table,
     mean_std,
+    method_title,
     model_name,
     paired_interval,
     published,
 )
-from pipeline.roles import COMPARE_PREFIX
+from pipeline.roles import COMPARE_PREFIX, METHOD_NAMES
 
 RUNS = Path("reports/paper/runs")  # one folder per experiment: its eval and train JSON, meta.json
 PAPER_MD = Path("reports/paper.md")
@@ -77,17 +77,12 @@ def plan(seeds: tuple[int, ...] = SEEDS, ablation_seeds: tuple[int, ...] = ABLAT
     exps.append(Experiment(f"{PREFIX}-abl-reference", abl, "ablation", "reference", "params.yaml as committed",
                            ablation_seeds))
     for name in ablations if ablations is not None else list(ABLATIONS):
-        what, sets = ABLATIONS[name]
-        exps.append(Experiment(f"{PREFIX}-abl-{name}", {**abl, **sets}, "ablation", name, what, ablation_seeds))
+        ov = ABLATIONS[name]
+        exps.append(Experiment(f"{PREFIX}-abl-{name}", {**abl, **ov.sets}, "ablation", name, ov.what, ablation_seeds))
     if imagenet:
         exps.append(Experiment(f"{PREFIX}-abl-{IMAGENET[0]}", {**abl, **imagenet_sets(imagenet)}, "ablation",
                                IMAGENET[0], IMAGENET[1], ablation_seeds))
     return exps
-
-
-def set_args(sets: dict[str, Any]) -> list[str]:
-    """``-S key=value`` arguments of ``dvc exp run`` (values in YAML/JSON form: lists, booleans)."""
-    return [a for k, v in sets.items() for a in ("-S", f"{k}={yaml_value(v)}")]
 
 
 def collect(exp: Experiment, seconds: float, parent_run: str | None, root: Path = Path(".")) -> Path:
@@ -176,8 +171,8 @@ def student_rows(main: Run, warm: Run) -> list[Row]:
     if "baseline_ft" in warm.eval:
         rows.append((warm, "baseline_ft", "Baseline + the warm start's iterations (equal-budget control)", None,
                      "baseline_ft"))
-    rows += [(main, f"{COMPARE_PREFIX}{m}", METHODS[m].title, "conventional_teacher", m)
-             for m in METHODS if f"{COMPARE_PREFIX}{m}" in main.eval]
+    rows += [(main, f"{COMPARE_PREFIX}{m}", method_title(m), "conventional_teacher", m)
+             for m in METHOD_NAMES if f"{COMPARE_PREFIX}{m}" in main.eval]
     rows.append((main, "lad_student", "LAD (from scratch)", "teacher_fixed", "lad"))
     rows.append((warm, "lad_student", "LAD (warm start from the baseline)", "teacher_fixed", "lad"))
     return rows
@@ -263,11 +258,11 @@ def conclusions(main: Run, warm: Run) -> str:
                + compare(warm, "lad_student", "baseline", "the warm-started LAD student", "the baseline") + " "
                + (compare(warm, "lad_student", "baseline_ft", "the warm-started LAD student",
                           "the baseline trained on for as many iterations") if "baseline_ft" in warm.eval else ""))
-    methods = [m for m in METHODS if f"{COMPARE_PREFIX}{m}" in main.eval]
+    methods = [m for m in METHOD_NAMES if f"{COMPARE_PREFIX}{m}" in main.eval]
     lines = [compare(main, "conventional_teacher", "baseline", "the conventional teacher",
                      "the baseline (its students' network, trained alike)")] if methods else []
     lines += [compare(main, "lad_student", f"{COMPARE_PREFIX}{m}", "the LAD student from scratch",
-                      f"the {METHODS[m].title} student") for m in methods]
+                      f"the {method_title(m)} student") for m in methods]
     cost = (f" The conventional teacher has "
             f"{fmt(main.eval['conventional_teacher'][0]['params_m'])} M params and took "
             f"{fmt(main.train_seconds('conventional_teacher'), 0)} s to train; the LAD teacher "

@@ -64,7 +64,9 @@ Comparison methods from the conventional teacher: {compare_note}.
 ## Teachers
 
 {teachers}
-{ablations}
+
+The ablations and the table over seeds are DVC experiments of their own (`make paper`): reports/paper.md.
+
 ## mIoU of each seed
 
 {seed_table}
@@ -83,6 +85,18 @@ Comparison methods from the conventional teacher: {compare_note}.
 
 ![examples](figures/examples.png)
 """
+
+
+def method_title(method: str) -> str:
+    """The Method column of a comparison row: its hyper-parameter section's title (pipeline/config.py)."""
+    from pipeline.config import MethodsHparams
+
+    return MethodsHparams.model_fields[method].annotation.title
+
+
+def describe(method: str, hp: Any) -> str:
+    """``CIRKD (w_kd=1, ...)``: the method and every hyper-parameter it ran with (``hp``: its section)."""
+    return f"{method_title(method)} (" + ", ".join(f"{k}={v:g}" for k, v in hp.model_dump().items()) + ")"
 
 
 def published(dataset: str, row: str, arch: str, backbone: str) -> float | None:

@@ -1,73 +1,17 @@
-"""What every stage shares: paths of the DAG's files, config loading and clear input errors."""
+"""What every stage shares: its command line, config loading, threads and clear input errors."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import Config, ConfigError, load_config
-from pipeline.roles import ROLES
-
-# The files that connect the stages (dvc.yaml declares the same paths).
-INDEX = Path("data/prepared/index.json")
-MODELS = Path("models")
-CHECKPOINTS = Path("checkpoints")  # in-progress checkpoints: git- and DVC-ignored, not a DVC output
-TRAIN_REPORTS = Path("reports/train")
-CURVES = Path("reports/curves")
-EVAL = Path("reports/eval")
-METRICS = Path("reports/metrics.json")
-EXPERIMENT = os.environ.get("MLFLOW_EXPERIMENT_NAME", "lad")
-
-
-@dataclass(frozen=True)
-class SeedPaths:
-    """Where the stages of one seed (one column of the DVC matrix) read and write."""
-
-    seed: int
-
-    @property
-    def models(self) -> Path:
-        return MODELS / f"seed{self.seed}"
-
-    def model(self, role: str) -> Path:
-        """The final checkpoint of a trained model (``role``: a key of :data:`pipeline.roles.ROLES`).
-
-        Models a stage may skip (``baseline_ft``, the comparison rows) live in a folder of their own,
-        the DVC output, which holds ``model.pt`` or a ``SKIPPED`` note.
-        """
-        return self.models / ROLES[role].model_file
-
-    def out(self, role: str) -> Path:
-        """The DVC output of ``role``'s stage: its checkpoint, or the folder that holds it."""
-        return self.models / ROLES[role].out
-
-    def resume(self, role: str) -> Path:
-        """In-progress checkpoint and status of ``role``: no DVC output (DVC deletes only those before a
-        rerun), so an interrupted stage resumes, and every output stays cacheable for the run cache."""
-        return CHECKPOINTS / f"seed{self.seed}" / role
-
-    def train_report(self, role: str) -> Path:
-        return TRAIN_REPORTS / f"seed{self.seed}" / f"{role}.json"
-
-    def curve(self, role: str, kind: str) -> Path:
-        return CURVES / f"seed{self.seed}" / f"{role}_{kind}.tsv"
-
-    def onnx(self, name: str) -> Path:
-        """The ONNX export of an evaluated student (``name``: a key of :data:`pipeline.roles.EVALUATIONS`)."""
-        return self.models / "onnx" / f"{name}.onnx"
-
-    @property
-    def eval(self) -> Path:
-        return EVAL / f"seed{self.seed}"
-
-    @property
-    def eval_metrics(self) -> Path:
-        return EVAL / f"seed{self.seed}.json"
+from pipeline.config import Config, ConfigError, check_networks, load_config
+from pipeline.paths import EXPERIMENT, INDEX, SeedPaths  # noqa: F401  (the stages' shared names)
 
 
 def stage_args(description: str, roles: list[str] | None = None) -> argparse.Namespace:
@@ -89,6 +33,12 @@ def error_line(err: BaseException) -> str:
     if "Original Traceback" in text:
         text = text.splitlines()[-1].split(": ", 1)[-1]
     return text
+
+
+def start_heavy(cfg: Config) -> None:
+    """What :func:`run_stage` left out for a ``light`` stage: torch's threads, the backbone names."""
+    set_threads()
+    check_networks(cfg)
 
 
 THREADS_ENV = "LAD_THREADS"  # torch threads per stage process: cores / parallel jobs (`dvc exp run -j N`)
@@ -113,14 +63,42 @@ def set_threads(env: dict[str, str] = os.environ) -> int | None:
     return int(value)
 
 
-def run_stage(body: Callable[[Config], None], params_file: str = "params.yaml") -> None:
-    """Load and validate the config, run ``body``, and turn input errors into one clear line."""
+def run_stage(body: Callable[[Config], None], params_file: str = "params.yaml", light: bool = False) -> None:
+    """Load and validate the config, run ``body``, and turn input errors into one clear line.
+
+    ``light``: ``body`` may have nothing to do and should then cost a fraction of a second, so neither
+    torch's threads nor timm's backbone names are touched here; ``body`` calls :func:`start_heavy` when
+    it goes on to build networks.
+    """
     try:
-        set_threads()
-        cfg = load_config(params_file)
+        if not light:
+            set_threads()
+        cfg = load_config(params_file, networks=not light)
         body(cfg)
     except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
         if os.environ.get("LAD_DEBUG"):
             traceback.print_exc()
         print(f"error: {error_line(err)}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        record_imports()
+
+
+IMPORT_LOG_ENV = "LAD_IMPORT_LOG"  # a file: each stage process appends the project modules it imported
+
+
+def project_modules() -> list[str]:
+    """The project's source files this process has imported, relative to the repository root."""
+    root = Path.cwd().resolve()
+    files = {Path(m.__file__).resolve() for m in list(sys.modules.values()) if getattr(m, "__file__", None)}
+    return sorted(str(f.relative_to(root)) for f in files
+                  if f.is_relative_to(root) and f.parts[len(root.parts)] in ("pipeline", "stages"))
+
+
+def record_imports() -> None:
+    """With ``$LAD_IMPORT_LOG`` set, append this stage's command and imported modules (tests/test_roles.py
+    checks them against the stage's dvc.yaml deps)."""
+    path = os.environ.get(IMPORT_LOG_ENV)
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"argv": sys.argv[1:], "module": sys.argv[0], "modules": project_modules()}) + "\n")

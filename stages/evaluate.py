@@ -22,30 +22,29 @@ from pipeline.config import Config
 from pipeline.data import eval_loader, load_index, make_dataset
 from pipeline.data.dataset import pad_collate
 from pipeline.deploy import check_onnx, export_onnx, torch_latency
-from pipeline.dist import pick_device
-from pipeline.evaluate import evaluate, predict_logits
+from pipeline.dist import check_amp, pick_device
+from pipeline.evaluate import Inference, evaluate, predict_logits
 from pipeline.io import atomic_write, write_json
-from pipeline.lad import teacher_input
+from pipeline.lad import Channel, LabelChannel
 from pipeline.metrics import scores
 from pipeline.models import count_flops, count_params
 from pipeline.optim import AMP_DTYPES
-from pipeline.roles import EVALUATIONS, ROLES
+from pipeline.paths import EXPERIMENT, INDEX, SeedPaths
+from pipeline.roles import EVALUATIONS
 from pipeline.tracking import stage_run
-from stages.common import EXPERIMENT, INDEX, SeedPaths, run_stage, stage_args
+from stages.common import run_stage, stage_args
 
 # the params this stage reads (dvc.yaml lists the same; tests/test_roles.py checks)
 SECTIONS = ("data", "lad.scale", "lad.noise_std", "distill.codebook", "distill.noise_std", "evaluate", "train.amp",
             "train.crop_size", "train.device")
 
 
-def input_fn(cfg: Config, index: dict[str, Any], codebook: str | None) -> Callable | None:
-    """What the model sees: the image, or image + label channel (random / fixed / zero)."""
-    if codebook is None:
+def input_fn(cfg: Config, index: dict[str, Any], channel: Channel | None) -> Callable | None:
+    """What the model sees: the image (None), or image + label channel (random / fixed / zero)."""
+    if channel is None:
         return None
-    k, ignore = len(index["classes"]), index["ignore_index"]
-    noise = cfg.distill.noise_std if codebook == "fixed" else cfg.lad.noise_std
-    book = None if codebook == "zero" else codebook
-    return lambda x, y: teacher_input(x, y, k, ignore, book, noise, cfg.lad.scale)
+    k, ignore, make = len(index["classes"]), index["ignore_index"], LabelChannel.of(channel, cfg.lad, cfg.distill)
+    return lambda x, y: make(x, y, k, ignore)
 
 
 def example_batch(cfg: Config, val: Any, ignore: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, np.ndarray]]:
@@ -72,9 +71,8 @@ def evaluate_model(name: str, path: Path, cfg: Config, index: dict[str, Any], lo
     fn = input_fn(cfg, index, codebook)
     torch.manual_seed(seed)  # the label noise of the teacher's evaluation is reproducible
     ev = cfg.evaluate
-    conf = evaluate(model.to(device), loader, k, ignore, fn, ev.multi_scale, ev.flip, device=device,
-                    autocast_dtype=AMP_DTYPES[cfg.train.amp], progress=f"evaluate {name} (seed {seed})",
-                    mode=ev.mode, crop=ev.crop, stride=ev.stride)
+    conf = evaluate(model.to(device), loader, k, ignore, fn, Inference.from_config(ev, AMP_DTYPES[cfg.train.amp]),
+                    device, progress=f"evaluate {name} (seed {seed})")
     model.cpu()
     res = scores(conf, classes)
     spec = ckpt["spec"]
@@ -95,7 +93,7 @@ def deployment(name: str, model: torch.nn.Module, fn: Callable | None, sample: t
     if reps:
         out["latency"] = torch_latency(model, x, reps, device, AMP_DTYPES[cfg.train.amp])
         model.cpu()
-    if ROLES[EVALUATIONS[name].role].net == "student":  # the networks that ship: image in, logits out
+    if EVALUATIONS[name].ships:  # the networks that ship: image in, logits out
         onnx = paths.onnx(name)
         export_onnx(model, onnx, x)
         out["onnx"] = {"file": str(onnx), **check_onnx(onnx, model, checked[0], reps)}
@@ -107,8 +105,9 @@ def evaluate_all(cfg: Config, seed: int = 0, run_id: str | None = None) -> dict[
     ``run_id``, the MLflow run of this evaluation, as its source)."""
     paths = SeedPaths(seed)
     device = pick_device(cfg.train.device)
+    check_amp(cfg.train.amp, device)
     index = load_index(INDEX)
-    val = make_dataset(index, "val", cfg.data.mean, cfg.data.std, cfg.data.cache, cfg.data.channel_order)
+    val = make_dataset(index, "val", cfg.data.mean, cfg.data.std, cfg.run.cache_images, cfg.data.channel_order)
     loader = eval_loader(val, cfg.evaluate.batch_size)
     ex_images, ex_labels, examples = example_batch(cfg, val, index["ignore_index"])
     # one val image at its own size (latency) and the grid's images (or that one: the ONNX check)

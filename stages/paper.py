@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from pipeline.ablations import ABLATIONS
-from pipeline.paper import ABLATION_SEEDS, SEEDS, Experiment, collect, plan, set_args
+from pipeline.overlays import set_args
+from pipeline.paper import ABLATION_SEEDS, SEEDS, Experiment, collect, plan
 from pipeline.tracking import parent_run_id
 from stages.common import EXPERIMENT
 

@@ -30,9 +30,9 @@ def prepare(cfg: Config, index_path: Path = INDEX) -> dict:
     skipped = pd.DataFrame(index["skipped"], columns=["split", "image", "file", "problem"])
     atomic_write(index_path.parent / "skipped.tsv", lambda tmp: skipped.to_csv(tmp, sep="\t", index=False))
     write_json(index_path, index)
-    write_json(DATA_STATS, {role: {**{k: v for k, v in st.items() if k != "class_frequency"},
+    write_json(DATA_STATS, {split: {**{k: v for k, v in st.items() if k != "class_frequency"},
                                    "class_frequency": dict(zip(index["classes"], st["class_frequency"]))}
-                            for role, st in index["stats"].items()})
+                            for split, st in index["stats"].items()})
     if len(skipped):
         print(f"warning: {len(skipped)} problem(s) found; those samples are left out "
               f"(data.on_bad: skip), listed in {index_path.parent / 'skipped.tsv'}")
@@ -42,9 +42,9 @@ def prepare(cfg: Config, index_path: Path = INDEX) -> dict:
 def main(cfg: Config) -> None:
     with stage_run("prepare", EXPERIMENT, cfg.sections(*SECTIONS)) as run:
         index = prepare(cfg)
-        for role, st in index["stats"].items():
-            run.log_metrics({f"{role}_images": st["images"], f"{role}_ignore_fraction": st["ignore_fraction"],
-                             **{f"{role}_freq_{c}": f for c, f in zip(index["classes"], st["class_frequency"])}})
+        for split, st in index["stats"].items():
+            run.log_metrics({f"{split}_images": st["images"], f"{split}_ignore_fraction": st["ignore_fraction"],
+                             **{f"{split}_freq_{c}": f for c, f in zip(index["classes"], st["class_frequency"])}})
         run.log_artifact(INDEX)
         run.log_artifact(DATA_STATS)
         run.log_artifact(INDEX.parent / "skipped.tsv")

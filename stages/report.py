@@ -18,19 +18,20 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from pipeline.ablations import ABLATIONS_PNG, ablation_section
 from pipeline.checkpoint import load_trained
 from pipeline.config import Config, flatten
 from pipeline.deploy import log_model
 from pipeline.io import atomic_write, git_commit, write_json
-from pipeline.methods import METHODS, describe
+from pipeline.paths import EXPERIMENT, INDEX, METRICS, SeedPaths
 from pipeline.report import (
     PUBLISHED_NOTE,
     TEMPLATE,
+    describe,
     fmt,
     full_palette,
     markdown_table,
     mean_std,
+    method_title,
     model_name,
     plot_curves,
     plot_examples,
@@ -39,7 +40,7 @@ from pipeline.report import (
 )
 from pipeline.roles import COMPARE_PREFIX, EVALUATIONS, HEADLINE, ROLES
 from pipeline.tracking import stage_run
-from stages.common import EXPERIMENT, INDEX, METRICS, SeedPaths, run_stage
+from stages.common import run_stage
 
 REPORT = Path("reports/report.md")
 FIGURES = Path("reports/figures")
@@ -141,7 +142,7 @@ def student_table(d: Results, cfg: Config) -> str:
                         None, "baseline_ft"))
     for m in cfg.compare.methods:
         if f"{COMPARE_PREFIX}{m}" in d.res:
-            rows.append(row(conventional, METHODS[m].title, f"{COMPARE_PREFIX}{m}", "conventional_teacher", m))
+            rows.append(row(conventional, method_title(m), f"{COMPARE_PREFIX}{m}", "conventional_teacher", m))
     rows.append(row(lad_teacher_name(d), f"LAD (init: {cfg.distill.init})", "lad_student", "teacher_fixed", "lad"))
     return markdown_table(["Teacher", "Student", "Method", "mIoU", "pixel acc", "params (M)", "GFLOPs", "latency ms",
                            "ONNX max abs diff", "ONNX ms", "iterations", "train s", "teacher mIoU", "teacher train s",
@@ -222,7 +223,7 @@ def deployment_line(d: Results) -> str:
 def render(d: Results, cfg: Config, per_class: pd.DataFrame) -> str:
     """report.md: the tables and the figures' links filled into :data:`pipeline.report.TEMPLATE`."""
     ev, seeds = cfg.evaluate, d.seeds
-    compare_note = ("; ".join(f"{METHODS[m].title}: {describe(m, cfg.compare.hparams.get(m))}"
+    compare_note = ("; ".join(describe(m, getattr(cfg.compare.hparams, m))
                               for m in cfg.compare.methods) if cfg.compare.enabled else
                     "off (`compare.enabled: false`): no conventional teacher or earlier methods ran")
     seed_rows = [[str(s)] + [fmt(d.res[n][i]["miou"]) for n in d.res] for i, s in enumerate(seeds)]
@@ -237,7 +238,7 @@ def render(d: Results, cfg: Config, per_class: pd.DataFrame) -> str:
         flops_size=f"{size}x{size}", data=data_line(d.index), verdict=verdict(d.summary),
         deployment=deployment_line(d),
         students=student_table(d, cfg), compare_note=compare_note, published_note=PUBLISHED_NOTE,
-        teachers=teacher_table(d), ablations=ablation_section(), first_seed=seeds[0],
+        teachers=teacher_table(d), first_seed=seeds[0],
         seed_table=markdown_table(["seed"] + list(d.res), seed_rows),
         per_class=markdown_table(["class"] + list(per_class.columns), pc_rows))
 
@@ -306,8 +307,6 @@ def main(cfg: Config) -> None:
             run.log_artifact(REPORT, parent=target_parent)
             run.log_artifact(FIGURES, "figures", parent=target_parent)
             run.log_artifact(METRICS, parent=target_parent)
-            if ABLATIONS_PNG.is_file():  # written by `make paper` / `make ablations`; report.md links it
-                run.log_artifact(ABLATIONS_PNG, parent=target_parent)
         print(f"wrote {REPORT}")
 
 

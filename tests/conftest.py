@@ -25,8 +25,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers: one t
 TINY = {
     "synthetic": {"num_train": 16, "num_val": 6, "size": 32},
     "model": {r: {"head_channels": 16, "aux_channels": 8} for r in ("student", "teacher", "conventional_teacher")},
-    "train": {"iters": 4, "batch_size": 2, "crop_size": 32, "val_interval": 2, "log_interval": 2,
-              "ckpt_interval": 2},
+    "train": {"iters": 4, "batch_size": 2, "crop_size": 32, "val_interval": 2},
+    "run": {"log_interval": 2, "ckpt_interval": 2},
     "distill": {"iters": 4},
     "compare": {"iters": 4, "hparams": {"cirkd": {"pixel_memory": 64, "region_memory": 16}}},
     "evaluate": {"batch_size": 4, "num_examples": 2, "latency_reps": 3},
@@ -38,6 +38,16 @@ def section(name: str, **update):
     from pipeline.config import load_config
 
     return getattr(load_config(REPO / "params.yaml"), name).model_copy(update=update)
+
+
+def trainer_config(iters: int, lr: float = 1e-3, val_interval: int = 0, **run: int) -> tuple:
+    """``(train, run, schedule)`` of a Trainer: the real sections with ``iters`` at batch 2 in float32
+    (``run``: e.g. ``log_interval=1``)."""
+    from pipeline.engine import Schedule
+
+    train = section("train", iters=iters, batch_size=2, optimizer="adamw", lr=lr, amp="none",
+                    val_interval=val_interval)
+    return train, section("run", **{"log_interval": 1, "ckpt_interval": 10**6, **run}), Schedule(iters, lr)
 
 
 def deep_update(base: dict, new: dict) -> dict:

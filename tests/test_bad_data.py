@@ -73,7 +73,7 @@ def test_other_split_and_folder_errors(voc_copy, tmp_path):
 
 def test_a_file_broken_after_prepare_is_named_not_buried_in_a_worker_trace(tmp_path):
     """DataLoader workers re-raise with their whole traceback; the stage prints one line naming the file."""
-    repo = copy_repo(tmp_path, tiny_params(train={"num_workers": 1}, data={"cache": False}))
+    repo = copy_repo(tmp_path, tiny_params(run={"num_workers": 1, "cache_images": False}))
     run(["python", "-m", "stages.prepare"], repo)
     for path in (repo / "data/prepared/synthetic/JPEGImages").glob("train_*.jpg"):
         path.write_bytes(b"")  # every training image broken, so the first batch fails in the worker

@@ -53,12 +53,15 @@ BAD = [
     ({"model": {"teacher": {"stem_width": -1}}}, "model.teacher.stem_width"),
     ({"model": {"student": {"backbone": "stdc1", "output_stride": 32}}}, "model.student.channels: stdc1 has fixed"),
     ({"unknown_section": {}}, "unknown_section"),
-    ({"compare": {"methods": ["kd", "fitnet"]}}, "compare.methods: unknown method 'fitnet'"),
+    ({"compare": {"methods": ["kd", "fitnet"]}}, "compare.methods.1: expected one of 'kd', 'cwd' or 'cirkd'"),
     ({"compare": {"methods": ["kd", "kd"]}}, "compare.methods: expected a non-empty list of distinct"),
     ({"compare": {"methods": []}}, "compare.methods"),
-    ({"compare": {"hparams": {"cirkd": {"w_memory": 0.01}}}}, "compare.hparams.cirkd: unknown key(s) ['w_memory'"),
+    ({"compare": {"hparams": {"cirkd": {"w_memory": 0.01}}}}, "hparams.cirkd.w_memory: unknown key; did you mean"),
     ({"compare": {"hparams": {"kd": {"temperature": "hot"}}}}, "compare.hparams.kd.temperature: expected a number"),
     ({"compare": {"hparams": ["kd"]}}, "compare.hparams: expected a mapping"),
+    ({"compare": {"hparams": {"cirkd": {"pixel_memory": 0}}}}, "hparams.cirkd.pixel_memory: expected a value >= 1"),
+    ({"train": {"log_interval": 10}}, "train.log_interval: unknown key"),  # operational: the run section
+    ({"run": {"num_workers": -1}}, "run.num_workers: expected a value >= 0"),
     ({"compare": {"lr": 0}}, "compare.lr"),
     ({"compare": {"enabled": "yes"}}, "compare.enabled"),
     ({"model": {"conventional_teacher": {"arch": "segformer"}}}, "model.conventional_teacher.arch"),
@@ -141,3 +144,34 @@ def test_threads_from_the_environment():
                 set_threads({THREADS_ENV: bad})
     finally:
         torch.set_num_threads(before)
+
+
+def test_every_registry_implements_exactly_the_schema_names():
+    """config.py names what params.yaml may say without importing a registry; each registry has those names."""
+    from typing import get_args
+
+    from pipeline import config, lad, losses, methods, models, optim
+    from pipeline.data import layouts
+    from pipeline.models import stdc
+
+    for names, registry in [(config.Optimizer, optim.OPTIMIZERS), (config.Amp, optim.AMP_DTYPES),
+                            (config.Codebook, lad.CODEBOOKS), (config.Distance, losses.DISTANCES),
+                            (config.Arch, models.HEADS), (config.LabelInit, models.LABEL_INITS),
+                            (config.DatasetName, layouts.LAYOUTS), (config.MethodName, methods.METHODS)]:
+        assert set(get_args(names)) == set(registry), registry
+    assert set(config.STDC_BACKBONES) == set(stdc.STDC_LAYERS)
+    assert set(get_args(config.MethodName)) == set(config.MethodsHparams.model_fields)
+
+
+def test_validation_gives_the_same_answer_on_every_machine():
+    """No CUDA probe in validation: a GPU recipe validates on a laptop; the stage says so when it starts."""
+    import torch
+
+    from pipeline.dist import check_amp, pick_device
+
+    config_from_dict(tiny_params(train={"device": "cuda", "amp": "fp16"}))
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="train.device: 'cuda' asked for"):
+            pick_device("cuda")
+    with pytest.raises(RuntimeError, match="train.amp: 'fp16' needs CUDA"):
+        check_amp("fp16", torch.device("cpu"))

@@ -5,10 +5,13 @@ import torch
 
 from pipeline.checkpoint import atomic_save, load_checkpoint
 from pipeline.data import make_dataset
-from pipeline.engine import SegData, TrainArgs, Trainer
+from pipeline.engine import SegData, Trainer
+from pipeline.lad import LabelChannel
 from pipeline.models import create_segmentor
-from pipeline.steps import STEPS
-from tests.conftest import section
+from pipeline.steps.lad_teacher import LADTeacherStep
+from pipeline.steps.method_distill import MethodDistillStep
+from pipeline.steps.supervised import SupervisedStep
+from tests.conftest import section, trainer_config
 
 
 def make_trainer(index, iters, resume_dir, fingerprint="fp", val=False):
@@ -17,11 +20,13 @@ def make_trainer(index, iters, resume_dir, fingerprint="fp", val=False):
     model = create_segmentor("deeplabv3", "resnet18d", k, in_chans=4, head_channels=16, aux_channels=8,
                              aspp_rates=(1, 2, 3))
     lad = section("lad", codebook="random", noise_std=0.03, scale=1.0, w_cons=5.0)  # label noise exercises the RNG
-    step = STEPS["teacher"](k, 255, lad, section("distill"))
+    step = LADTeacherStep(k, 255, LabelChannel.of("training", lad, section("distill")),
+                          LabelChannel.of("distill", lad, section("distill")), lad.w_aux, lad.w_cons, lad.temperature,
+                          lad.dual_path, lad.distance)
     train = make_dataset(index, "train", [0.5] * 3, [0.25] * 3, crop=32, scale_range=(0.75, 1.25), flip=True)
     val_set = make_dataset(index, "val", [0.5] * 3, [0.25] * 3) if val else None
-    args = TrainArgs(iters, 2, "adamw", 1e-3, amp="none", seed=0, val_interval=2, log_interval=1, ckpt_interval=2)
-    return Trainer(model, step, SegData(train, val_set, index["classes"]), args, resume_dir=resume_dir,
+    return Trainer(model, step, SegData(train, val_set, index["classes"]),
+                   *trainer_config(iters, val_interval=2, ckpt_interval=2), resume_dir=resume_dir,
                    fingerprint=fingerprint, desc="test")
 
 
@@ -86,12 +91,11 @@ def make_cirkd_trainer(index, iters, resume_dir):
     k = len(index["classes"])
     teacher = create_segmentor("fcn", "resnet18d", k, head_channels=8, aux_channels=8)
     student = create_segmentor("stdc", "stdc1", k, output_stride=32, head_channels=8, aux_channels=8)
-    loss = create_method_loss("cirkd", {"pixel_memory": 32, "region_memory": 8}, s_channels=8, t_channels=8,
-                              num_classes=k)
+    hp = section("compare").hparams.cirkd.model_copy(update={"pixel_memory": 32, "region_memory": 8})
+    loss = create_method_loss("cirkd", hp, s_channels=8, t_channels=8, num_classes=k)
     train = make_dataset(index, "train", [0.5] * 3, [0.25] * 3, crop=32, scale_range=(0.75, 1.25), flip=True)
-    args = TrainArgs(iters, 2, "adamw", 1e-3, amp="none", seed=0, log_interval=1, ckpt_interval=2)
-    return Trainer(student, STEPS["method"](teacher, loss, 255, 0.4), SegData(train, None, index["classes"]), args,
-                   resume_dir=resume_dir, fingerprint="cirkd", desc="test")
+    return Trainer(student, MethodDistillStep(teacher, loss, 255, 0.4), SegData(train, None, index["classes"]),
+                   *trainer_config(iters, ckpt_interval=2), resume_dir=resume_dir, fingerprint="cirkd", desc="test")
 
 
 def test_cirkd_resume_restores_the_memory_queues(tiny_index, tmp_path):
@@ -131,8 +135,8 @@ def test_every_architecture_trains_and_evaluates(tiny_index, arch, backbone):
                              head_channels=16, aux_channels=8, aspp_rates=(1, 2, 3))
     train = make_dataset(tiny_index, "train", [0.5] * 3, [0.25] * 3, crop=32, scale_range=(0.75, 1.25), flip=True)
     val = make_dataset(tiny_index, "val", [0.5] * 3, [0.25] * 3)
-    trainer = Trainer(model, STEPS["baseline"](k, 255, 0.4), SegData(train, None, tiny_index["classes"]),
-                      TrainArgs(3, 2, "adamw", 1e-3, amp="none", seed=0, log_interval=1), desc=arch)
+    trainer = Trainer(model, SupervisedStep(k, 255, 0.4), SegData(train, None, tiny_index["classes"]),
+                      *trainer_config(3), desc=arch)
     hist = trainer.fit()
     assert len(hist["train"]) == 3 and all(torch.isfinite(torch.tensor(r["loss"])) for r in hist["train"])
     if arch == "stdc":  # the detail loss is part of the main term: larger than plain CE would be at init

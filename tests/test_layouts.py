@@ -14,9 +14,10 @@ from scipy.io import savemat
 
 from pipeline.data import BadDataError, make_dataset, prepare_index, voc
 from pipeline.data.layouts import INVALID, LAYOUTS, make_layout
-from pipeline.engine import SegData, TrainArgs, Trainer
+from pipeline.engine import SegData, Trainer
 from pipeline.models import create_segmentor
-from pipeline.steps import STEPS
+from pipeline.steps.supervised import SupervisedStep
+from tests.conftest import trainer_config
 
 RNG = np.random.default_rng(0)
 
@@ -146,8 +147,9 @@ def test_layout_prepares_and_trains_one_step(name, tmp_path):
     assert set(np.unique(whole.load(0)[1]).tolist()) == expected
     torch.manual_seed(0)
     model = create_segmentor("fcn", "resnet18d", k, head_channels=8, aux_channels=8)
-    trainer = Trainer(model, STEPS["baseline"](k, 255), SegData(ds, None, index["classes"]),
-                      TrainArgs(iters=1, batch_size=1))
+    train, run, schedule = trainer_config(1)
+    trainer = Trainer(model, SupervisedStep(k, 255), SegData(ds, None, index["classes"]),
+                      train.model_copy(update={"batch_size": 1}), run, schedule)
     history = trainer.fit()
     assert trainer.iteration == 1 and np.isfinite(history["train"][0]["loss"])
 

@@ -5,8 +5,9 @@ import math
 import numpy as np
 import torch
 
-from pipeline.losses import cwd, seg_ce
+from pipeline.losses import cwd
 from pipeline.metrics import confusion, scores
+from pipeline.seg_losses import seg_ce
 
 
 def test_cwd_hand_computed():
@@ -55,7 +56,7 @@ def test_sliding_window_equals_whole_image_for_a_position_independent_model():
     import torch.nn.functional as F
     from torch import nn
 
-    from pipeline.evaluate import predict_logits
+    from pipeline.evaluate import Inference, predict_logits
 
     class PerPixel(nn.Module):  # a 1x1 convolution: windows cannot change its answer
         def __init__(self):
@@ -68,10 +69,10 @@ def test_sliding_window_equals_whole_image_for_a_position_independent_model():
     torch.manual_seed(0)
     model, x = PerPixel(), torch.randn(2, 3, 37, 50)
     whole = predict_logits(model, x)
-    slide = predict_logits(model, x, mode="slide", crop=16, stride=11)
+    slide = predict_logits(model, x, Inference(mode="slide", crop=16, stride=11))
     torch.testing.assert_close(slide, whole)
     torch.testing.assert_close(whole, F.softmax(model(x)["out"], 1))
-    small = predict_logits(model, x[:, :, :10, :12], mode="slide", crop=16, stride=11)  # padded window
+    small = predict_logits(model, x[:, :, :10, :12], Inference(mode="slide", crop=16, stride=11))  # padded window
     torch.testing.assert_close(small, F.softmax(model(x[:, :, :10, :12])["out"], 1))
 
 

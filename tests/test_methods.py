@@ -6,9 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.losses import MemoryContrast, cwd, detail_loss, detail_target, kd, pixel_pair_relation
-from pipeline.methods import METHODS, create_method_loss, describe, method_hparams
-from pipeline.steps import MethodDistillStep
+from pipeline.losses import MemoryContrast, cwd, kd, pixel_pair_relation
+from pipeline.methods import METHODS, create_method_loss
+from pipeline.report import describe, method_title
+from pipeline.seg_losses import detail_loss, detail_target
+from pipeline.steps.method_distill import MethodDistillStep
+from tests.conftest import section
 
 
 def test_detail_target_marks_class_edges_only():
@@ -92,15 +95,17 @@ def test_memory_queue_wraps_like_cirkd():
     assert mc.pixel_ptr.item() == 0 and mc.region_ptr.item() == 0
 
 
-def test_registry_defaults_overrides_and_errors():
-    assert set(METHODS) >= {"kd", "cwd", "cirkd"}
-    assert method_hparams("cirkd")["w_memory_pixel"] == 0.1  # CIRKD's default; VOC recipes set 0.01
-    assert method_hparams("cirkd", {"w_memory_pixel": 0.01})["w_memory_pixel"] == 0.01
-    with pytest.raises(ValueError, match=r"compare.hparams.kd: unknown key\(s\) \['tau'\]"):
-        method_hparams("kd", {"tau": 2.0})
-    with pytest.raises(ValueError, match="unknown method 'fitnet'"):
-        method_hparams("fitnet")
-    assert describe("kd") == "KD (w_kd=1, temperature=1)"
+def hp(method: str, **update):
+    """The method's hyper-parameters as params.yaml sets them, with ``update`` applied."""
+    return getattr(section("compare").hparams, method).model_copy(update=update)
+
+
+def test_registry_names_and_official_values():
+    from pipeline.config import MethodsHparams
+
+    assert set(METHODS) == set(MethodsHparams.model_fields) == {"kd", "cwd", "cirkd"}
+    assert hp("cirkd").w_memory_pixel == 0.1  # CIRKD's default; VOC recipes set 0.01
+    assert describe("kd", hp("kd")) == "KD (w_kd=1, temperature=1)" and method_title("cirkd") == "CIRKD"
 
 
 SIZES = dict(s_channels=5, t_channels=6, num_classes=3)
@@ -111,9 +116,9 @@ def test_method_losses_equal_their_definitions():
     s = {"out": torch.randn(2, 3, 4, 4), "feat": torch.randn(2, 5, 4, 4)}
     t = {"out": torch.randn(2, 3, 8, 8), "feat": torch.randn(2, 6, 8, 8)}  # teacher at another stride
     label = torch.randint(0, 3, (2, 32, 32))
-    terms = create_method_loss("kd", None, **SIZES)(s, t, label)
+    terms = create_method_loss("kd", hp("kd"), **SIZES)(s, t, label)
     torch.testing.assert_close(terms["kd"], kd(s["out"], t["out"], 1.0))
-    cwd_loss = create_method_loss("cwd", {"w_features": 2.0}, **SIZES)
+    cwd_loss = create_method_loss("cwd", hp("cwd", w_features=2.0), **SIZES)
     terms = cwd_loss(s, t, label)
     torch.testing.assert_close(terms["cwd_logits"], 3.0 * cwd(s["out"], t["out"], 4.0))
     aligned = F.interpolate(cwd_loss.align(s["feat"]), (8, 8), mode="bilinear", align_corners=False)
@@ -123,9 +128,9 @@ def test_method_losses_equal_their_definitions():
     by_hand = 4.0**2 * (log_t.exp() * (log_t - log_s)).sum() / (2 * 5)
     torch.testing.assert_close(terms["cwd_features"], 2.0 * by_hand)
     torch.testing.assert_close(terms["kd"], 1.0 * kd(s["out"], t["out"], 1.0))  # train_cwd.sh: lambda-kd 1
-    assert "kd" not in create_method_loss("cwd", {"w_kd": 0.0}, **SIZES)(s, t, label)
-    assert "cwd_features" not in create_method_loss("cwd", {"w_features": 0.0}, **SIZES)(s, t, label)
-    cirkd = create_method_loss("cirkd", {"pixel_memory": 50, "region_memory": 10}, **SIZES)
+    assert "kd" not in create_method_loss("cwd", hp("cwd", w_kd=0.0), **SIZES)(s, t, label)
+    assert "cwd_features" not in create_method_loss("cwd", hp("cwd", w_features=0.0), **SIZES)(s, t, label)
+    cirkd = create_method_loss("cirkd", hp("cirkd", pixel_memory=50, region_memory=10), **SIZES)
     terms = cirkd(s, t, label)
     assert set(terms) == {"kd", "pair", "memory_pixel", "memory_region"}
     up = F.interpolate(s["feat"], (8, 8), mode="bilinear", align_corners=False)
@@ -140,8 +145,8 @@ def test_method_step_trains_student_and_method_weights(method):
     torch.manual_seed(0)
     teacher = create_segmentor("fcn", "resnet18d", 3, head_channels=8, aux_channels=8)
     student = create_segmentor("stdc", "stdc1", 3, output_stride=32, head_channels=6, aux_channels=4).train()
-    loss = create_method_loss(method, {"pixel_memory": 40, "region_memory": 8} if method == "cirkd" else None,
-                              s_channels=6, t_channels=8, num_classes=3)
+    small = {"pixel_memory": 40, "region_memory": 8} if method == "cirkd" else {}
+    loss = create_method_loss(method, hp(method, **small), s_channels=6, t_channels=8, num_classes=3)
     step = MethodDistillStep(teacher, loss, 255, w_aux=0.4)
     image, label = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
     terms = step(student, image, label)

@@ -16,7 +16,7 @@ ITERS = 120  # long enough to be killed mid-run, short enough for CI
 
 @pytest.fixture()
 def kill_repo(tmp_path):
-    params = tiny_params(train={"iters": ITERS, "ckpt_interval": 10, "val_interval": 40, "log_interval": 10})
+    params = tiny_params(train={"iters": ITERS, "val_interval": 40}, run={"ckpt_interval": 10, "log_interval": 10})
     return copy_repo(tmp_path, params)
 
 

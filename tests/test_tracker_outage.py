@@ -82,8 +82,8 @@ def stage_runs(uri: str) -> pd.DataFrame:
 
 
 def test_outage_at_start_and_mid_run_loses_nothing(tmp_path, server):
-    repo = copy_repo(tmp_path / "repo", tiny_params(train={"iters": ITERS, "log_interval": 2, "val_interval": 20,
-                                                           "ckpt_interval": 10}))
+    repo = copy_repo(tmp_path / "repo", tiny_params(train={"iters": ITERS, "val_interval": 20},
+                                                           run={"log_interval": 2, "ckpt_interval": 10}))
     env = {"MLFLOW_TRACKING_URI": server.uri, "PIPELINE_RUN_ID": "outage"}
     pending = repo / ".mlflow" / "pending"
 

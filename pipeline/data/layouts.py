@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.config import DatasetName
 from pipeline.data import voc
 
 IGNORE = 255
@@ -264,4 +265,5 @@ def make_layout(name: str, coco_classes: int = 171) -> Layout:
     raise ValueError(f"data.name: expected one of {sorted(LAYOUTS)}, got {name!r}")
 
 
-LAYOUTS = ("synthetic", "voc", "cityscapes", "ade20k", "coco_stuff164k", "coco_stuff10k", "camvid")
+LAYOUTS: tuple[DatasetName, ...] = ("synthetic", "voc", "cityscapes", "ade20k", "coco_stuff164k", "coco_stuff10k",
+                                     "camvid")

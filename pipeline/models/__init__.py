@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.config import Arch, LabelInit, check_backbone
 from pipeline.models.heads import FCN, ASPPHead, FCNHead, OCRHead, PSPHead, STDCHead
 from pipeline.models.stdc import STDC_LAYERS, STDCNet
 
@@ -18,20 +18,13 @@ if TYPE_CHECKING:
     from pipeline.config import ModelConfig
 
 # name -> factory(in_channels of [c2, c3, c4], channels, num_classes, dropout, aspp_rates) -> nn.Module
-HEADS: dict[str, Callable[..., nn.Module]] = {
+HEADS: dict[Arch, Callable[..., nn.Module]] = {
     "deeplabv3": lambda cin, ch, k, p, rates: ASPPHead(cin, ch, k, p, tuple(rates)),
     "pspnet": lambda cin, ch, k, p, rates: PSPHead(cin, ch, k, p),
     "fcn": lambda cin, ch, k, p, rates: FCN(cin, ch, k, p),
     "ocrnet": lambda cin, ch, k, p, rates: OCRHead(cin, ch, k, p),
     "stdc": lambda cin, ch, k, p, rates: STDCHead(cin, ch, k, p),
 }
-
-
-def check_backbone(name: str) -> None:
-    """Raise ValueError if neither timm nor :data:`STDC_LAYERS` knows ``name`` (the caller names the key)."""
-    if name not in STDC_LAYERS and not timm.is_model(name):
-        close = difflib.get_close_matches(name, list(STDC_LAYERS) + timm.list_models(), n=5, cutoff=0.6)
-        raise ValueError(f"unknown timm model {name!r} (close matches: {close or 'none'}; see timm.list_models())")
 
 
 class Segmentor(nn.Module):
@@ -61,7 +54,7 @@ class Segmentor(nn.Module):
         return F.interpolate(self(x)["out"], x.shape[2:], mode="bilinear", align_corners=False)
 
 
-LABEL_INITS = ("official", "timm")
+LABEL_INITS: tuple[LabelInit, ...] = ("official", "timm")
 
 
 def widen_first_conv(body: nn.Module, in_chans: int, std: float = 0.1) -> None:

@@ -1,0 +1,41 @@
+"""A comparison row's step: ``CE + w_aux CE_aux +`` the terms of a :mod:`pipeline.methods` loss, from a
+frozen conventional (image-only) teacher."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pipeline.methods import create_method_loss
+from pipeline.seg_losses import seg_terms
+from pipeline.steps import StepInputs
+
+
+class MethodDistillStep:
+    """``module`` is the method's loss module: its weights (projections) are trained and its buffers
+    (memory queues) checkpointed with the student by the trainer."""
+
+    def __init__(self, teacher: nn.Module, loss: nn.Module, ignore_index: int, w_aux: float) -> None:
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.module, self.ignore_index, self.w_aux = loss, ignore_index, w_aux
+
+    @classmethod
+    def from_inputs(cls, s: StepInputs) -> MethodDistillStep:
+        c = s.cfg.compare
+        loss = create_method_loss(s.role.method, getattr(c.hparams, s.role.method),
+                                  s_channels=s.cfg.model.student.head_channels,
+                                  t_channels=s.teacher.spec["head_channels"], num_classes=s.num_classes,
+                                  ignore_index=s.ignore_index)
+        return cls(s.teacher, loss, s.ignore_index, c.w_aux)
+
+    def model_input(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return image
+
+    def __call__(self, model: nn.Module, image: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            t_out = self.teacher(image)
+        out = model(image)
+        ce, aux = seg_terms(out, label, self.ignore_index)
+        terms = self.module(out, t_out, label)
+        loss = ce + self.w_aux * aux + sum(terms.values())
+        return {"loss": loss, "ce": ce.detach(), "aux": aux.detach(), **{k: v.detach() for k, v in terms.items()}}
