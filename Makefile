@@ -5,7 +5,7 @@
 # `make ablations`: only the ablations' experiments and their table
 # `make bench`: what the default costs (benchmarks/cost.py: compute, speed, stage times, run cache, -j 2)
 # `make ui`: browse the runs in the MLflow UI on http://127.0.0.1:5000
-# `make recipe R=voc_deeplabv3_r18`: rewrite params.yaml with a paper recipe (recipes/*.yaml)
+# `make recipe R=voc_deeplabv3_r18`: set a paper recipe's keys in params.yaml, comments kept (pipeline/overlays.py)
 # `make lock`: regenerate requirements.lock from pyproject.toml (pip-tools) after changing a dependency
 PYTHON ?= python3
 VENV := .venv

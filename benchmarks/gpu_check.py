@@ -34,7 +34,7 @@ from pipeline.config import Config, config_from_dict  # noqa: E402
 from pipeline.data import make_dataset, prepare_index  # noqa: E402
 from pipeline.engine import Schedule, SegData, Trainer  # noqa: E402
 from pipeline.models import segmentor_from_config  # noqa: E402
-from pipeline.recipes import apply, recipe_path  # noqa: E402
+from pipeline.overlays import recipe  # noqa: E402
 from pipeline.roles import ROLES  # noqa: E402
 from pipeline.training import build  # noqa: E402
 
@@ -61,9 +61,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_config(args: argparse.Namespace, data_root: Path) -> Config:
     """The recipe applied to params.yaml, at this check's sizes, without ImageNet weights (none offline)."""
-    overlay = yaml.safe_load(recipe_path(str(REPO / "recipes" / f"{args.recipe}.yaml")).read_text())
-    text = apply((REPO / "params.yaml").read_text(), overlay, args.recipe)
-    params = yaml.safe_load(text)
+    params = recipe(str(REPO / "recipes" / f"{args.recipe}.yaml")).merged(
+        yaml.safe_load((REPO / "params.yaml").read_text()))
     for net in params["model"].values():
         net["pretrained"], net["pretrained_path"] = False, ""
     params["data"].update(name="synthetic", root=str(data_root))

@@ -42,7 +42,7 @@ class Role:
         name: the role (``python -m stages.train <name>``; its files are named after it).
         stage: the DVC stage (before ``@<seed>``) and the MLflow child run's name.
         network: its section of params.yaml, ``model.<network>``.
-        step: the :data:`pipeline.steps.STEP_KINDS` kind that trains it.
+        step: the kind of step that trains it: the module ``pipeline/steps/<step>.py``.
         sections: the params it reads (its DVC ``params``).
         inputs: the roles whose trained models it reads (its DVC model ``deps``).
         out: its DVC output within ``models/seed<N>/``: a ``.pt`` file, or a folder holding ``model.pt``

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from pipeline.methods import METHODS
+from pipeline.report import method_title
 from tests.conftest import copy_repo, run, runs, tiny_params
 
 pytestmark = pytest.mark.e2e
@@ -48,7 +49,7 @@ def test_report_lists_every_row(compare_repo):
     students = report.split("## Students")[1].split("## Teachers")[0]
     table = [line for line in students.splitlines() if line.startswith("| ") and "---" not in line][1:]
     methods = [line.split(" | ")[2] for line in table]
-    assert methods == ["Baseline"] + [METHODS[m].title for m in sorted(METHODS)] + ["LAD (init: scratch)"]
+    assert methods == ["Baseline"] + [method_title(m) for m in sorted(METHODS)] + ["LAD (init: scratch)"]
     for line in table[1:-1]:
         assert line.startswith("| PSPNet-resnet34d (widths 32/64/128/256) | STDC-stdc1 |")
     assert table[-1].startswith("| OCRNet-resnet18d (widths 16/32/64/128) + label (LAD) | STDC-stdc1 | LAD")

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from pipeline.paper import MARKERS, Run, compare, plan, set_args, with_table
+from pipeline.overlays import set_args
+from pipeline.paper import MARKERS, Run, compare, plan, with_table
 from pipeline.report import fmt_interval, paired_interval
 from tests.conftest import copy_repo, run, runs, tiny_params
 
@@ -42,7 +43,7 @@ def test_conclusions_say_only_what_the_interval_allows():
 def test_plan_and_readme_markers(tmp_path):
     exps = plan((0, 1), (0,), ["single-path"])
     assert [e.name for e in exps] == ["paper", "paper-warm", "paper-abl-reference", "paper-abl-single-path"]
-    assert set_args(exps[1].sets) == ["-S", "seeds=[0, 1]", "-S", "compare.enabled=true", "-S", "distill.init=baseline"]
+    assert set_args(exps[1].sets) == ["-S", "seeds=[0,1]", "-S", "compare.enabled=true", "-S", "distill.init=baseline"]
     assert set_args(exps[3].sets) == ["-S", "seeds=[0]", "-S", "lad.dual_path=false"]
     readme = f"intro\n{MARKERS[0]}\nold\n{MARKERS[1]}\nrest\n"
     assert with_table(readme, "| new |", tmp_path) == f"intro\n{MARKERS[0]}\n| new |\n{MARKERS[1]}\nrest\n"

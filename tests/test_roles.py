@@ -120,3 +120,15 @@ def test_no_stage_imports_another():
         others = [m for m in ("train", "evaluate", "report", "prepare", "paper", "sync")
                   if m != path.stem and f"stages.{m} import" in text]
         assert not others, f"{path.name} imports stages {others}"
+
+
+def test_every_role_has_its_step_kind_and_every_kind_one_signature():
+    import inspect
+
+    from pipeline.steps import step_class
+
+    for role in ROLES.values():
+        cls = step_class(role.step)
+        assert list(inspect.signature(cls.from_inputs).parameters) == ["s"], role.name
+    with pytest.raises(ValueError, match="no module pipeline/steps/nothing.py"):
+        step_class("nothing")

@@ -1,16 +1,17 @@
 """Training steps: what one kind of training computes per batch (the loop is :mod:`pipeline.engine`'s).
 
 A step turns a batch into loss terms (``loss`` is the one minimised) and says what the model sees at
-validation (:meth:`model_input`). Every kind is built through one signature, ``from_inputs(StepInputs)``,
-and is loaded by name only when a role trains with it: a stage imports the loss code of its own role
-and no other, so editing a distillation loss leaves the baseline's stage up to date (``dvc.yaml``).
+validation (:meth:`model_input`). A kind is a module of this package, ``pipeline/steps/<kind>.py``, whose
+``STEP`` class is built through the one signature ``STEP.from_inputs(StepInputs)``. It is imported only
+when a role trains with it: a stage imports the loss code of its own role and no other, so editing a
+distillation loss leaves the baseline's stage up to date (``dvc.yaml``). A new kind is one new module.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import torch
@@ -19,15 +20,10 @@ if TYPE_CHECKING:
     from pipeline.config import Config
     from pipeline.roles import Role
 
-StepKind = Literal["supervised", "lad_teacher", "lad_distill", "method_distill"]
-
-# kind -> "module:class"; a new kind of training is one more entry and one module beside this one
-STEP_KINDS: dict[StepKind, str] = {
-    "supervised": "pipeline.steps.supervised:SupervisedStep",  # CE (+ aux): baselines, conventional teacher
-    "lad_teacher": "pipeline.steps.lad_teacher:LADTeacherStep",  # image + noised label, dual-path consistency
-    "lad_distill": "pipeline.steps.lad_distill:DistillStep",  # student from the frozen LAD teacher
-    "method_distill": "pipeline.steps.method_distill:MethodDistillStep",  # a pipeline.methods loss
-}
+# the kinds here: supervised (CE + aux: the baselines, the conventional teacher), lad_teacher (image +
+# noised label, dual-path consistency), lad_distill (the student from the frozen LAD teacher),
+# method_distill (a comparison row: a pipeline.methods loss from the conventional teacher)
+StepKind = str  # the name of a module of this package
 
 
 @dataclass(frozen=True)
@@ -49,9 +45,14 @@ class Step(Protocol):
 
 
 def step_class(kind: StepKind) -> Any:
-    """The class of step ``kind``, imported on first use."""
-    module, name = STEP_KINDS[kind].split(":")
-    return getattr(importlib.import_module(module), name)
+    """The ``STEP`` class of ``pipeline/steps/<kind>.py``, imported on first use."""
+    try:
+        module = importlib.import_module(f"{__name__}.{kind}")
+    except ModuleNotFoundError as err:
+        if err.name != f"{__name__}.{kind}":
+            raise
+        raise ValueError(f"step kind {kind!r}: no module pipeline/steps/{kind}.py") from None
+    return module.STEP
 
 
 def build_step(inputs: StepInputs) -> Step:

@@ -46,3 +46,6 @@ class DistillStep:
         kd = self.distance(out["out"], z_t, self.temperature)
         return {"loss": ce + self.w_aux * aux + self.w_kd * kd, "ce": ce.detach(), "aux": aux.detach(),
                 "kd": kd.detach()}
+
+
+STEP = DistillStep

@@ -59,3 +59,6 @@ class LADTeacherStep:
 
     def __call__(self, model: nn.Module, image: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
         return dual_path_loss(model, image, label, self.num_classes, self.ignore_index, self.channel, **self.kwargs)
+
+
+STEP = LADTeacherStep

@@ -39,3 +39,6 @@ class MethodDistillStep:
         terms = self.module(out, t_out, label)
         loss = ce + self.w_aux * aux + sum(terms.values())
         return {"loss": loss, "ce": ce.detach(), "aux": aux.detach(), **{k: v.detach() for k, v in terms.items()}}
+
+
+STEP = MethodDistillStep

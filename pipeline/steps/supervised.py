@@ -24,3 +24,6 @@ class SupervisedStep:
     def __call__(self, model: nn.Module, image: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
         ce, aux = seg_terms(model(image), label, self.ignore_index)
         return {"loss": ce + self.w_aux * aux, "ce": ce.detach(), "aux": aux.detach()}
+
+
+STEP = SupervisedStep
