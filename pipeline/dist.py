@@ -65,7 +65,7 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 def check_amp(amp: str, device: torch.device) -> None:
-    """fp16 autocast needs CUDA (a GradScaler on the GPU); said when the stage starts, on this machine."""
+    """fp16 autocast needs CUDA (a GradScaler on the GPU); checked when the stage starts, on the device it runs on."""
     if amp == "fp16" and device.type != "cuda":
         raise RuntimeError(f"train.amp: 'fp16' needs CUDA, and this stage runs on {device.type}; use 'bf16' or "
                            "'none' on a CPU")
