@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from pipeline.config import Config, load_config
 from pipeline.dist import pick_device
 from pipeline.evaluate import autocast
+from pipeline.io import cpu_name
 from pipeline.models import segmentor_from_config
 from pipeline.optim import AMP_DTYPES, make_optimizer
 from pipeline.roles import ROLES
@@ -94,18 +93,6 @@ def peaks(device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
         for name, fn in (("matmul 2048^2", lambda: a @ b), ("conv3x3 128ch 64px b16", lambda: conv(x))):
             out[name] = flops_of(fn) / timed(fn, 10, device) / 1e9
     return out
-
-
-def cpu_name() -> str:
-    """The CPU model and its vector/matrix flags, as quoted beside every time."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        model = re.search(r"model name\s*:\s*(.+)", info).group(1).strip()
-        flags = set(re.search(r"flags\s*:\s*(.+)", info).group(1).split())
-    except (OSError, AttributeError):
-        return platform.processor() or platform.machine()
-    wanted = ("avx2", "avx512f", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16")
-    return f"{model}, {os.cpu_count()} cores, flags: {' '.join(f for f in wanted if f in flags) or 'none of AVX2+'}"
 
 
 def step_costs(cfg: Config, steps: int, k: int = 6) -> list[dict[str, Any]]:

@@ -1,10 +1,12 @@
 """Atomic file writes (a stage killed mid-write never leaves a file a later stage would take as complete)
-and the provenance every output records."""
+and the provenance every output records: the commit, the CPU."""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -34,3 +36,15 @@ def git_commit() -> str:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def cpu_name() -> str:
+    """The CPU model and its vector/matrix flags, as quoted beside every time."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        model = re.search(r"model name\s*:\s*(.+)", info).group(1).strip()
+        flags = set(re.search(r"flags\s*:\s*(.+)", info).group(1).split())
+    except (OSError, AttributeError):
+        return platform.processor() or platform.machine()
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16")
+    return f"{model}, {os.cpu_count()} cores, flags: {' '.join(f for f in wanted if f in flags) or 'none of AVX2+'}"

@@ -52,4 +52,4 @@ def main(cfg: Config) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, light=True)  # builds no network: the backbones are checked by the stages that do

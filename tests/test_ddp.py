@@ -11,12 +11,12 @@ import yaml
 from tests.conftest import copy_repo, run, runs, tiny_params
 
 
-@pytest.fixture()
-def ddp_repo(tmp_path):
+@pytest.fixture(scope="module")
+def ddp_repo(tmp_path_factory):
     # float32 and no dropout, so the only differences are per-process BatchNorm statistics (torch has
     # no CPU SyncBatchNorm) and the mean of per-process losses against one global mean
     params = tiny_params(train={"batch_size": 4, "amp": "none"}, model={"student": {"dropout": 0.0}})
-    repo = copy_repo(tmp_path, params)
+    repo = copy_repo(tmp_path_factory.mktemp("ddp"), params)
     run(["python", "-m", "stages.prepare"], repo)
     return repo
 

@@ -81,19 +81,8 @@ def stage_runs(uri: str) -> pd.DataFrame:
     return mlflow.search_runs(experiment_names=["lad"], output_format="pandas")
 
 
-def test_outage_at_start_and_mid_run_loses_nothing(tmp_path, server):
-    repo = copy_repo(tmp_path / "repo", tiny_params(train={"iters": ITERS, "val_interval": 20},
-                                                           run={"log_interval": 2, "ckpt_interval": 10}))
-    env = {"MLFLOW_TRACKING_URI": server.uri, "PIPELINE_RUN_ID": "outage"}
-    pending = repo / ".mlflow" / "pending"
-
-    # 1. the server is down from the start: prepare runs all the same and journals its run
-    proc = run([sys.executable, "-m", "stages.prepare"], repo, env=env)
-    assert (repo / "data/prepared/index.json").is_file()
-    assert f"MLflow tracking at {server.uri} failed" in proc.stderr and "stages.sync" in proc.stderr
-    assert len(list(pending.glob("*.jsonl"))) == 1
-
-    # 2. the server comes up; the next stage uploads that journal first, then the server dies mid-run
+def train_through_an_outage(repo, server, env: dict) -> None:
+    """The server comes up; the next stage uploads prepare's journal first, then the server dies mid-run."""
     server.start()
     train = subprocess.Popen([sys.executable, "-m", "stages.train", "baseline", "--seed", "0"], cwd=repo,
                              env=command_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -110,6 +99,22 @@ def test_outage_at_start_and_mid_run_loses_nothing(tmp_path, server):
     curve = pd.read_csv(repo / "reports/curves/seed0/baseline_train.tsv", sep="\t")
     assert list(curve["step"]) == list(range(2, ITERS + 1, 2))  # the DVC files are complete all the same
     assert (repo / "models/seed0/baseline.pt").is_file()
+
+
+def test_outage_at_start_and_mid_run_loses_nothing(tmp_path, server):
+    repo = copy_repo(tmp_path / "repo", tiny_params(train={"iters": ITERS, "val_interval": 20},
+                                                           run={"log_interval": 2, "ckpt_interval": 10}))
+    env = {"MLFLOW_TRACKING_URI": server.uri, "PIPELINE_RUN_ID": "outage"}
+    pending = repo / ".mlflow" / "pending"
+
+    # 1. the server is down from the start: prepare runs all the same and journals its run
+    proc = run([sys.executable, "-m", "stages.prepare"], repo, env=env)
+    assert (repo / "data/prepared/index.json").is_file()
+    assert f"MLflow tracking at {server.uri} failed" in proc.stderr and "stages.sync" in proc.stderr
+    assert len(list(pending.glob("*.jsonl"))) == 1
+
+    # 2. the server comes up, then dies while a training stage runs
+    train_through_an_outage(repo, server, env)
     assert len(list(pending.glob("*.jsonl"))) == 1
 
     # 3. while the server is still down, sync keeps the journal and says so

@@ -1,0 +1,90 @@
+"""The report's figures (matplotlib, Agg backend: no display needed): curves, per-class bars, examples,
+ablations. :mod:`pipeline.report` writes the words and tables beside them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def plot_curves(curves: dict[str, dict[str, pd.DataFrame]], path: Path) -> None:
+    """Training loss and validation mIoU against iterations, one line per trained model."""
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, c in curves.items():
+        if "loss" in c["train"]:
+            ax_loss.plot(c["train"]["step"], c["train"]["loss"], label=name)
+        if "val_miou" in c["val"]:
+            ax_val.plot(c["val"]["step"], c["val"]["val_miou"], marker="o", label=name)
+    ax_loss.set(xlabel="iteration", ylabel="training loss (total)", title="Training loss", yscale="log")
+    ax_val.set(xlabel="iteration", ylabel="val mIoU (%)", title="Validation mIoU during training")
+    for ax in (ax_loss, ax_val):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_per_class(per_class: pd.DataFrame, path: Path) -> None:
+    """Grouped bars: per-class IoU (rows = classes, columns = models)."""
+    ax = per_class.plot.bar(figsize=(max(8, len(per_class) * 1.2), 4), width=0.8)
+    ax.set(ylabel="IoU (%)", title="Per-class IoU on val", ylim=(0, 100))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=3)
+    plt.xticks(rotation=30, ha="right")
+    plt.tight_layout()
+    plt.savefig(path, dpi=110)
+    plt.close()
+
+
+def plot_examples(examples: dict[str, np.ndarray], columns: list[tuple[str, str]], palette: np.ndarray,
+                  path: Path) -> None:
+    """Grid of val examples: one row per image, columns = (key in ``examples``, title)."""
+    n = len(examples["image"])
+    cols = [(k, t) for k, t in columns if k in examples]
+    fig, axes = plt.subplots(n, len(cols), figsize=(2 * len(cols), 2 * n), squeeze=False)
+    for i in range(n):
+        for j, (key, title) in enumerate(cols):
+            ax = axes[i, j]
+            ax.imshow(examples[key][i] if key == "image" else palette[examples[key][i]], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def full_palette(palette: list[list[int]]) -> np.ndarray:
+    """Class colours padded to 256 entries; the ignore value 255 shows as VOC's cream."""
+    pal = np.zeros((256, 3), np.uint8)
+    pal[: len(palette)] = np.asarray(palette, np.uint8)
+    pal[255] = (224, 224, 192)
+    return pal
+
+
+def plot_ablations(entries: list[tuple[str, dict[str, float]]], shown: tuple[tuple[str, str, str], ...],
+                   path: Path) -> None:
+    """Bars per ablation, top to bottom in the order of ``entries`` (name, mIoU per evaluation; the first is the
+    reference, drawn dashed across), one bar per ``shown`` (evaluation, label, colour)."""
+    entries = entries[::-1]  # barh draws bottom-up: the reference on top
+    y = np.arange(len(entries))
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(entries) + 1.4))
+    for offset, (key, label, colour) in zip((0.2, -0.2), shown, strict=True):
+        values = [m.get(key, np.nan) for _, m in entries]
+        ax.barh(y + offset, values, height=0.38, color=colour, label=label)
+        ax.axvline(values[-1], color=colour, lw=0.8, ls="--")  # the reference
+    ax.set(yticks=y, yticklabels=[name for name, _ in entries], xlabel="val mIoU (%)",
+           title="LAD ablations (dashed: the reference)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,115 @@
+"""The README's figures, generated from committed result files: no number in it is typed by hand.
+
+Each block lies between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` and comes from one file:
+
+- ``costs``: what ``make run``, ``make test`` and the install take, from ``reports/timings.json``
+  (``benchmarks/timings.py`` measures them and names the CPU);
+- ``default-run``: the default run's headline mIoUs, from ``reports/metrics.json`` (the ``report`` stage),
+  beside the paper's run of the same params (``reports/paper/runs/paper-abl-reference``) and its CPU;
+- ``paper-table``: the paper's table, from ``reports/paper/runs/`` (``python -m stages.paper report``).
+
+``python -m pipeline.readme`` rewrites the first two (the paper's table is written with the paper's report);
+``tests/test_readme.py`` checks that the committed README holds what the committed files give.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from pipeline.io import atomic_write
+
+README = Path("README.md")
+TIMINGS = Path("reports/timings.json")
+METRICS = Path("reports/metrics.json")
+REFERENCE = Path("reports/paper/runs/paper-abl-reference")  # the paper's run of the committed params, seed 0
+RUN_BLOCKS = ("costs", "default-run")  # the blocks this module writes; the paper's table is pipeline.paper's
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def block(text: str, name: str, path: Path = README) -> str:
+    """What lies between block ``name``'s markers in ``text`` (of file ``path``)."""
+    start, end = markers(name)
+    found = re.search(re.escape(start) + "\n(.*?)\n?" + re.escape(end), text, re.S)
+    if not found:
+        raise ValueError(f"{path}: the markers {start} ... {end} are missing; block {name!r} goes between them")
+    return found.group(1)
+
+
+def with_block(text: str, name: str, body: str, path: Path = README) -> str:
+    """``text`` with block ``name`` replaced by ``body`` (an error naming the markers when they are missing)."""
+    block(text, name, path)
+    start, end = markers(name)
+    return re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{body}\n{end}", text, flags=re.S)
+
+
+def minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def costs(timings: dict) -> str:
+    """The first screen's costs: one line per measured figure, each with its CPU."""
+    lines = []
+    for key, what in (("make_run", "`make run` (a fresh clone, install included)"),
+                      ("repro", "`dvc repro` from nothing (installed)"), ("noop", "a no-op `dvc repro`"),
+                      ("make_test", "`make test`"), ("install", "the installed environment (`.venv`)")):
+        if key in timings:
+            t = timings[key]
+            figure = f"{t['mb']} MB" if "mb" in t else minutes(t["seconds"])
+            lines.append(f"- {what}: **{figure}** on {t['cpu']} ({t['date']})")
+    return "\n".join(lines) if lines else "- not measured yet (`benchmarks/timings.py`)"
+
+
+def default_run(metrics: dict) -> str:
+    """The default run's headline: the baseline, the LAD student and the teacher, one seed."""
+    h, seeds = metrics["headline_miou"], int(metrics["baseline"]["seeds"])
+    zero = metrics.get("teacher_zero", {}).get("miou")
+    return (f"baseline **{h['baseline']:.2f}**, LAD student **{h['lad_student']:.2f}**, LAD teacher "
+            f"**{h['teacher']:.2f}** with the fixed code book"
+            + (f" and {zero:.2f} with an empty label channel" if zero is not None else "")
+            + f" (mIoU, {seeds} seed{'s' if seeds > 1 else ''}; `reports/metrics.json`).")
+
+
+def other_cpu(metrics: dict, timings: dict, reference: Path) -> str:
+    """The default run's baseline against the paper's reference run of the same params and seed, with the CPU
+    each ran on (empty when the paper's runs are not there)."""
+    if not (reference / "meta.json").is_file():
+        return ""
+    meta, ref = (json.loads((reference / f).read_text()) for f in ("meta.json", "metrics.json"))
+    here = timings.get("repro", {}).get("cpu", "the CPU of the last `dvc repro`")
+    same = round(ref["baseline"]["miou"], 2) == round(metrics["baseline"]["miou"], 2)
+    return (f" Seed {meta['seeds'][0]}'s baseline: {metrics['baseline']['miou']:.2f} here ({here}), "
+            f"{ref['baseline']['miou']:.2f} in the paper's reference run (`{reference.name}`, {meta['cpu']})"
+            + (": the same." if same else ": another CPU gives other numbers for the same seed and params, within "
+               "seed noise (float arithmetic differs by vector unit)."))
+
+
+def run_blocks(root: Path = Path(".")) -> dict[str, str]:
+    """The blocks :data:`RUN_BLOCKS` as the committed files give them."""
+    timings = json.loads((root / TIMINGS).read_text()) if (root / TIMINGS).is_file() else {}
+    if not (root / METRICS).is_file():
+        raise FileNotFoundError(f"{root / METRICS}: missing; run the pipeline first (dvc repro)")
+    metrics = json.loads((root / METRICS).read_text())
+    return {"costs": costs(timings),
+            "default-run": default_run(metrics) + other_cpu(metrics, timings, root / REFERENCE)}
+
+
+def write(root: Path = Path(".")) -> None:
+    """Rewrite the README's run blocks from the committed files (every marker checked before writing)."""
+    text = (root / README).read_text()
+    for name, body in run_blocks(root).items():
+        text = with_block(text, name, body, root / README)
+    atomic_write(root / README, lambda tmp: tmp.write_text(text))
+
+
+if __name__ == "__main__":
+    try:
+        write()
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"error: {err}")
+    print(f"{README}: {', '.join(RUN_BLOCKS)} rewritten")

@@ -1,0 +1,120 @@
+"""Results: what the evaluation and training stages left, for one seed or many, read in one way.
+
+The workspace after ``dvc repro`` and an experiment of the paper's table collected by ``make paper``
+(``reports/paper/runs/<name>/``) hold the same files under the same sub-folders, so one loader reads
+both: ``reports/eval/seed<N>/<evaluation>.json`` and ``reports/train/seed<N>/<role>.json`` for each seed.
+:mod:`pipeline.report` renders them; the ``report`` stage and :mod:`pipeline.paper` only load and write.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from pipeline.config import Config, config_from_dict
+from pipeline.overlays import Overlay
+from pipeline.paths import EVAL, TRAIN_REPORTS
+
+SCORES = ("miou", "pixel_acc", "mean_acc")  # the scores averaged over seeds (reports/metrics.json)
+META = "meta.json"  # a collected experiment's name, params set, seeds, wall time, commit, MLflow run
+PARAMS = "params.yaml"  # a collected experiment's params, as it ran
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; 0 for a single value)."""
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def read_seeds(root: Path, kind: Path, seeds: list[int]) -> dict[str, list[dict[str, Any]]]:
+    """Name -> one JSON per seed from ``root/kind/seed<N>/<name>.json``; names missing for a seed are dropped."""
+    per_seed = [{f.stem: json.loads(f.read_text()) for f in sorted((root / kind / f"seed{s}").glob("*.json"))}
+                for s in seeds]
+    names = sorted(set.intersection(*(set(found) for found in per_seed)))
+    return {n: [found[n] for found in per_seed] for n in names}
+
+
+@dataclass
+class Results:
+    """The results of one run of the pipeline (the workspace, or one collected DVC experiment).
+
+    Attributes:
+        cfg: the params it ran with.
+        seeds: its seeds, in order; every list below holds one entry per seed.
+        eval: evaluation (a key of :data:`pipeline.roles.EVALUATIONS`) -> its result per seed.
+        train: role -> its training summary per seed (roles that trained on every seed only).
+        name: the DVC experiment ("" for the workspace).
+        meta: a collected experiment's ``meta.json`` (empty for the workspace).
+    """
+
+    cfg: Config
+    seeds: list[int]
+    eval: dict[str, list[dict[str, Any]]]
+    train: dict[str, list[dict[str, Any]]]
+    name: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, cfg: Config, root: Path = Path("."), name: str = "", meta: dict[str, Any] | None = None) -> Results:
+        """Every result under ``root`` for ``cfg.seeds``; an error if no evaluation was found for every seed."""
+        seeds = list(cfg.seeds)
+        found = read_seeds(root, EVAL, seeds)
+        if "baseline" not in found:
+            raise FileNotFoundError(f"{root / EVAL}/seed<N>/baseline.json: missing for a seed of {seeds}; run the "
+                                    "stages before the report (dvc repro)")
+        train = {r: runs for r, runs in read_seeds(root, TRAIN_REPORTS, seeds).items()
+                 if all("train_seconds" in t for t in runs)}  # a skipped stage writes a note, not a summary
+        return cls(cfg, seeds, found, train, name, meta or {})
+
+    @classmethod
+    def collected(cls, folder: Path, params: Path = Path(PARAMS)) -> Results:
+        """A collected experiment: its own params.yaml, or (collected before it was kept) ``params`` with the
+        experiment's sets applied."""
+        meta = json.loads((folder / META).read_text())
+        own = folder / PARAMS
+        values = yaml.safe_load((own if own.is_file() else params).read_text())
+        if not own.is_file():
+            values = Overlay(meta["name"], meta["sets"]).merged(values)
+        return cls.load(config_from_dict(values, networks=False), folder, meta["name"], meta)
+
+    @property
+    def warm(self) -> bool:
+        """The LAD student was warm-started from the baseline (its equal-budget control trained alongside)."""
+        return "baseline_ft" in self.eval
+
+    def first(self, key: str) -> dict[str, Any]:
+        """Evaluation ``key`` of the first seed (what is the same on every seed: the network, its cost)."""
+        return self.eval[key][0]
+
+    def miou(self, key: str) -> list[float]:
+        return [r["miou"] for r in self.eval[key]]
+
+    def train_seconds(self, key: str | None) -> float | None:
+        """Mean training seconds of the model behind evaluation ``key`` (None: not trained, or no record)."""
+        runs = self.train.get(self.first(key)["model"]) if key else None
+        return mean_std([t["train_seconds"] for t in runs])[0] if runs else None
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per evaluation: the number of seeds and the mean and sample std of each score."""
+        out = {}
+        for name, runs in self.eval.items():
+            row: dict[str, float] = {"seeds": len(runs)}
+            for m in SCORES:
+                mean, std = mean_std([r[m] for r in runs])
+                row[m], row[f"{m}_std"] = round(mean, 3), round(std, 3)
+            out[name] = row
+        return out
+
+
+def load_collected(root: Path, order: list[str] = (), params: Path = Path(PARAMS)) -> dict[str, Results]:
+    """Every experiment collected in ``root``, by name, in ``order`` (others after, by name)."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no collected experiment; run `python -m stages.paper run` first")
+    rank = {name: i for i, name in enumerate(order)}
+    runs = [Results.collected(f, params) for f in root.iterdir() if (f / META).is_file()]
+    return {r.name: r for r in sorted(runs, key=lambda r: (rank.get(r.name, len(rank)), r.name))}

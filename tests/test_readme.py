@@ -1,0 +1,65 @@
+"""The README's figures are what the committed result files give (pipeline/readme.py), its size, and the
+project's functions stay short."""
+
+import ast
+import json
+
+import pytest
+
+from pipeline import readme
+from pipeline.paper import RUNS, plan
+from pipeline.report import summary_table
+from pipeline.results import load_collected
+from tests.conftest import REPO
+
+TEXT = (REPO / "README.md").read_text()
+
+
+def test_the_readme_holds_what_the_committed_files_give():
+    for name, body in readme.run_blocks(REPO).items():
+        assert readme.block(TEXT, name) == body, f"README block {name!r} is stale: python -m pipeline.readme"
+    runs = load_collected(REPO / RUNS, [e.name for e in plan()], REPO / "params.yaml")
+    parts = {r.meta["part"]: r for r in reversed(runs.values())}
+    assert readme.block(TEXT, "paper-table") == summary_table(parts["main"], parts["warm"]), \
+        "README's paper table is stale: python -m stages.paper report"
+
+
+def test_the_readme_is_at_most_200_lines():
+    assert len(TEXT.splitlines()) <= 200
+
+
+def test_blocks_from_known_files(tmp_path):
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports/metrics.json").write_text(json.dumps({
+        "headline_miou": {"lad_student": 36.26, "baseline": 34.115, "teacher": 69.8},
+        "baseline": {"seeds": 1}, "teacher_zero": {"miou": 16.1}}))
+    cpu = "Some CPU, 2 cores, flags: avx2"
+    (tmp_path / "reports/timings.json").write_text(json.dumps({
+        "make_test": {"seconds": 400.0, "cpu": cpu, "date": "2026-01-02"},
+        "noop": {"seconds": 1.24, "cpu": cpu, "date": "2026-01-02"},
+        "install": {"mb": 5557, "cpu": cpu, "date": "2026-01-02"}}))
+    blocks = readme.run_blocks(tmp_path)
+    assert blocks["costs"].splitlines() == [
+        f"- a no-op `dvc repro`: **1 s** on {cpu} (2026-01-02)",
+        f"- `make test`: **6.7 min** on {cpu} (2026-01-02)",
+        f"- the installed environment (`.venv`): **5557 MB** on {cpu} (2026-01-02)"]
+    assert "baseline **34.12**, LAD student **36.26**" in blocks["default-run"]
+    assert "16.10 with an empty label channel" in blocks["default-run"]
+    text = "a\n<!-- costs:start -->\nold\n<!-- costs:end -->\n<!-- default-run:start -->\n<!-- default-run:end -->\n"
+    (tmp_path / "README.md").write_text(text)
+    readme.write(tmp_path)
+    assert readme.block((tmp_path / "README.md").read_text(), "costs") == blocks["costs"]
+    (tmp_path / "README.md").write_text("no markers\n")
+    with pytest.raises(ValueError, match="costs:start"):
+        readme.write(tmp_path)
+    assert (tmp_path / "README.md").read_text() == "no markers\n"  # nothing written
+
+
+def test_no_function_over_50_lines():
+    long = []
+    for folder in ("pipeline", "stages", "benchmarks", "tests", "examples"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 50:
+                    long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}")
+    assert not long, long

@@ -1,0 +1,131 @@
+"""One results model, one renderer: results read from files with known answers, the statistics, the wording,
+and the same rows for the report stage's one run and the paper's several."""
+
+import json
+import math
+
+import pytest
+
+from pipeline import report
+from pipeline.config import load_config
+from pipeline.results import Results, load_collected, mean_std
+from tests.conftest import REPO
+
+T_975_2 = 4.302652729749464  # Student-t 97.5 % quantile, 2 degrees of freedom
+CFG = load_config(REPO / "params.yaml", networks=False)
+
+
+def result(miou: float, model: str, **extra) -> dict:
+    net = {"arch": "deeplabv3", "backbone": "resnet18d", "channels": [], "params_m": 1.0, "gflops": 0.5,
+           "iterations": 10, "flops_input": 64}
+    return {"miou": miou, "pixel_acc": 2 * miou, "mean_acc": miou, "per_class_iou": {"a": miou}, "model": model,
+            **net, **extra}
+
+
+MODELS = {"baseline": "baseline", "lad_student": "student", "teacher_fixed": "teacher", "teacher_zero": "teacher",
+          "teacher_random": "teacher"}
+
+
+def write_run(root, mious: dict[str, list[float]], seconds: dict[str, list[float]]) -> None:
+    """reports/eval and reports/train for seeds 0, 1, 2 as the stages write them."""
+    for i in range(3):
+        for key, values in mious.items():
+            path = root / f"reports/eval/seed{i}/{key}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result(values[i], MODELS.get(key, key))))
+        for role, secs in seconds.items():
+            path = root / f"reports/train/seed{i}/{role}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"train_seconds": secs[i]}))
+        skipped = root / f"reports/train/seed{i}/conventional_teacher.json"
+        skipped.parent.mkdir(parents=True, exist_ok=True)
+        skipped.write_text(json.dumps({"skipped": "off"}))
+
+
+MIOUS = {"baseline": [30.0, 32.0, 34.0], "lad_student": [33.0, 36.0, 36.0], "teacher_fixed": [70.0, 71.0, 72.0],
+         "teacher_zero": [10.0, 11.0, 12.0], "teacher_random": [69.0, 70.0, 71.0]}
+
+
+@pytest.fixture()
+def workspace(tmp_path) -> Results:
+    write_run(tmp_path, MIOUS, {"baseline": [40.0, 42.0, 44.0], "student": [50.0, 50.0, 53.0]})
+    return Results.load(CFG.model_copy(update={"seeds": [0, 1, 2]}), tmp_path)
+
+
+def test_paired_interval_known_answers():
+    mean, half, n = report.paired_interval([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])  # differences 1, 2, 3: sd 1
+    assert (mean, n) == (2.0, 3) and half == pytest.approx(T_975_2 / 3**0.5)
+    mean, half, n = report.paired_interval([5.0, 6.0], [4.0, 4.0])  # differences 1, 2: sd 1/sqrt(2), t(1) 12.706
+    assert mean == 1.5 and half == pytest.approx(12.706204736174694 * (0.5**0.5) / 2**0.5)
+    mean, half, n = report.paired_interval([5.0], [3.0])
+    assert (mean, n) == (2.0, 1) and math.isnan(half)
+    with pytest.raises(ValueError, match="one per seed"):
+        report.paired_interval([1.0], [1.0, 2.0])
+    assert report.fmt_interval(2.0, 0.5) == "+2.00 [+1.50, +2.50]"
+    assert report.fmt_interval(-1.0, float("nan")) == "-1.00"
+
+
+def fake(seeds: list[int], **mious: list[float]) -> Results:
+    return Results(CFG, seeds, {k: [{"miou": v} for v in vs] for k, vs in mious.items()}, {})
+
+
+def test_conclusions_say_only_what_the_interval_allows():
+    r = fake([0, 1, 2], a=[3.0, 4.0, 5.0], b=[1.0, 1.0, 1.0], c=[2.0, 1.0, 3.0], d=[9.0, 9.5, 9.0])
+    assert "A is higher; the interval excludes zero" in report.compare(r, "a", "b", "A", "B")
+    assert "A is lower; the interval excludes zero" in report.compare(r, "a", "d", "A", "D")
+    assert "3 seeds cannot tell A from C" in report.compare(r, "a", "c", "A", "C")
+    assert "+3.00 mIoU, 95 % interval [+0.52, +5.48]" in report.compare(r, "a", "b", "A", "B")  # 3 -+ 4.303 / sqrt 3
+    one = fake([0], a=[2.0], b=[1.0])
+    assert report.compare(one, "a", "b", "A", "B") == "A − B: +1.00 mIoU (one seed: no interval)."
+
+
+def test_results_read_every_seed_with_known_summaries(workspace):
+    assert workspace.seeds == [0, 1, 2] and set(workspace.eval) == set(MIOUS) and not workspace.warm
+    assert set(workspace.train) == {"baseline", "student"}  # the skipped conventional teacher's note is no summary
+    s = workspace.summary()["lad_student"]
+    assert (s["seeds"], s["miou"], s["miou_std"]) == (3, 35.0, round(3**0.5, 3))  # 33, 36, 36: sd sqrt(3)
+    assert s["pixel_acc"] == 70.0
+    assert workspace.train_seconds("lad_student") == 51.0 and workspace.train_seconds("teacher_zero") is None
+    assert mean_std([2.0]) == (2.0, 0.0)
+
+
+def test_a_seed_missing_its_evaluation_is_a_clear_error(tmp_path):
+    write_run(tmp_path, MIOUS, {})
+    (tmp_path / "reports/eval/seed1/baseline.json").unlink()
+    with pytest.raises(FileNotFoundError, match="baseline.json: missing for a seed of \\[0, 1, 2\\]"):
+        Results.load(CFG.model_copy(update={"seeds": [0, 1, 2]}), tmp_path)
+
+
+def test_one_run_and_two_runs_give_the_same_rows(workspace, tmp_path):
+    warm_root = tmp_path / "warm"
+    write_run(warm_root, {**MIOUS, "baseline_ft": [40.0, 41.0, 45.0], "lad_student": [44.0, 45.0, 46.0]}, {})
+    warm = Results.load(workspace.cfg, warm_root, name="w")
+    one = report.student_rows(workspace)
+    assert [(r.key, r.method) for r in one] == [("baseline", "Baseline"), ("lad_student", "LAD (from scratch)")]
+    two = report.student_rows(workspace, warm)
+    assert [(r.res.name, r.key, r.method) for r in two] == [
+        ("", "baseline", "Baseline"), ("w", "baseline_ft", "Baseline + 10 more iterations (equal-budget control)"),
+        ("", "lad_student", "LAD (from scratch)"), ("w", "lad_student", "LAD (warm start from the baseline)")]
+    table = report.students_table(one)
+    lad = next(line for line in table.splitlines() if "LAD (from scratch)" in line)
+    assert "35.00 ± 1.73" in lad and "+3.00 [" in lad and "| 51 |" in lad and "71.00 ± 1.00" in lad
+    assert "DVC experiment" not in table and "DVC experiment" in report.students_table(two)
+    text = report.conclusions(workspace, warm)
+    assert "The warm-started LAD student − the baseline trained on for as many iterations: +3.00 mIoU" in text
+    assert "Over 3 seeds" in text and "from the larger teacher" not in text  # no comparison rows ran
+
+
+def test_collected_experiments_and_the_ablations_table(tmp_path):
+    for name, ablation, student in (("paper-abl-reference", "reference", 30.0), ("paper-abl-x", "x", 32.5)):
+        write_run(tmp_path / name, {**MIOUS, "lad_student": [student] * 3}, {})
+        (tmp_path / name / "meta.json").write_text(json.dumps({
+            "name": name, "part": "ablation", "ablation": ablation, "what": "w", "seeds": [0],
+            "sets": {"seeds": [0], **({"lad.w_cons": 5.0} if ablation == "x" else {})}, "seconds": 1.0}))
+    runs = load_collected(tmp_path, ["paper-abl-x"], REPO / "params.yaml")
+    assert list(runs) == ["paper-abl-x", "paper-abl-reference"]  # the order given, then the others by name
+    assert runs["paper-abl-x"].cfg.lad.w_cons == 5.0 and runs["paper-abl-x"].seeds == [0]
+    table = report.ablations_table(list(runs.values()))
+    assert table.splitlines()[2].startswith("| reference |")
+    assert "| x | w | `lad.w_cons=5.0` | 70.00 | +0.00 | 32.50 | +2.50 | `paper-abl-x` |" in table
+    with pytest.raises(FileNotFoundError, match="reference"):
+        report.ablations_table([runs["paper-abl-x"]])
