@@ -7,13 +7,16 @@
 # `make ui`: browse the runs in the MLflow UI on http://127.0.0.1:5000
 # `make recipe R=voc_deeplabv3_r18`: set a paper recipe's keys in params.yaml, comments kept (pipeline/overlays.py)
 # `make lock`: regenerate requirements.lock from pyproject.toml (pip-tools) after changing a dependency
+# `make timings`: time a no-op `dvc repro` and `make test`, size .venv (reports/timings.json), then rewrite the
+#   README's figures from the committed files (pipeline/readme.py); `dvc repro` from nothing is timed on a
+#   fresh clone: python benchmarks/timings.py time repro -- dvc repro
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test paper ablations bench ui recipe lock clean
+.PHONY: run test paper ablations bench ui recipe lock timings clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +62,12 @@ lock: | $(BIN)/activate
 	$(BIN)/pip install pip-tools==7.6.2
 	$(BIN)/pip-compile --extra test --strip-extras --no-emit-index-url --no-emit-find-links \
 		--output-file requirements.lock pyproject.toml
+
+timings: $(VENV)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/timings.py time noop -- dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/timings.py time make_test -- $(MAKE) test
+	$(BIN)/python benchmarks/timings.py size install $(VENV)
+	$(BIN)/python -m pipeline.readme
 
 clean:
 	rm -rf data/prepared models/seed* checkpoints reports/eval reports/figures

@@ -55,9 +55,10 @@ def minutes(seconds: float) -> str:
 def costs(timings: dict) -> str:
     """The first screen's costs: one line per measured figure, each with its CPU."""
     lines = []
-    for key, what in (("make_run", "`make run` (a fresh clone, install included)"),
-                      ("repro", "`dvc repro` from nothing (installed)"), ("noop", "a no-op `dvc repro`"),
-                      ("make_test", "`make test`"), ("install", "the installed environment (`.venv`)")):
+    for key, what in (("repro", "`make run`'s `dvc repro`, from nothing"), ("noop", "a no-op `dvc repro`"),
+                      ("make_test", "`make test`'s suite"),
+                      ("install_s", "installing the lock into a new venv (pip's download cache warm)"),
+                      ("install", "the installed environment (`.venv`, torch's CUDA build included)")):
         if key in timings:
             t = timings[key]
             figure = f"{t['mb']} MB" if "mb" in t else minutes(t["seconds"])

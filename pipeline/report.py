@@ -95,8 +95,6 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-
-
 def mean_pm(values: list[float]) -> str:
     """``31.93 ± 3.18`` over seeds (the mean alone for one seed)."""
     mean, std = mean_std(values)
@@ -173,7 +171,7 @@ def students_table(rows: list[Row]) -> str:
         r, onnx = res.first(key), res.first(key).get("onnx")
         lines.append([teacher_name(res, t) if t else "—", model_name(r), row.method, mean_pm(res.miou(key)),
                       "—" if key == "baseline" else versus(res, key),
-                      fmt(mean_std([e["pixel_acc"] for e in res.eval[key]])[0]), fmt(r["params_m"]),
+                      fmt(res.mean(key, "pixel_acc")), fmt(r["params_m"]),
                       fmt(r["gflops"], 3), latency(r), f"{onnx['max_abs_diff']:.1e}" if onnx else "—",
                       fmt(onnx["ort_median_ms"]) if onnx else "—", str(r["iterations"]),
                       fmt(res.train_seconds(key), 0), mean_pm(res.miou(t)) if t else "—",
@@ -195,7 +193,7 @@ def teachers_table(res: Results) -> str:
     """Every teacher of ``res``: the LAD teacher with each label channel it can be given."""
     keys = [(k, what) for k, what in TEACHERS if k in res.eval]
     lines = [[teacher_name(res, k), what, mean_pm(res.miou(k)), versus(res, k),
-              fmt(mean_std([e["pixel_acc"] for e in res.eval[k]])[0]), fmt(res.first(k)["params_m"]),
+              fmt(res.mean(k, "pixel_acc")), fmt(res.first(k)["params_m"]),
               fmt(res.first(k)["gflops"], 3), latency(res.first(k)), fmt(res.train_seconds(k), 0),
               fmt(published(res.cfg.data.name, k, res.first(k)["arch"], res.first(k)["backbone"]))]
              for k, what in keys]

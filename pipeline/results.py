@@ -94,6 +94,10 @@ class Results:
     def miou(self, key: str) -> list[float]:
         return [r["miou"] for r in self.eval[key]]
 
+    def mean(self, key: str, score: str = "miou") -> float:
+        """Mean over seeds of ``score`` (a key of :data:`SCORES`) of evaluation ``key``."""
+        return mean_std([r[score] for r in self.eval[key]])[0]
+
     def train_seconds(self, key: str | None) -> float | None:
         """Mean training seconds of the model behind evaluation ``key`` (None: not trained, or no record)."""
         runs = self.train.get(self.first(key)["model"]) if key else None

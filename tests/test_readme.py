@@ -41,8 +41,8 @@ def test_blocks_from_known_files(tmp_path):
     blocks = readme.run_blocks(tmp_path)
     assert blocks["costs"].splitlines() == [
         f"- a no-op `dvc repro`: **1 s** on {cpu} (2026-01-02)",
-        f"- `make test`: **6.7 min** on {cpu} (2026-01-02)",
-        f"- the installed environment (`.venv`): **5557 MB** on {cpu} (2026-01-02)"]
+        f"- `make test`'s suite: **6.7 min** on {cpu} (2026-01-02)",
+        f"- the installed environment (`.venv`, torch's CUDA build included): **5557 MB** on {cpu} (2026-01-02)"]
     assert "baseline **34.12**, LAD student **36.26**" in blocks["default-run"]
     assert "16.10 with an empty label channel" in blocks["default-run"]
     text = "a\n<!-- costs:start -->\nold\n<!-- costs:end -->\n<!-- default-run:start -->\n<!-- default-run:end -->\n"
@@ -63,3 +63,19 @@ def test_no_function_over_50_lines():
                 if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 50:
                     long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}")
     assert not long, long
+
+
+def test_timings_record_what_ran_and_nothing_that_failed(tmp_path):
+    import subprocess
+    import sys
+
+    script = str(REPO / "benchmarks/timings.py")
+    subprocess.run([sys.executable, script, "time", "quick", "--", "true"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    subprocess.run([sys.executable, script, "size", "folder", "."], cwd=tmp_path, check=True)
+    failed = subprocess.run([sys.executable, script, "time", "bad", "--", "false"], cwd=tmp_path, capture_output=True,
+                            text=True)
+    assert failed.returncode == 1 and "nothing recorded" in failed.stderr
+    data = json.loads((tmp_path / "reports/timings.json").read_text())
+    assert set(data) == {"quick", "folder"} and data["quick"]["command"] == "true"
+    assert 0 <= data["quick"]["seconds"] < 30 and data["folder"]["mb"] >= 0 and data["quick"]["cpu"]
