@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from pipeline.io import atomic_write
+from pipeline.results import mean_std
 
 README = Path("README.md")
 TIMINGS = Path("reports/timings.json")
@@ -49,21 +50,27 @@ def with_block(text: str, name: str, body: str, path: Path = README) -> str:
 
 
 def minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+    if seconds >= 90:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+
+
+COSTS = (("repro", "`make run`'s `dvc repro`, from nothing"), ("noop", "a no-op `dvc repro`"),
+         ("make_test", "`make test`"), ("install_s", "installing the lock into a new venv (pip's download cache warm)"),
+         ("install", "the installed environment (`.venv`, torch's CUDA build included)"))
 
 
 def costs(timings: dict) -> str:
-    """The first screen's costs: one line per measured figure, each with its CPU."""
-    lines = []
-    for key, what in (("repro", "`make run`'s `dvc repro`, from nothing"), ("noop", "a no-op `dvc repro`"),
-                      ("make_test", "`make test`'s suite"),
-                      ("install_s", "installing the lock into a new venv (pip's download cache warm)"),
-                      ("install", "the installed environment (`.venv`, torch's CUDA build included)")):
+    """The first screen's costs, grouped by the CPU and the day that measured them."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for key, what in COSTS:
         if key in timings:
             t = timings[key]
-            figure = f"{t['mb']} MB" if "mb" in t else minutes(t["seconds"])
-            lines.append(f"- {what}: **{figure}** on {t['cpu']} ({t['date']})")
-    return "\n".join(lines) if lines else "- not measured yet (`benchmarks/timings.py`)"
+            figure = f"{t['mb'] / 1000:.1f} GB" if "mb" in t else minutes(t["seconds"])
+            groups.setdefault((t["cpu"], t["date"]), []).append(f"{what}: **{figure}**")
+    if not groups:
+        return "Costs: not measured yet (`make timings`)."
+    return "\n".join(f"Measured on {cpu} ({date}): " + "; ".join(lines) + "." for (cpu, date), lines in groups.items())
 
 
 def default_run(metrics: dict) -> str:
@@ -84,10 +91,14 @@ def other_cpu(metrics: dict, timings: dict, reference: Path) -> str:
     meta, ref = (json.loads((reference / f).read_text()) for f in ("meta.json", "metrics.json"))
     here = timings.get("repro", {}).get("cpu", "the CPU of the last `dvc repro`")
     same = round(ref["baseline"]["miou"], 2) == round(metrics["baseline"]["miou"], 2)
+    seeds = [json.loads(f.read_text())["miou"]
+             for f in sorted((reference.parent / "paper").glob("reports/eval/seed*/baseline.json"))]
+    noise = (f" (for scale: the baseline's std over the paper's {len(seeds)} seeds is {mean_std(seeds)[1]:.2f})"
+             if len(seeds) > 1 else "")
     return (f" Seed {meta['seeds'][0]}'s baseline: {metrics['baseline']['miou']:.2f} here ({here}), "
             f"{ref['baseline']['miou']:.2f} in the paper's reference run (`{reference.name}`, {meta['cpu']})"
-            + (": the same." if same else ": another CPU gives other numbers for the same seed and params, within "
-               "seed noise (float arithmetic differs by vector unit)."))
+            + (": the same." if same else ": another CPU gives other numbers for the same seed and params, since "
+               f"float arithmetic differs by vector unit{noise}."))
 
 
 def run_blocks(root: Path = Path(".")) -> dict[str, str]:

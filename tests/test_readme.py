@@ -39,10 +39,9 @@ def test_blocks_from_known_files(tmp_path):
         "noop": {"seconds": 1.24, "cpu": cpu, "date": "2026-01-02"},
         "install": {"mb": 5557, "cpu": cpu, "date": "2026-01-02"}}))
     blocks = readme.run_blocks(tmp_path)
-    assert blocks["costs"].splitlines() == [
-        f"- a no-op `dvc repro`: **1 s** on {cpu} (2026-01-02)",
-        f"- `make test`'s suite: **6.7 min** on {cpu} (2026-01-02)",
-        f"- the installed environment (`.venv`, torch's CUDA build included): **5557 MB** on {cpu} (2026-01-02)"]
+    assert blocks["costs"] == (f"Measured on {cpu} (2026-01-02): a no-op `dvc repro`: **1.2 s**; `make test`: "
+                               "**6.7 min**; the installed environment (`.venv`, torch's CUDA build included): "
+                               "**5.6 GB**.")
     assert "baseline **34.12**, LAD student **36.26**" in blocks["default-run"]
     assert "16.10 with an empty label channel" in blocks["default-run"]
     text = "a\n<!-- costs:start -->\nold\n<!-- costs:end -->\n<!-- default-run:start -->\n<!-- default-run:end -->\n"
