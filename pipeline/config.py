@@ -303,6 +303,12 @@ class EvaluateConfig(Section):
         return self
 
 
+# heads with a BatchNorm on a globally pooled map: on one image it sees one value per channel and torch fails
+# in the first training step (tests/test_config.py checks this list against the real networks)
+POOLED_BATCHNORM: dict[str, str] = {"deeplabv3": "ASPP image pooling", "pspnet": "the 1x1 pyramid bin",
+                                    "stdc": "the global context"}
+
+
 class Config(Section):
     seeds: Annotated[list[Seed], Field(min_length=1)]  # one run of every trained stage per seed
     data: DataConfig
@@ -321,6 +327,16 @@ class Config(Section):
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"expected distinct seeds, got {seeds}")
         return seeds
+
+    @model_validator(mode="after")
+    def _trainable(self) -> Config:
+        pooled = sorted({net.arch for _, net in self.model} & set(POOLED_BATCHNORM))
+        if self.train.batch_size < 2 and pooled:
+            where = "; ".join(f"{a}: {POOLED_BATCHNORM[a]}" for a in pooled)
+            raise Invalid("train.batch_size", f"1 image per process cannot train these heads, whose BatchNorm after a "
+                                              f"global pooling sees one value per channel ({where}); use 2 or more "
+                                              "(it is per process), or fewer processes")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()

@@ -11,6 +11,7 @@ import os
 import shlex
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -54,21 +55,52 @@ def under_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def cuda_problem() -> tuple[str | None, bool]:
+    """Why torch cannot use CUDA here (None: it can), and whether torch tried and failed: a GPU or driver is
+    there but unusable (an old driver, say), rather than a machine without one."""
+    with warnings.catch_warnings(record=True) as caught:  # torch says why only as a warning, once per process
+        warnings.simplefilter("always")
+        usable = torch.cuda.is_available()
+    if usable:
+        return None, False
+    build = f"torch {torch.__version__}"
+    if torch.version.cuda is None:
+        return f"{build} is a CPU-only build", False
+    said = "; ".join(str(w.message).strip().splitlines()[0] for w in caught if str(w.message).strip())
+    if said:
+        return f"{build} (built for CUDA {torch.version.cuda}) cannot initialise CUDA: {said}", True
+    if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        return "CUDA_VISIBLE_DEVICES is set and empty: no GPU is visible to this process", True
+    return f"{build} (built for CUDA {torch.version.cuda}) finds no GPU: no NVIDIA driver or device here", False
+
+
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto``: CUDA (this process's GPU) when present, else CPU; ``cuda`` fails clearly without one."""
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("train.device: 'cuda' asked for, but torch sees no CUDA device")
+    """``cuda``: this process's GPU, or a clear error naming why CUDA is not usable. ``auto``: the GPU when
+    usable, else the CPU, with a warning when a GPU is there but unusable (no silent fall-back)."""
+    if name == "cpu":
+        return torch.device("cpu")
+    problem, gpu_there = cuda_problem()
+    if problem is None:
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
+    if name == "cuda":
+        raise RuntimeError(f"train.device: 'cuda' asked for, but {problem}")
+    if gpu_there:
+        print(f"warning: train.device: auto trains on the CPU: {problem} (set train.device: cuda to make this an "
+              "error)", file=sys.stderr, flush=True)
     return torch.device("cpu")
 
 
 def check_amp(amp: str, device: torch.device) -> None:
-    """fp16 autocast needs CUDA (a GradScaler on the GPU); checked when the stage starts, on the device it runs on."""
+    """Mixed precision the device can run, checked when the stage starts on it: fp16 autocast needs CUDA (a
+    GradScaler on the GPU); bf16 on a GPU needs native bf16 (emulated, it is slower than float32)."""
     if amp == "fp16" and device.type != "cuda":
         raise RuntimeError(f"train.amp: 'fp16' needs CUDA, and this stage runs on {device.type}; use 'bf16' or "
                            "'none' on a CPU")
+    if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        major, minor = torch.cuda.get_device_capability(device)
+        raise RuntimeError(f"train.amp: 'bf16' on {torch.cuda.get_device_name(device)} (compute capability "
+                           f"{major}.{minor}) has no native bf16; use 'fp16' there")
 
 
 def setup(device: str = "auto", amp: str = "none") -> Context:

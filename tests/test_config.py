@@ -175,3 +175,64 @@ def test_validation_gives_the_same_answer_on_every_machine():
             pick_device("cuda")
     with pytest.raises(RuntimeError, match="train.amp: 'fp16' needs CUDA"):
         check_amp("fp16", torch.device("cpu"))
+
+
+def test_an_unusable_gpu_is_named_and_never_a_silent_fallback(monkeypatch, capsys):
+    import warnings
+
+    import torch
+
+    from pipeline import dist
+
+    def old_driver() -> bool:
+        warnings.warn("CUDA initialization: The NVIDIA driver on your system is too old (found version 11040).\n"
+                      "Please update your GPU driver.", stacklevel=1)
+        return False
+
+    monkeypatch.setattr(torch.cuda, "is_available", old_driver)
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    with pytest.raises(RuntimeError, match="'cuda' asked for, but .* cannot initialise CUDA: CUDA initialization: "
+                                           "The NVIDIA driver on your system is too old"):
+        dist.pick_device("cuda")
+    assert dist.pick_device("auto") == torch.device("cpu")
+    assert "warning: train.device: auto trains on the CPU" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    with pytest.raises(RuntimeError, match="is a CPU-only build"):
+        dist.pick_device("cuda")
+    assert dist.pick_device("auto") == torch.device("cpu") and not capsys.readouterr().err  # no GPU: no warning
+
+
+def test_bf16_on_a_gpu_without_it_is_refused(monkeypatch):
+    import torch
+
+    from pipeline.dist import check_amp
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    with pytest.raises(RuntimeError, match=r"'bf16' on Tesla T4 \(compute capability 7.5\) has no native bf16"):
+        check_amp("bf16", torch.device("cuda", 0))
+    check_amp("bf16", torch.device("cpu"))  # the CPU path: bf16 autocast runs there
+
+
+def test_one_image_per_process_is_refused_for_heads_that_cannot_train_on_it():
+    from typing import get_args
+
+    import torch
+
+    from pipeline.config import POOLED_BATCHNORM, Arch
+    from pipeline.models import create_segmentor
+
+    for arch in get_args(Arch):  # the list agrees with the networks: exactly these fail on one image
+        backbone, extra = ("stdc1", {"output_stride": 32}) if arch == "stdc" else ("resnet18d", {})
+        model = create_segmentor(arch, backbone, 3, **extra).train()
+        if arch in POOLED_BATCHNORM:
+            with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+                model(torch.randn(1, 3, 32, 32))
+        else:
+            model(torch.randn(1, 3, 32, 32))
+    with pytest.raises(ConfigError, match=r"train.batch_size: 1 image per process cannot train .*deeplabv3: ASPP"):
+        config_from_dict(tiny_params(train={"batch_size": 1}))
+    fcn = {r: {"arch": "fcn"} for r in ("student", "teacher", "conventional_teacher")}
+    config_from_dict(tiny_params(train={"batch_size": 1}, model=fcn))
