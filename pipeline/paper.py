@@ -106,6 +106,7 @@ def write_report(root: Path = Path(".")) -> str:
         text = report.fill(
             report.PAPER, main, experiments=str(len(runs)),
             commits=", ".join(sorted({f"`{r.meta['git_commit'][:10]}`" for r in runs.values()})),
+            cpus="; ".join(sorted({r.meta.get("cpu", "a CPU not recorded") for r in runs.values()})),
             minutes=f"{sum(r.meta['seconds'] for r in runs.values()) / 60:.1f}",
             students=report.students_table(report.student_rows(main, warm)), teachers=report.teachers_table(main),
             conclusions=report.conclusions(main, warm), ablations=abl or "Not run.\n",

@@ -95,10 +95,15 @@ def other_cpu(metrics: dict, timings: dict, reference: Path) -> str:
              for f in sorted((reference.parent / "paper").glob("reports/eval/seed*/baseline.json"))]
     noise = (f" (for scale: the baseline's std over the paper's {len(seeds)} seeds is {mean_std(seeds)[1]:.2f})"
              if len(seeds) > 1 else "")
+    if same:
+        verdict = ": the same."
+    elif meta["cpu"].split(",")[0] != here.split(",")[0]:
+        verdict = f": another CPU gives other numbers for the same seed and params{noise}."
+    else:
+        verdict = f": the same CPU model, so the code or the data changed since the paper's runs{noise}."
     return (f" Seed {meta['seeds'][0]}'s baseline: {metrics['baseline']['miou']:.2f} here ({here}), "
             f"{ref['baseline']['miou']:.2f} in the paper's reference run (`{reference.name}`, {meta['cpu']})"
-            + (": the same." if same else ": another CPU gives other numbers for the same seed and params, since "
-               f"float arithmetic differs by vector unit{noise}."))
+            + verdict)
 
 
 def run_blocks(root: Path = Path(".")) -> dict[str, str]:

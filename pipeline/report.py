@@ -434,7 +434,7 @@ The ablations and the table over seeds are DVC experiments of their own (`make p
 PAPER = """# The paper's table: {dataset}
 
 Written by `python -m stages.paper report` (`make paper`) from the {experiments} DVC experiments in
-`reports/paper/runs/`, run at commit {commits} by `python -m stages.paper run`: {minutes} min of
+`reports/paper/runs/`, run at commit {commits} on {cpus} by `python -m stages.paper run`: {minutes} min of
 wall time in all (the table below, "wall s"). Seeds: {seeds}; the seeds the defaults were chosen on are listed
 in docs/results.md. mIoU: mean ± sample std over seeds. Δ: the mean of the per-seed differences from the
 baseline of the same seed, with its 95 % Student-t interval. Train s: mean over seeds.
