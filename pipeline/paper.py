@@ -93,7 +93,7 @@ def collect(exp: Experiment, seconds: float, parent_run: str | None, root: Path 
 def write_report(root: Path = Path(".")) -> str:
     """reports/ablations.md (+ .png) when the ablations ran, and reports/paper.md and the README's table when
     the table's two experiments ran, from the collected runs; returns what was written, as markdown."""
-    runs = load_collected(root / RUNS, [e.name for e in plan()], root / "params.yaml")
+    runs = load_collected(root / RUNS, [e.name for e in plan()], root / PARAMS)
     parts = {r.meta["part"]: r for r in reversed(runs.values())}  # the first of each part
     main, warm = parts.get("main"), parts.get("warm")
     ablations = [r for r in runs.values() if r.meta["part"] == "ablation"]

@@ -305,9 +305,10 @@ def ablation_mious(runs: list[Results]) -> list[tuple[str, dict[str, float]]]:
 def ablations_table(runs: list[Results]) -> str:
     """One row per ablation experiment, Δ against the reference's first seed."""
     ordered = ablation_order(runs)
-    ref = dict(ablation_mious(ordered))["reference"]
+    entries = ablation_mious(ordered)
+    ref = entries[0][1]  # the reference comes first
     rows = []
-    for r, (name, m) in zip(ordered, ablation_mious(ordered), strict=True):
+    for r, (name, m) in zip(ordered, entries, strict=True):
         sets = {k: v for k, v in r.meta["sets"].items() if k != "seeds"}
         cells = [c for key, _, _ in ABLATION_SHOWN for c in (
             fmt(m.get(key)), "—" if name == "reference" or key not in m or key not in ref
