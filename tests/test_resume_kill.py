@@ -22,7 +22,8 @@ def kill_repo(tmp_path):
 
 def test_sigkill_then_rerun_resumes_to_the_same_weights(kill_repo):
     run(["dvc", "repro", "prepare"], kill_repo)
-    env = command_env({"PIPELINE_RUN_ID": "killed"})
+    cold = {"LAD_STAGE_SERVER": ""}  # a stage in a fresh process, not forked from pipeline.warm's server
+    env = command_env({"PIPELINE_RUN_ID": "killed", **cold})
     proc = subprocess.Popen(["dvc", "repro", "train_baseline@0"], cwd=kill_repo, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = kill_repo / "checkpoints/seed0/baseline/checkpoint.pt"
@@ -34,7 +35,7 @@ def test_sigkill_then_rerun_resumes_to_the_same_weights(kill_repo):
     proc.wait()
     assert not (kill_repo / "models/seed0/baseline.pt").exists(), "a killed stage left a final model behind"
 
-    out = run(["dvc", "repro", "train_baseline@0"], kill_repo, env={"PIPELINE_RUN_ID": "resumed"})
+    out = run(["dvc", "repro", "train_baseline@0"], kill_repo, env={"PIPELINE_RUN_ID": "resumed", **cold})
     assert "resuming baseline" in out.stdout + out.stderr
     resumed = weights(kill_repo / "models/seed0/baseline.pt")
     assert not ckpt.exists(), "the resume checkpoint outlived a finished stage"
