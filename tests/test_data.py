@@ -53,3 +53,21 @@ def test_sampler_resumes_exactly_and_shards_without_overlap():
     r0 = list(itertools.islice(iter(InfiniteSampler(10, 3, rank=0, world_size=2)), 5))
     r1 = list(itertools.islice(iter(InfiniteSampler(10, 3, rank=1, world_size=2)), 5))
     assert r0 == full[0:10:2] and r1 == full[1:10:2]
+
+
+def test_the_index_digest_covers_every_generated_file(tmp_path):
+    """Later stages depend on index.json alone: its digest must change with any byte or name prepare wrote."""
+    import hashlib
+
+    from stages.prepare import files_digest
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "sub/b.jpg").write_bytes(b"yz")
+    before = files_digest(tmp_path)
+    assert before == hashlib.md5(b"a.png\0x" + b"sub/b.jpg\0yz").hexdigest()
+    (tmp_path / "sub/b.jpg").write_bytes(b"yZ")
+    assert files_digest(tmp_path) != before
+    (tmp_path / "sub/b.jpg").write_bytes(b"yz")
+    (tmp_path / "a.png").rename(tmp_path / "c.png")
+    assert files_digest(tmp_path) != before

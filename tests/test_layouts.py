@@ -5,100 +5,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from scipy.io import savemat
 
-from pipeline.data import BadDataError, make_dataset, prepare_index, voc
+from pipeline.data import BadDataError, make_dataset, prepare_index
 from pipeline.data.layouts import INVALID, LAYOUTS, make_layout
 from pipeline.engine import SegData, Trainer
+from pipeline.layout_examples import LABELS, LAYOUT_WRITERS, SIZES, Writer, write_example
 from pipeline.models import create_segmentor
 from pipeline.steps.supervised import SupervisedStep
 from tests.conftest import trainer_config
 
-RNG = np.random.default_rng(0)
+SIZE = (24, 32)  # tiny: the layouts' names and encodings matter here, not their sizes
 
 
-def jpg(path: Path, h: int = 24, w: int = 32) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), RNG.integers(0, 255, (h, w, 3), dtype=np.uint8))
+def make(name: str, root: Path) -> None:
+    write_example(name, root, per_split=2, size=SIZE)
+    if name == "cityscapes":  # made by cityscapesscripts' createTrainIdLabelImgs: taken as train ids
+        writer = Writer(SIZE, [0, 13, 18, 255])
+        for label in (root / "gtFine/val").rglob("*_gtFine_labelIds.png"):
+            writer.grey(label.with_name(label.name.replace("labelIds", "labelTrainIds")))
 
 
-def png_image(path: Path, h: int = 24, w: int = 32) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), RNG.integers(0, 255, (h, w, 3), dtype=np.uint8))
+def grey(path: Path, values: list[int]) -> None:
+    Writer(SIZE, values).grey(path)
 
 
-def grey(path: Path, values: list[int], h: int = 24, w: int = 32) -> np.ndarray:
-    """A grey (mode L) label PNG drawing its values in vertical bands."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    label = np.repeat(np.array(values, np.uint8), -(-w // len(values)))[:w][None].repeat(h, 0)
-    Image.fromarray(label, mode="L").save(path)
-    return label
-
-
-def make_voc_aug(root: Path) -> None:
-    for split, names in (("train_aug", ["2007_000032", "2008_000002"]), ("val", ["2007_000033"])):
-        for n in names:
-            jpg(root / "JPEGImages" / f"{n}.jpg")
-            if split == "val":
-                (root / "SegmentationClass").mkdir(parents=True, exist_ok=True)
-                voc.write_label(root / "SegmentationClass" / f"{n}.png", np.full((24, 32), 15, np.uint8))
-            grey(root / "SegmentationClassAug" / f"{n}.png", [0, 1, 20, 255])
-        voc.write_split(root, split, names)
-
-
-def make_cityscapes(root: Path) -> None:
-    for split, city in (("train", "aachen"), ("val", "frankfurt")):
-        for i in range(2):
-            stem = f"{split}/{city}/{city}_{i:06d}_000019"
-            png_image(root / "leftImg8bit" / f"{stem}_leftImg8bit.png")
-            if split == "train":
-                grey(root / "gtFine" / f"{stem}_gtFine_labelIds.png", [0, 7, 26, 33, 1])
-            else:  # made by cityscapesscripts' createTrainIdLabelImgs: taken as train ids
-                grey(root / "gtFine" / f"{stem}_gtFine_labelTrainIds.png", [0, 13, 18, 255])
-                grey(root / "gtFine" / f"{stem}_gtFine_labelIds.png", [0, 1, 2])
-
-
-def make_ade20k(root: Path) -> None:
-    base = root / "ADEChallengeData2016"
-    for split, prefix in (("training", "ADE_train"), ("validation", "ADE_val")):
-        for i in range(1, 3):
-            jpg(base / "images" / split / f"{prefix}_{i:08d}.jpg")
-            grey(base / "annotations" / split / f"{prefix}_{i:08d}.png", [0, 1, 150])
-
-
-def make_coco164k(root: Path) -> None:
-    for split in ("train2017", "val2017"):
-        for i in (9, 25):
-            jpg(root / "images" / split / f"{i:012d}.jpg")
-            grey(root / "annotations" / split / f"{i:012d}.png", [0, 11, 12, 181, 255])
-
-
-def make_coco10k(root: Path) -> None:
-    for split in ("train", "test"):
-        names = [f"COCO_train2014_{i:012d}" for i in ((77, 78) if split == "train" else (80,))]
-        for n in names:
-            jpg(root / "images" / f"{n}.jpg")
-            (root / "annotations").mkdir(parents=True, exist_ok=True)
-            label = np.repeat(np.array([0, 1, 12, 13, 182], np.uint16), 7)[:32][None].repeat(24, 0)
-            savemat(root / "annotations" / f"{n}.mat", {"S": label})
-        (root / "imageLists").mkdir(parents=True, exist_ok=True)
-        (root / "imageLists" / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
-
-
-def make_camvid(root: Path) -> None:
-    for split in ("train", "val", "test"):
-        for n in ("0001TP_006690", "Seq05VD_f00000"):
-            png_image(root / split / f"{n}.png")
-            grey(root / f"{split}annot" / f"{n}.png", [0, 3, 10, 11])
-
-
-MAKERS = {"voc": make_voc_aug, "cityscapes": make_cityscapes, "ade20k": make_ade20k,
-          "coco_stuff164k": make_coco164k, "coco_stuff10k": make_coco10k, "camvid": make_camvid}
 # dataset -> (train split, val split, the train ids its first training label must hold)
 EXPECTED = {
     "voc": ("train_aug", "val", {0, 1, 20, 255}),
@@ -111,7 +44,7 @@ EXPECTED = {
 
 
 def test_every_real_layout_has_a_fixture():
-    assert set(MAKERS) == set(LAYOUTS) - {"synthetic"}
+    assert set(LAYOUT_WRITERS) == set(SIZES) == set(LABELS) == set(LAYOUTS) - {"synthetic"}
 
 
 def test_published_label_mappings():
@@ -134,10 +67,10 @@ def test_published_label_mappings():
     assert voc_lut[20] == 20 and voc_lut[255] == 255 and voc_lut[21] == INVALID
 
 
-@pytest.mark.parametrize("name", sorted(MAKERS))
+@pytest.mark.parametrize("name", sorted(LAYOUT_WRITERS))
 def test_layout_prepares_and_trains_one_step(name, tmp_path):
     root = tmp_path / name
-    MAKERS[name](root)
+    make(name, root)
     train_split, val_split, expected = EXPECTED[name]
     index = prepare_index(name, root, {"train": train_split, "val": val_split})
     assert index["stats"]["train"]["images"] >= 1 and index["stats"]["val"]["images"] >= 1
@@ -156,7 +89,7 @@ def test_layout_prepares_and_trains_one_step(name, tmp_path):
 
 def test_wrong_label_values_and_splits_are_named(tmp_path):
     root = tmp_path / "camvid"
-    make_camvid(root)
+    make("camvid", root)
     grey(root / "trainannot" / "0001TP_006690.png", [0, 12, 40])
     with pytest.raises(BadDataError, match=r"0001TP_006690.png: label values \[12, 40\] are not labels of this "
                                            r"dataset \(expected 0\.\.11\)"):

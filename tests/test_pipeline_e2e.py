@@ -10,6 +10,7 @@ import re
 import pytest
 import yaml
 
+from stages.prepare import files_digest
 from tests.conftest import assert_same_weights, run, runs, weights
 
 pytestmark = pytest.mark.e2e
@@ -41,6 +42,8 @@ def test_outputs(tiny_repo):
     assert curve[0].split("\t")[:3] == ["step", "lr", "loss"] and "cons" in curve[0] and len(curve) == 5  # every step
     header = (tiny_repo / "reports/curves/seed0/student_val.tsv").read_text().splitlines()[0]
     assert header == "step\tval_miou\tval_pixel_acc"
+    index = json.loads((tiny_repo / "data/prepared/index.json").read_text())  # the later stages' data dependency
+    assert index["files_md5"] == files_digest(tiny_repo / "data/prepared/synthetic")
     train = json.loads((tiny_repo / "reports/train/seed0/student.json").read_text())
     assert train["iters"] == 4 and train["resumed_from"] is None and train["effective_batch"] == 2
     assert not list((tiny_repo / "checkpoints/seed0").glob("*/checkpoint.pt"))  # completed: nothing to resume
