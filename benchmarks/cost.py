@@ -156,12 +156,14 @@ def timed_command(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) 
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **(env or {})}
     start = time.perf_counter()
     marks: list[tuple[str, float]] = []
+    tail: list[str] = []
     with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         for line in proc.stdout:
+            tail = [*tail[-40:], line]
             if line.startswith("Running stage '"):
                 marks.append((line.split("'")[1], time.perf_counter()))
         if proc.wait() != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed in {cwd}")
+            raise SystemExit(f"{' '.join(cmd)} failed in {cwd}; its last lines:\n{''.join(tail)}")
     end = time.perf_counter()
     stages = {name: (marks[i + 1][1] if i + 1 < len(marks) else end) - t for i, (name, t) in enumerate(marks)}
     return end - start, stages

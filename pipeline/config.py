@@ -46,7 +46,7 @@ Distance = Literal["cwd", "kl"]  # pipeline.losses.DISTANCES
 Arch = Literal["deeplabv3", "fcn", "ocrnet", "pspnet", "stdc"]  # pipeline.models.HEADS
 LabelInit = Literal["official", "timm"]  # pipeline.models.LABEL_INITS
 DatasetName = Literal["synthetic", "voc", "cityscapes", "ade20k", "coco_stuff164k", "coco_stuff10k",
-                      "camvid"]  # pipeline.data.layouts.LAYOUTS
+                      "camvid", "folder"]  # pipeline.data.layouts.LAYOUTS
 STDC_BACKBONES = ("stdc1", "stdc2")  # pipeline.models.stdc.STDC_LAYERS: built here, not by timm
 
 

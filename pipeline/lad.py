@@ -25,6 +25,16 @@ def fixed_codes(num_slots: int) -> torch.Tensor:
     return (torch.arange(num_slots, dtype=torch.float32) - num_slots // 2) / 10.0
 
 
+CODE_SPAN = 3.0  # how far the scaled fixed code book reaches: the range of mean/std-normalised pixels
+
+
+def scale_for(num_classes: int, span: float = CODE_SPAN) -> float:
+    """The ``lad.scale`` at which the fixed code book of ``num_classes`` (+ the ignore slot) reaches
+    ``±span``: 10 for the embedded set's 6 classes, 2.73 for VOC's 21, 3 for Cityscapes' 19, 5 for
+    CamVid's 11, 0.4 for ADE20K's 150, 0.35 for COCO-Stuff's 171. The recipes set it by this rule."""
+    return span / fixed_codes(num_classes + 1).abs().max().item()
+
+
 def label_slots(label: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
     """Label (B, H, W) -> slot indices in 0..K; ignore (and any value out of 0..K-1) maps to K."""
     valid = (label >= 0) & (label < num_classes) & (label != ignore_index)

@@ -23,10 +23,12 @@ from pipeline.data import voc
 
 # (height, width) of a typical image of the real dataset
 SIZES = {"voc": (375, 500), "cityscapes": (1024, 2048), "ade20k": (512, 683), "coco_stuff164k": (480, 640),
-         "coco_stuff10k": (480, 640), "camvid": (720, 960)}
+         "coco_stuff10k": (480, 640), "camvid": (720, 960), "folder": (480, 640)}
 # raw label values drawn, as the published files hold them (each maps to a train id or to ignore)
 LABELS = {"voc": [0, 1, 20, 255], "cityscapes": [0, 7, 26, 33, 1], "ade20k": [0, 1, 150],
-          "coco_stuff164k": [0, 11, 12, 181, 255], "coco_stuff10k": [0, 1, 12, 13, 182], "camvid": [0, 3, 10, 11]}
+          "coco_stuff164k": [0, 11, 12, 181, 255], "coco_stuff10k": [0, 1, 12, 13, 182], "camvid": [0, 3, 10, 11],
+          "folder": [0, 1, 2, 255]}
+FOLDER_CLASSES = "background 0 0 0\nroad 128 64 128\nlane marking 255 255 255\n"  # names, optional R G B
 
 
 class Writer:
@@ -110,6 +112,18 @@ def camvid(root: Path, w: Writer, names: dict[str, list[str]]) -> None:
             w.grey(root / f"{split}annot" / f"{n}.png")
 
 
+def folder(root: Path, w: Writer, names: dict[str, list[str]]) -> None:
+    """A user's own data: classes.txt, images/*.jpg, masks/*.png (train ids, 255 ignored), splits/<split>.txt."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text(FOLDER_CLASSES)
+    for split, ids in names.items():
+        for n in ids:
+            w.image(root / "images" / f"{n}.jpg")
+            w.grey(root / "masks" / f"{n}.png")
+        (root / "splits").mkdir(exist_ok=True)
+        (root / "splits" / f"{split}.txt").write_text("".join(f"{n}\n" for n in ids))
+
+
 # layout -> (writer, its splits, a real file name stem for image i of a split)
 LAYOUT_WRITERS: dict[str, tuple[Callable[[Path, Writer, dict[str, list[str]]], None], tuple[str, ...],
                                 Callable[[str, int], str]]] = {
@@ -124,6 +138,7 @@ LAYOUT_WRITERS: dict[str, tuple[Callable[[Path, Writer, dict[str, list[str]]], N
                       lambda s, i: f"COCO_train2014_{77 + i + (100 if s == 'test' else 0):012d}"),
     "camvid": (camvid, ("train", "val", "test"),
                lambda s, i: f"Seq05VD_f{30 * (i // 2):05d}" if i % 2 else f"0001TP_{6690 + 30 * (i // 2):06d}"),
+    "folder": (folder, ("train", "val"), lambda s, i: f"{s}_{i:04d}"),
 }
 
 

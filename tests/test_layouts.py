@@ -40,6 +40,7 @@ EXPECTED = {
     "coco_stuff164k": ("train2017", "val2017", {0, 255, 11, 170}),
     "coco_stuff10k": ("train", "test", {255, 0, 11, 170}),
     "camvid": ("train", "val", {0, 3, 10, 255}),
+    "folder": ("train", "val", {0, 1, 2, 255}),
 }
 
 
@@ -104,3 +105,24 @@ def test_wrong_label_values_and_splits_are_named(tmp_path):
     assert [(s["split"], Path(s["file"]).name) for s in index["skipped"]] == [("train", "0001TP_006690.png"),
                                                                                ("val", "orphan.png")]
     assert index["samples"]["train"] == [("train/Seq05VD_f00000.png", "trainannot/Seq05VD_f00000.png")]
+
+
+def test_the_folder_layout_reads_its_classes_palette_and_lists(tmp_path):
+    root = tmp_path / "own"
+    make("folder", root)
+    index = prepare_index("folder", root, {"train": "train", "val": "val"})
+    assert index["classes"] == ["background", "road", "lane marking"]
+    assert index["palette"] == [[0, 0, 0], [128, 64, 128], [255, 255, 255]]
+    (root / "classes.txt").write_text("background\nroad\n")  # no colours: the VOC palette
+    grey(root / "masks/train_0001.png", [0, 1, 2])
+    with pytest.raises(BadDataError, match=r"train_0001.png: label values \[2\] are not labels of this dataset"):
+        prepare_index("folder", root, {"train": "train"})
+    (root / "classes.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="classes.txt: classes file not found"):
+        prepare_index("folder", root, {"train": "train"})
+    (root / "classes.txt").write_text("a\nb\na\n")
+    with pytest.raises(ValueError, match=r"class names repeat: \['a'\]"):
+        prepare_index("folder", root, {"train": "train"})
+    (root / "classes.txt").write_text("a\nb\nc\n")
+    with pytest.raises(FileNotFoundError, match=r"splits/training.txt: split list not found.*usual splits: train, val"):
+        prepare_index("folder", root, {"train": "training"})

@@ -67,3 +67,21 @@ def test_the_command_rewrites_params_yaml(tmp_path):
     sets = subprocess.run([sys.executable, "-m", "pipeline.overlays", "sets", "voc_deeplabv3_r18"], cwd=REPO,
                           capture_output=True, text=True, check=True).stdout.split()
     assert sets[:2] == ["-S", "data.name=voc"]
+
+
+@pytest.mark.parametrize("path", [REPO / "params.yaml", *RECIPES], ids=["default", *(p.stem for p in RECIPES)])
+def test_the_label_code_reaches_the_range_of_normalised_pixels(path):
+    """``lad.scale`` by rule (pipeline.lad.scale_for): the scaled fixed code book of the dataset's class count
+    reaches about ±3, where ImageNet mean/std-normalised pixels lie, whatever the number of classes."""
+    import torch
+
+    from pipeline.data.layouts import make_layout
+    from pipeline.lad import encode_label
+
+    text = path.read_text() if path.name == "params.yaml" else apply_text(PARAMS, recipe(path.stem))
+    cfg = config_from_dict(yaml.safe_load(text))
+    k = len(make_layout(cfg.data.name, cfg.data.coco_classes).classes)
+    label = torch.cat([torch.arange(k), torch.tensor([255])]).view(1, 1, -1)  # every class and ignore
+    channel = encode_label(label, k, 255, "fixed", noise_std=0.0, scale=cfg.lad.scale)
+    assert 2.9 <= channel.abs().max().item() <= 3.1, (k, cfg.lad.scale)
+    assert torch.unique(channel).numel() == k + 1  # every class and the ignore slot keep their own code

@@ -17,7 +17,7 @@ from PIL import Image
 
 from pipeline.data import synthetic, voc
 from pipeline.data.dataset import InfiniteSampler, SegDataset, eval_loader, train_loader
-from pipeline.data.layouts import INVALID, LAYOUTS, Layout, make_layout
+from pipeline.data.layouts import INVALID, LAYOUTS, Layout, folder_classes, make_layout
 from pipeline.progress import bar as progress_bar
 
 __all__ = ["BadDataError", "LAYOUTS", "InfiniteSampler", "SegDataset", "eval_loader", "train_loader",
@@ -118,16 +118,17 @@ def prepare_index(name: str, root: str | Path, splits: dict[str, str],
             count; ``skip``: leave those samples out and list them in ``index["skipped"]``.
         coco_classes: 171 or 182 (COCO-Stuff only).
     """
-    layout = make_layout(name, coco_classes)
     root = Path(root)
     if name == "synthetic":
         synthetic.generate(root, **(synthetic_params or {}))
     elif not root.is_dir():
         raise FileNotFoundError(f"{root}: dataset folder not found (data.root for data.name={name!r})")
+    layout = make_layout(name, coco_classes, root)
+    palette = folder_classes(root)[1] if name == "folder" else None
     index: dict[str, Any] = {
         "name": name, "root": str(root),  # as given: relative roots stay relative to the project
         "coco_classes": coco_classes, "classes": list(layout.classes), "ignore_index": layout.ignore_index,
-        "palette": voc.voc_palette(len(layout.classes)).tolist(), "samples": {}, "stats": {}, "skipped": [],
+        "palette": palette or voc.voc_palette(len(layout.classes)).tolist(), "samples": {}, "stats": {}, "skipped": [],
     }
     for role, split in splits.items():
         try:
@@ -164,6 +165,6 @@ def load_index(path: str | Path) -> dict[str, Any]:
 def make_dataset(index: dict[str, Any], role: str, mean: list[float], std: list[float],
                  cache: bool = False, channel_order: str = "rgb", **augment: Any) -> SegDataset:
     """The :class:`SegDataset` of split ``role`` ("train" or "val") of a prepared index."""
-    layout = make_layout(index["name"], index.get("coco_classes", 171))
+    layout = make_layout(index["name"], index.get("coco_classes", 171), index["root"])
     return SegDataset(index["root"], [tuple(s) for s in index["samples"][role]], mean, std, layout,
                       cache=cache, channel_order=channel_order, **augment)

@@ -199,6 +199,48 @@ def camvid_samples(root: Path, split: str) -> list[tuple[str, str]]:
     return [(f"{split}/{p.name}", f"{split}annot/{p.name}") for p in images]
 
 
+FOLDER_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def folder_classes(root: Path) -> tuple[tuple[str, ...], list[list[int]] | None]:
+    """``<root>/classes.txt``: one class per line in train-id order, ``name`` or ``name R G B``; returns the
+    names and the palette (None unless every line gives a colour)."""
+    path = Path(root) / "classes.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: classes file not found (the folder layout: one class name per line, "
+                                "optionally followed by its colour as R G B)")
+    names, colours = [], []
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        words = line.split()
+        rgb = words[-3:] if len(words) > 3 and all(w.isdigit() and int(w) < 256 for w in words[-3:]) else None
+        names.append(" ".join(words[:-3] if rgb else words))
+        colours.append([int(c) for c in rgb] if rgb else None)
+    if not 1 <= len(names) <= IGNORE:
+        raise ValueError(f"{path}: expected 1 to {IGNORE} class names, got {len(names)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: class names repeat: {sorted({c for c in names if names.count(c) > 1})}")
+    palette = colours if all(colours) else None
+    return tuple(names), palette
+
+
+def folder_samples(root: Path, split: str) -> list[tuple[str, str]]:
+    """``splits/<split>.txt`` naming ``images/<name>.{jpg,jpeg,png}`` with ``masks/<name>.png``."""
+    path = root / "splits" / f"{split}.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: split list not found (one image name per line, without its suffix)")
+    samples = []
+    for name in (line.strip() for line in path.read_text().splitlines()):
+        if name:
+            image = next((f"images/{name}{s}" for s in FOLDER_IMAGE_SUFFIXES if (root / f"images/{name}{s}").is_file()),
+                         f"images/{name}.jpg")  # missing: prepare names it
+            samples.append((image, f"masks/{name}.png"))
+    if not samples:
+        raise ValueError(f"{path}: split list is empty")
+    return samples
+
+
 @dataclass(frozen=True)
 class Layout:
     """How one dataset is stored and labelled.
@@ -235,8 +277,12 @@ class Layout:
         return np.where(lut == INVALID, self.ignore_index, lut).astype(np.uint8)[raw]
 
 
-def make_layout(name: str, coco_classes: int = 171) -> Layout:
-    """The :class:`Layout` of dataset ``name`` (``coco_classes``: 171 or 182 for COCO-Stuff)."""
+def make_layout(name: str, coco_classes: int = 171, root: str | Path | None = None) -> Layout:
+    """The :class:`Layout` of dataset ``name`` (``coco_classes``: 171 or 182 for COCO-Stuff; ``root``: the
+    folder layout reads its classes there)."""
+    if name == "folder":  # a user's own data: masks hold train ids 0..K-1, 255 ignored
+        classes, _ = folder_classes(Path(root or "."))
+        return Layout(classes, folder_samples, identity(len(classes)))
     if name in ("voc", "synthetic"):
         from pipeline.data import synthetic
 
@@ -266,4 +312,4 @@ def make_layout(name: str, coco_classes: int = 171) -> Layout:
 
 
 LAYOUTS: tuple[DatasetName, ...] = ("synthetic", "voc", "cityscapes", "ade20k", "coco_stuff164k", "coco_stuff10k",
-                                     "camvid")
+                                     "camvid", "folder")
