@@ -15,12 +15,21 @@ total, the CPU. ``tests/test_recipes.py`` runs one recipe the same way::
 
     python benchmarks/recipes.py --out docs/recipe_runs.md          # all seven, ~1 h on 2 cores
     python benchmarks/recipes.py camvid_deeplabv3_r18                # one
+    python benchmarks/recipes.py --costs                             # GPU-hour estimates, no training
+
+``--costs`` estimates each recipe's GPU hours from one measured anchor, the official LAD log of the
+VOC DeepLabV3-R18 distillation (skyshoumeng/Label_Assisted_Distillation, logs/deeplabv3_resnet18_voc_log.txt:
+about 1.1 s per iteration at batch 16, 512 px, on 2 GPUs of an unnamed type), scaled by each model's
+training FLOPs per image (3 forward passes for forward and backward, twice for the LAD teacher's two
+paths, plus the frozen teacher's forward when distilling; counted by torch on the meta device) and
+crop. An estimate: real speed also depends on memory traffic, the GPU and the data loader.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import subprocess
 import sys
 import tempfile
@@ -62,6 +71,71 @@ def write_weights(params: dict[str, Any], folder: Path) -> dict[str, str]:
     return sets
 
 
+ANCHOR_S_PER_ITER = 1.1  # the official log: LAD distillation of DeepLabV3-R18 from its R18 teacher, 2 GPUs
+ANCHOR_GPUS = 2
+
+
+def forward_gflop(cfg: Any, network: str, k: int, in_chans: int) -> float:
+    """GFLOP of one forward pass of ``model.<network>`` on one crop (meta device: nothing is computed)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from pipeline.models import segmentor_from_config
+
+    net = getattr(cfg.model, network).model_copy(update={"pretrained": False, "pretrained_path": ""})
+    with torch.device("meta"):
+        model = segmentor_from_config(net, k, in_chans).eval()
+        image = torch.zeros(1, in_chans, cfg.train.crop_size, cfg.train.crop_size)
+    with FlopCounterMode(display=False) as counter:
+        model(image)
+    return counter.get_total_flops() / 1e9
+
+
+def training_gflop(cfg: Any, k: int) -> dict[str, tuple[int, float]]:
+    """Per role that trains under ``cfg``: (iterations, GFLOP per image per iteration)."""
+    from pipeline.roles import ROLES
+
+    out = {}
+    for name, role in ROLES.items():
+        if role.skip(cfg) is not None:
+            continue
+        passes = 2 if role.step == "lad_teacher" and cfg.lad.dual_path else 1
+        gflop = 3 * passes * forward_gflop(cfg, role.network, k, role.in_chans)
+        if role.teacher:
+            teacher = ROLES[role.teacher]
+            gflop += forward_gflop(cfg, teacher.network, k, teacher.in_chans)
+        out[name] = (role.schedule(cfg)[0], gflop)
+    return out
+
+
+def gpu_hours(name: str) -> dict[str, float]:
+    """Estimated GPU hours of each model recipe ``name`` trains (see ``--costs``)."""
+    from pipeline.data.layouts import make_layout
+
+    anchor = training_gflop(recipe_config("voc_deeplabv3_r18"), 21)["student"][1]
+    cfg = recipe_config(name)
+    k = len(make_layout(cfg.data.name, cfg.data.coco_classes).classes)
+    batch = cfg.train.batch_size * cfg.train.nproc / 16  # the anchor's batch: 16
+    return {role: iters * ANCHOR_S_PER_ITER * gflop / anchor * batch * ANCHOR_GPUS / 3600
+            for role, (iters, gflop) in training_gflop(cfg, k).items()}
+
+
+def recipe_config(name: str) -> Any:
+    """The validated params of recipe ``name`` applied to the committed params.yaml."""
+    from pipeline.config import config_from_dict
+    from pipeline.overlays import apply_text
+
+    return config_from_dict(yaml.safe_load(apply_text((REPO / "params.yaml").read_text(), recipe(name))))
+
+
+def costs_table(names: list[str]) -> str:
+    lines = ["| recipe | models it trains | estimated GPU hours |", "|---|---|---|"]
+    for name in names:
+        hours = gpu_hours(name)
+        lines.append(f"| `{name}` | {len(hours)}: {', '.join(hours)} | {sum(hours.values()):.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def run_recipe(name: str, work: Path, per_split: int = 2) -> dict[str, Any]:
     """Run recipe ``name`` end to end in ``work``; its stages' seconds and the report's first line."""
     repo = copy_repo(work / "repo")
@@ -73,20 +147,34 @@ def run_recipe(name: str, work: Path, per_split: int = 2) -> dict[str, Any]:
     sets = {"data.root": str(data), **write_weights(params, work / "weights"), **SHRINK}
     total, stages = timed_command(["dvc", "exp", "run", *set_args(sets)], repo)
     report = (repo / "reports/report.md").read_text()
+    if "| Teacher | Student | Method | mIoU" not in report:
+        raise SystemExit(f"{name}: the report has no results table:\n{report[:2000]}")
     return {"recipe": name, "seconds": round(total), "stages": {k: round(v) for k, v in stages.items()},
-            "report_lines": len(report.splitlines()), "sets": sets}
+            "sets": {k: v for k, v in sets.items() if k in SHRINK}}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"Measured by `python benchmarks/recipes.py` on {cpu_name()} ({datetime.date.today()}): each recipe "
-             "applied as a user applies it, on a small dataset in its layout at the real image size "
-             f"({rows[0]['per_split'] if rows else 2} images per split), timm-format weight files, "
-             f"shrunk only in {', '.join(f'`{k}: {v}`' for k, v in SHRINK.items())}.", "",
-             "| recipe | stages that ran (s) | total s | report lines |", "|---|---|---|---|"]
-    for r in rows:
+    lines = ["# Every recipe, end to end on a CPU", "",
+             "Written by `python benchmarks/recipes.py --out docs/recipe_runs.md` (rows kept in "
+             "`docs/recipe_runs.json`). Each recipe applied as a user applies it (`python -m pipeline.overlays "
+             "apply`), on a dataset generated in its published layout at the real image size "
+             "(`pipeline/layout_examples.py`), with timm-format weight files, shrunk only in "
+             f"{', '.join(f'`{k}: {v}`' for k, v in SHRINK.items())}. "
+             "Seconds are wall time per DVC stage (process start to the next stage), under `pipeline.warm`.", "",
+             "| recipe | images per split | stages that ran (s) | total s | CPU, date |", "|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: r["recipe"]):
         stages = ", ".join(f"`{k}` {v}" for k, v in r["stages"].items())
-        lines.append(f"| `{r['recipe']}` | {stages} | {r['seconds']} | {r['report_lines']} |")
+        lines.append(f"| `{r['recipe']}` | {r['per_split']} | {stages} | {r['seconds']} | {r['cpu']}, {r['date']} |")
     return "\n".join(lines) + "\n"
+
+
+def save(rows: list[dict[str, Any]], out: Path) -> None:
+    """Merge ``rows`` into ``out``'s JSON twin by recipe and rewrite the Markdown table from all of them."""
+    data = out.with_suffix(".json")
+    kept = {r["recipe"]: r for r in (json.loads(data.read_text()) if data.exists() else [])}
+    kept.update({r["recipe"]: r for r in rows})
+    data.write_text(json.dumps(sorted(kept.values(), key=lambda r: r["recipe"]), indent=1) + "\n")
+    out.write_text(table(list(kept.values())))
 
 
 def main() -> None:
@@ -94,18 +182,22 @@ def main() -> None:
     parser.add_argument("recipes", nargs="*", help="recipe names (default: every recipes/*.yaml)")
     parser.add_argument("--per-split", type=int, default=2, help="images per split of the generated dataset")
     parser.add_argument("--out", type=Path, help="write the table (Markdown) here as well")
+    parser.add_argument("--costs", action="store_true", help="print GPU-hour estimates instead of running")
     args = parser.parse_args()
     names = args.recipes or sorted(p.stem for p in (REPO / "recipes").glob("*.yaml"))
     for name in names:
         recipe(str(REPO / "recipes" / f"{name}.yaml"))  # a wrong name fails here, before any work
+    if args.costs:
+        print(costs_table(names))
+        return
     rows = []
     for name in names:
         with tempfile.TemporaryDirectory(prefix=f"recipe-{name}-") as work:
             row = run_recipe(name, Path(work), args.per_split)
-        rows.append({**row, "per_split": args.per_split})
+        rows.append({**row, "per_split": args.per_split, "cpu": cpu_name(), "date": str(datetime.date.today())})
         print(f"{name}: {row['seconds']} s, stages {row['stages']}", flush=True)
         if args.out:
-            args.out.write_text(table(rows))
+            save(rows, args.out)
     print(table(rows))
 
 

@@ -23,7 +23,7 @@ from pipeline.data import voc
 
 # (height, width) of a typical image of the real dataset
 SIZES = {"voc": (375, 500), "cityscapes": (1024, 2048), "ade20k": (512, 683), "coco_stuff164k": (480, 640),
-         "coco_stuff10k": (480, 640), "camvid": (720, 960), "folder": (480, 640)}
+         "coco_stuff10k": (480, 640), "camvid": (360, 480), "folder": (480, 640)}  # CamVid: SegNet's copy
 # raw label values drawn, as the published files hold them (each maps to a train id or to ignore)
 LABELS = {"voc": [0, 1, 20, 255], "cityscapes": [0, 7, 26, 33, 1], "ade20k": [0, 1, 150],
           "coco_stuff164k": [0, 11, 12, 181, 255], "coco_stuff10k": [0, 1, 12, 13, 182], "camvid": [0, 3, 10, 11],

@@ -126,3 +126,22 @@ def test_the_folder_layout_reads_its_classes_palette_and_lists(tmp_path):
     (root / "classes.txt").write_text("a\nb\nc\n")
     with pytest.raises(FileNotFoundError, match=r"splits/training.txt: split list not found.*usual splits: train, val"):
         prepare_index("folder", root, {"train": "training"})
+
+
+def test_sbd_labels_become_the_train_aug_split(tmp_path):
+    from scipy.io import savemat
+
+    from pipeline.convert import voc_aug
+    from pipeline.data import voc
+
+    voc_root, sbd = tmp_path / "VOC2012", tmp_path / "benchmark_RELEASE/dataset"
+    voc.write_split(voc_root, "train", ["2007_a", "2007_b"])
+    voc.write_split(voc_root, "val", ["2007_c"])
+    (sbd / "cls").mkdir(parents=True)
+    for i, name in enumerate(["2007_b", "2007_c", "2008_d"]):
+        savemat(sbd / "cls" / f"{name}.mat", {"GTcls": {"Segmentation": np.full((3, 4), i + 18, np.uint8)}})
+    (sbd / "train.txt").write_text("2007_b\n2008_d\n")
+    (sbd / "val.txt").write_text("2007_c\n")
+    assert voc_aug(voc_root, sbd) == ["2007_a", "2007_b", "2008_d"]  # SBD + VOC train, without VOC val
+    assert voc.read_split(voc_root, "train_aug") == ["2007_a", "2007_b", "2008_d"]
+    assert np.unique(voc.read_label(voc_root / "SegmentationClassAug/2008_d.png")).tolist() == [20]

@@ -85,3 +85,17 @@ def test_the_label_code_reaches_the_range_of_normalised_pixels(path):
     channel = encode_label(label, k, 255, "fixed", noise_std=0.0, scale=cfg.lad.scale)
     assert 2.9 <= channel.abs().max().item() <= 3.1, (k, cfg.lad.scale)
     assert torch.unique(channel).numel() == k + 1  # every class and the ignore slot keep their own code
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_each_recipe_states_its_models_cost_and_status(path):
+    """The header's model count and GPU-hour estimate are what benchmarks/recipes.py --costs computes."""
+    import re
+
+    from benchmarks.recipes import gpu_hours
+
+    header = path.read_text().split("\n\n", 1)[0]
+    stated = re.search(r"# Costs: trains (\d+) models, about (\d+) GPU-hours", header)
+    hours = gpu_hours(path.stem)
+    assert stated and (int(stated[1]), int(stated[2])) == (len(hours), round(sum(hours.values())))
+    assert "not yet run on real data or a GPU" in header
