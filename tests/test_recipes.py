@@ -99,3 +99,20 @@ def test_each_recipe_states_its_models_cost_and_status(path):
     hours = gpu_hours(path.stem)
     assert stated and (int(stated[1]), int(stated[2])) == (len(hours), round(sum(hours.values())))
     assert "not yet run on real data or a GPU" in header
+
+
+ALL_STAGES = {"prepare", "train_baseline@0", "train_teacher@0", "distill@0", "train_baseline_ft@0",
+              "train_conventional_teacher@0", "distill_compare@0-kd", "distill_compare@0-cwd",
+              "distill_compare@0-cirkd", "evaluate@0", "report"}
+
+
+@pytest.mark.e2e
+def test_a_recipe_runs_every_stage_end_to_end(tmp_path):
+    """CamVid's recipe (the cheapest: 360x480 images, crop 360) applied as a user applies it, on a dataset
+    generated in SegNet's layout, with timm-format weight files for ResNet-18-D and -101-D: every stage of
+    the DAG runs at the recipe's crop and heads, comparison rows and control included, and the report is
+    written (benchmarks/recipes.py, shrunk in iterations, batch and images; docs/recipe_runs.md: all seven)."""
+    from benchmarks.recipes import run_recipe
+
+    row = run_recipe("camvid_deeplabv3_r18", tmp_path)
+    assert set(row["stages"]) == ALL_STAGES

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -188,10 +189,8 @@ def count_flops(model: Segmentor, size: int) -> int:
     """Floating point operations (2 x multiply-adds) of one inference forward at ``size`` x ``size``."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    was_training = model.training
-    model.eval()
-    x = torch.zeros(1, model.spec["in_chans"], size, size)
+    twin = copy.deepcopy(model).to("meta").eval()  # counted from shapes on the meta device: nothing is computed
+    x = torch.zeros(1, model.spec["in_chans"], size, size, device="meta")
     with FlopCounterMode(display=False) as counter:
-        model.predict(x)
-    model.train(was_training)
+        twin.predict(x)
     return int(counter.get_total_flops())
