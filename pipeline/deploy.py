@@ -1,7 +1,8 @@
 """What a trained network costs at inference, and the forms it ships in: ONNX and an MLflow model.
 
 * :func:`latency`: batch-1 forward time, median and p90 after warm-up (CUDA synchronised).
-* :func:`export_onnx` / :func:`check_onnx`: the network as ONNX with a dynamic batch and image size,
+* :func:`export_onnx` / :func:`check_onnx`: the network as ONNX with a dynamic batch and image size
+  (not PSPNet: :func:`onnx_problem`),
   run by onnxruntime on real images against PyTorch.
 * :class:`Predictor`: the network as people call it, ``image -> logits at the image's size``; this is
   what the MLflow model and the ONNX file hold.
@@ -72,6 +73,15 @@ def torch_latency(model: nn.Module, x: torch.Tensor, reps: int, device: torch.de
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return {**timed, "device": name, "dtype": str(autocast_dtype or torch.float32).removeprefix("torch."),
             "threads": torch.get_num_threads(), "input": list(x.shape)}
+
+
+def onnx_problem(model: nn.Module) -> str | None:
+    """Why ``model`` has no ONNX form for any image size (None: it has). PSPNet's pyramid pools to fixed
+    grids (2x2, 3x3, 6x6): ONNX pools only to 1x1 at a size known at run time, and torch exports a fixed
+    grid only when the feature map divides into it, which real images' sizes do not."""
+    if any(isinstance(m, nn.AdaptiveAvgPool2d) and m.output_size not in (1, (1, 1)) for m in model.modules()):
+        return "adaptive average pooling to grids larger than 1x1 (PSPNet's pyramid) has no ONNX export"
+    return None
 
 
 def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor) -> None:

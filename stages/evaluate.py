@@ -21,7 +21,7 @@ from pipeline.checkpoint import load_trained
 from pipeline.config import Config
 from pipeline.data import eval_loader, load_index, make_dataset
 from pipeline.data.dataset import pad_collate
-from pipeline.deploy import check_onnx, export_onnx, torch_latency
+from pipeline.deploy import check_onnx, export_onnx, onnx_problem, torch_latency
 from pipeline.dist import check_amp, pick_device
 from pipeline.evaluate import Inference, evaluate, predict_logits
 from pipeline.io import atomic_write, write_json
@@ -94,9 +94,13 @@ def deployment(name: str, model: torch.nn.Module, fn: Callable | None, sample: t
         out["latency"] = torch_latency(model, x, reps, device, AMP_DTYPES[cfg.train.amp])
         model.cpu()
     if EVALUATIONS[name].ships:  # the networks that ship: image in, logits out
-        onnx = paths.onnx(name)
-        export_onnx(model, onnx, x)
-        out["onnx"] = {"file": str(onnx), **check_onnx(onnx, model, checked[0], reps)}
+        onnx, problem = paths.onnx(name), onnx_problem(model)
+        if problem:  # said in a note where the file would be, and in the results; the report shows a dash
+            atomic_write(onnx.with_suffix(".txt"), lambda tmp: tmp.write_text(f"{name}: not exported: {problem}\n"))
+            out["onnx_skipped"] = problem
+        else:
+            export_onnx(model, onnx, x)
+            out["onnx"] = {"file": str(onnx), **check_onnx(onnx, model, checked[0], reps)}
     return out
 
 
