@@ -108,13 +108,21 @@ def training_gflop(cfg: Any, k: int) -> dict[str, tuple[int, float]]:
     return out
 
 
+def class_count(cfg: Any) -> int:
+    """The classes of a recipe's dataset; for the folder layout's template, those of its generated example."""
+    from pipeline.data.layouts import make_layout
+    from pipeline.layout_examples import FOLDER_CLASSES
+
+    if cfg.data.name == "folder":
+        return len(FOLDER_CLASSES.splitlines())
+    return len(make_layout(cfg.data.name, cfg.data.coco_classes).classes)
+
+
 def gpu_hours(name: str) -> dict[str, float]:
     """Estimated GPU hours of each model recipe ``name`` trains (see ``--costs``)."""
-    from pipeline.data.layouts import make_layout
-
     anchor = training_gflop(recipe_config("voc_deeplabv3_r18"), 21)["student"][1]
     cfg = recipe_config(name)
-    k = len(make_layout(cfg.data.name, cfg.data.coco_classes).classes)
+    k = class_count(cfg)
     batch = cfg.train.batch_size * cfg.train.nproc / 16  # the anchor's batch: 16
     return {role: iters * ANCHOR_S_PER_ITER * gflop / anchor * batch * ANCHOR_GPUS / 3600
             for role, (iters, gflop) in training_gflop(cfg, k).items()}

@@ -75,12 +75,12 @@ def test_the_label_code_reaches_the_range_of_normalised_pixels(path):
     reaches about ±3, where ImageNet mean/std-normalised pixels lie, whatever the number of classes."""
     import torch
 
-    from pipeline.data.layouts import make_layout
+    from benchmarks.recipes import class_count
     from pipeline.lad import encode_label
 
     text = path.read_text() if path.name == "params.yaml" else apply_text(PARAMS, recipe(path.stem))
     cfg = config_from_dict(yaml.safe_load(text))
-    k = len(make_layout(cfg.data.name, cfg.data.coco_classes).classes)
+    k = class_count(cfg)
     label = torch.cat([torch.arange(k), torch.tensor([255])]).view(1, 1, -1)  # every class and ignore
     channel = encode_label(label, k, 255, "fixed", noise_std=0.0, scale=cfg.lad.scale)
     assert 2.9 <= channel.abs().max().item() <= 3.1, (k, cfg.lad.scale)
