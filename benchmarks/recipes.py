@@ -144,21 +144,22 @@ def costs_table(names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_recipe(name: str, work: Path, per_split: int = 2) -> dict[str, Any]:
-    """Run recipe ``name`` end to end in ``work``; its stages' seconds and the report's first line."""
+def run_recipe(name: str, work: Path, per_split: int = 2, shrink: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run recipe ``name`` end to end in ``work`` (shrunk by :data:`SHRINK`, then ``shrink``); its stages'
+    seconds."""
     repo = copy_repo(work / "repo")
     subprocess.run([sys.executable, "-m", "pipeline.overlays", "apply", name], cwd=repo, check=True,
                    capture_output=True)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     data = work / "data"
     write_example(params["data"]["name"], data, per_split=per_split)
-    sets = {"data.root": str(data), **write_weights(params, work / "weights"), **SHRINK}
+    sets = {"data.root": str(data), **write_weights(params, work / "weights"), **SHRINK, **(shrink or {})}
     total, stages = timed_command(["dvc", "exp", "run", *set_args(sets)], repo)
     report = (repo / "reports/report.md").read_text()
     if "| Teacher | Student | Method | mIoU" not in report:
         raise SystemExit(f"{name}: the report has no results table:\n{report[:2000]}")
     return {"recipe": name, "seconds": round(total), "stages": {k: round(v) for k, v in stages.items()},
-            "sets": {k: v for k, v in sets.items() if k in SHRINK}}
+            "sets": {k: v for k, v in sets.items() if k in SHRINK or k in (shrink or {})}}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
