@@ -111,7 +111,7 @@ def test_a_recipe_runs_every_stage_end_to_end(tmp_path):
     """CamVid's recipe (the cheapest: 360x480 images, crop 360) applied as a user applies it, on a dataset
     generated in SegNet's layout, with timm-format weight files for ResNet-18-D and -101-D: every stage of
     the DAG runs at the recipe's crop and heads, comparison rows and control included, and the report is
-    written (benchmarks/recipes.py, shrunk in iterations, batch and images; docs/recipe_runs.md: all seven)."""
+    written (benchmarks/recipes.py, shrunk in iterations, batch and images; docs/recipe_runs.md: the others)."""
     from benchmarks.recipes import run_recipe
 
     row = run_recipe("camvid_deeplabv3_r18", tmp_path, shrink={"evaluate.latency_reps": 0})  # no timing loops
