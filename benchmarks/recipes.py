@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import subprocess
 import sys
@@ -118,9 +119,15 @@ def class_count(cfg: Any) -> int:
     return len(make_layout(cfg.data.name, cfg.data.coco_classes).classes)
 
 
+@functools.cache
+def anchor_gflop() -> float:
+    """Training GFLOP per image of the anchor: the VOC recipe's LAD student (21 classes)."""
+    return training_gflop(recipe_config("voc_deeplabv3_r18"), 21)["student"][1]
+
+
 def gpu_hours(name: str) -> dict[str, float]:
     """Estimated GPU hours of each model recipe ``name`` trains (see ``--costs``)."""
-    anchor = training_gflop(recipe_config("voc_deeplabv3_r18"), 21)["student"][1]
+    anchor = anchor_gflop()
     cfg = recipe_config(name)
     k = class_count(cfg)
     batch = cfg.train.batch_size * cfg.train.nproc / 16  # the anchor's batch: 16

@@ -17,7 +17,7 @@ from PIL import Image
 
 from pipeline.data import synthetic, voc
 from pipeline.data.dataset import InfiniteSampler, SegDataset, eval_loader, train_loader
-from pipeline.data.layouts import INVALID, LAYOUTS, Layout, folder_classes, make_layout
+from pipeline.data.layouts import INVALID, LAYOUTS, Layout, make_layout
 from pipeline.progress import bar as progress_bar
 
 __all__ = ["BadDataError", "LAYOUTS", "InfiniteSampler", "SegDataset", "eval_loader", "train_loader",
@@ -124,11 +124,11 @@ def prepare_index(name: str, root: str | Path, splits: dict[str, str],
     elif not root.is_dir():
         raise FileNotFoundError(f"{root}: dataset folder not found (data.root for data.name={name!r})")
     layout = make_layout(name, coco_classes, root)
-    palette = folder_classes(root)[1] if name == "folder" else None
     index: dict[str, Any] = {
         "name": name, "root": str(root),  # as given: relative roots stay relative to the project
         "coco_classes": coco_classes, "classes": list(layout.classes), "ignore_index": layout.ignore_index,
-        "palette": palette or voc.voc_palette(len(layout.classes)).tolist(), "samples": {}, "stats": {}, "skipped": [],
+        "palette": layout.palette or voc.voc_palette(len(layout.classes)).tolist(),
+        "samples": {}, "stats": {}, "skipped": [],
     }
     for role, split in splits.items():
         try:

@@ -254,6 +254,7 @@ class Layout:
         labels: ``(root, split) -> label files`` of the split's label folder, to find labels
             without an image (None: the split is a list file, nothing to compare).
         ignore_index: the train-id ignore value.
+        palette: RGB colour per class for the report (None: VOC's palette).
     """
 
     classes: tuple[str, ...]
@@ -263,6 +264,7 @@ class Layout:
     trainid_suffix: str | None = None
     labels: Callable[[Path, str], list[str]] | None = None
     ignore_index: int = IGNORE
+    palette: list[list[int]] | None = None
 
     def lut_for(self, label_path: str) -> np.ndarray:
         """The table for one label file."""
@@ -281,8 +283,8 @@ def make_layout(name: str, coco_classes: int = 171, root: str | Path | None = No
     """The :class:`Layout` of dataset ``name`` (``coco_classes``: 171 or 182 for COCO-Stuff; ``root``: the
     folder layout reads its classes there)."""
     if name == "folder":  # a user's own data: masks hold train ids 0..K-1, 255 ignored
-        classes, _ = folder_classes(Path(root or "."))
-        return Layout(classes, folder_samples, identity(len(classes)))
+        classes, palette = folder_classes(Path(root or "."))
+        return Layout(classes, folder_samples, identity(len(classes)), palette=palette)
     if name in ("voc", "synthetic"):
         from pipeline.data import synthetic
 
