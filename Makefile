@@ -6,7 +6,7 @@
 # `make bench`: what the default costs (benchmarks/cost.py: compute, speed, stage times, run cache, -j 2)
 # `make ui`: browse the runs in the MLflow UI on http://127.0.0.1:5000
 # `make recipe R=voc_deeplabv3_r18`: set a paper recipe's keys in params.yaml, comments kept (pipeline/overlays.py)
-# `make lock`: regenerate requirements.lock from pyproject.toml (pip-tools) after changing a dependency
+# `make lock`: regenerate requirements.lock from pyproject.toml (uv, every platform) after changing a dependency
 # `make timings`: time a no-op `dvc repro` and `make test`, size .venv (reports/timings.json), then rewrite the
 #   README's figures from the committed files (pipeline/readme.py); `dvc repro` from nothing is timed on a
 #   fresh clone: python benchmarks/timings.py time repro -- dvc repro
@@ -24,10 +24,12 @@ WARM := $(BIN)/python -m pipeline.warm --
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
-# exact versions from the lock (test tools included: one environment for both), then the project itself
+# exact versions from the lock (test tools included: one environment for both), then the project itself;
+# uv (its version from the lock) downloads and installs in parallel, and takes only this platform's markers
 $(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install -r requirements.lock
-	$(BIN)/pip install --no-deps -e .
+	$(BIN)/pip install -q "$$(grep -m1 '^uv==' requirements.lock | cut -d' ' -f1)"
+	$(BIN)/uv pip install --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	touch $@
 
 run: $(VENV)/.installed
@@ -57,10 +59,10 @@ ui: $(VENV)/.installed
 recipe: $(VENV)/.installed
 	$(BIN)/python -m pipeline.overlays apply $(R)
 
-lock: | $(BIN)/activate
-	$(BIN)/pip install pip-tools==7.6.2
-	$(BIN)/pip-compile --extra test --strip-extras --no-emit-index-url --no-emit-find-links \
-		--output-file requirements.lock pyproject.toml
+# one universal lock: Linux x86-64 (torch's CUDA build), Linux aarch64, macOS arm64 (tests/test_lock.py)
+lock: $(VENV)/.installed
+	$(BIN)/uv pip compile pyproject.toml --extra test --universal --python-version 3.11 --no-emit-index-url \
+		-o requirements.lock
 
 # the README first: its test compares it with reports/timings.json as it stands
 timings: $(VENV)/.installed

@@ -6,15 +6,20 @@
   run by onnxruntime on real images against PyTorch.
 * :class:`Predictor`: the network as people call it, ``image -> logits at the image's size``; this is
   what the MLflow model and the ONNX file hold.
+* :class:`Preprocess`: what prediction needs besides the weights (normalisation, channel order, classes,
+  palette, window), carried by every checkpoint, ONNX file and MLflow model (``lad-predict`` reads it).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,7 +27,11 @@ from torch import nn
 
 from pipeline.io import atomic_write
 
-WARMUP = 10  # untimed forwards first: allocator, caches, lazy initialisation
+if TYPE_CHECKING:
+    from pipeline.evaluate import Inference
+
+KEY = "lad_preprocess"  # the metadata key of :class:`Preprocess` in the ONNX file and the MLflow model
+WARMUP = 10  # untimed forwards first (fewer when fewer are timed): allocator, caches, lazy initialisation
 
 
 class Predictor(nn.Module):
@@ -36,6 +45,60 @@ class Predictor(nn.Module):
         return self.model.predict(image)
 
 
+@dataclass(frozen=True)
+class Preprocess:
+    """What turns an image file into the network's input, and its output into a coloured mask."""
+
+    classes: list[str]
+    palette: list[list[int]]  # class id -> RGB
+    mean: list[float]  # per channel of the network's input, 0..1 units
+    std: list[float]
+    channel_order: str  # "rgb" | "bgr": the order the network was trained on
+    window: int  # the training crop, pixels: larger images are predicted in windows of this side
+    stride: int  # window step, pixels (2/3 of the window: every pixel seen by one or more windows)
+
+    @classmethod
+    def of(cls, classes: list[str], palette: list[list[int]], mean: list[float], std: list[float],
+           channel_order: str, crop: int) -> Preprocess:
+        """From the class names, palette, the ``data`` params' normalisation and the training crop."""
+        return cls(list(classes), [list(map(int, c)) for c in palette], list(mean), list(std), channel_order, crop,
+                   max(1, math.ceil(crop * 2 / 3)))
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any], path: str | Path = "checkpoint") -> Preprocess:
+        missing = [k for k in ("classes", "palette", "config") if k not in ckpt]
+        if missing:
+            raise ValueError(f"{path}: the checkpoint has no {', '.join(missing)} (saved by an older version of "
+                             "the pipeline: rerun its stage, or predict from its MLflow model)")
+        data, train = ckpt["config"]["data"], ckpt["config"]["train"]
+        return cls.of(ckpt["classes"], ckpt["palette"], data["mean"], data["std"], data["channel_order"],
+                      train["crop_size"])
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> Preprocess:
+        try:
+            return cls(**json.loads(text))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{source}: its {KEY!r} metadata is not this project's ({err})") from err
+
+    def tensor(self, bgr: np.ndarray) -> torch.Tensor:
+        """A ``(3, H, W)`` normalised float tensor from an ``(H, W, 3)`` uint8 BGR image (OpenCV's order)."""
+        image = bgr[:, :, ::-1] if self.channel_order == "rgb" else bgr
+        x = (image.astype(np.float32) / 255 - np.float32(self.mean)) / np.float32(self.std)
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+    def inference(self, height: int, width: int) -> Inference:
+        """The whole image when it fits the training crop; overlapping windows of the crop's side otherwise."""
+        from pipeline.evaluate import WHOLE, Inference  # prediction only: the report stage imports this module
+
+        if max(height, width) <= self.window:
+            return WHOLE
+        return Inference(mode="slide", crop=self.window, stride=self.stride)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -43,7 +106,9 @@ def _sync(device: torch.device) -> None:
 
 def latency(fn: Callable[[], Any], reps: int, device: torch.device = torch.device("cpu"),
             warmup: int = WARMUP) -> dict[str, float]:
-    """Milliseconds per call of ``fn``: median and 90th percentile over ``reps`` timed calls."""
+    """Milliseconds per call of ``fn``: median and 90th percentile over ``reps`` timed calls, after
+    ``min(warmup, reps)`` untimed ones (a quick check with 2 timed calls does not pay for 10 warm-ups)."""
+    warmup = min(warmup, reps)
     for _ in range(warmup):
         fn()
     times = []
@@ -53,7 +118,8 @@ def latency(fn: Callable[[], Any], reps: int, device: torch.device = torch.devic
         fn()
         _sync(device)
         times.append((time.perf_counter() - t0) * 1000)
-    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "reps": reps}
+    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "reps": reps,
+            "warmup": warmup}
 
 
 @torch.no_grad()
@@ -84,12 +150,15 @@ def onnx_problem(model: nn.Module) -> str | None:
     return None
 
 
-def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor) -> None:
-    """Write ``Predictor(model)`` as ONNX (opset 17) with a dynamic batch, height and width, atomically.
+def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor, preprocess: Preprocess) -> None:
+    """Write ``Predictor(model)`` as ONNX (opset 17) with a dynamic batch, height and width, and ``preprocess``
+    in its metadata (key :data:`KEY`), atomically.
 
     TorchScript-based export: a fraction of a second for these networks, where the dynamo exporter
     takes several seconds per model and needs onnxscript.
     """
+    import onnx
+
     wrapper = Predictor(model).cpu().eval()
     axes = {0: "batch", 2: "height", 3: "width"}
 
@@ -99,6 +168,9 @@ def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor) -> No
             torch.onnx.export(wrapper, (example[:1].cpu(),), str(tmp), input_names=["image"],
                               output_names=["logits"], dynamic_axes={"image": axes, "logits": axes},
                               opset_version=17, dynamo=False)
+        proto = onnx.load(str(tmp))
+        onnx.helper.set_model_props(proto, {KEY: preprocess.to_json()})
+        onnx.save(proto, str(tmp))
 
     atomic_write(path, write)
 
@@ -122,6 +194,18 @@ def check_onnx(path: str | Path, model: nn.Module, images: torch.Tensor, reps: i
             "onnxruntime": ort.__version__}
 
 
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 over the state dict (names, dtypes, shapes, values in name order): equal weights, equal digest."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        t = value.detach().cpu().contiguous()
+        h.update(f"{key}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def signature(num_classes: int, in_chans: int = 3) -> Any:
     """The MLflow signature of a :class:`Predictor`: any batch and image size."""
     from mlflow.models import ModelSignature
@@ -131,9 +215,10 @@ def signature(num_classes: int, in_chans: int = 3) -> Any:
                           outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, num_classes, -1, -1), "logits")]))
 
 
-def log_model(run: Any, model: nn.Module, name: str, size: int) -> str:
-    """Log ``Predictor(model)`` to the MLflow run ``run`` as ``name``, with its signature and a
-    ``size`` x ``size`` input example; returns its ``runs:/`` URI."""
-    spec = model.spec
+def log_model(run: Any, model: nn.Module, name: str, preprocess: Preprocess) -> str:
+    """Log ``Predictor(model)`` to the MLflow run ``run`` as ``name``, with its signature, an input example
+    of the training crop's size and ``preprocess`` in its metadata; returns its ``runs:/`` URI."""
+    spec, size = model.spec, preprocess.window
     example = np.zeros((1, spec["in_chans"], size, size), np.float32)
-    return run.log_pytorch_model(Predictor(model), name, example, signature(spec["num_classes"], spec["in_chans"]))
+    return run.log_pytorch_model(Predictor(model), name, example, signature(spec["num_classes"], spec["in_chans"]),
+                                 {KEY: preprocess.to_json()})

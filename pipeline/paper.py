@@ -43,6 +43,13 @@ class Experiment:
     what: str = ""
     seeds: tuple[int, ...] = field(default=SEEDS)
 
+    @property
+    def folder(self) -> str:
+        """Where it is collected: ``RUNS/<name>``, or with other seeds than the table's (one machine's share of
+        it) ``RUNS/<name>@seeds<a>-<b>``; the shards of one experiment merge when the table is written."""
+        default = ABLATION_SEEDS if self.part == "ablation" else SEEDS
+        return self.name if self.seeds == tuple(default) else f"{self.name}@seeds{'-'.join(map(str, self.seeds))}"
+
 
 def plan(seeds: tuple[int, ...] = SEEDS, ablation_seeds: tuple[int, ...] = ABLATION_SEEDS,
          ablations: list[str] | None = None, imagenet: str | None = None) -> list[Experiment]:
@@ -66,8 +73,8 @@ def plan(seeds: tuple[int, ...] = SEEDS, ablation_seeds: tuple[int, ...] = ABLAT
 
 
 def collect(exp: Experiment, seconds: float, parent_run: str | None, root: Path = Path(".")) -> Path:
-    """Copy the experiment's results from the workspace into ``RUNS/<name>`` (replacing an older copy)."""
-    dest = root / RUNS / exp.name
+    """Copy the experiment's results from the workspace into ``RUNS/<folder>`` (replacing an older copy)."""
+    dest = root / RUNS / exp.folder
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     for seed in exp.seeds:
@@ -80,7 +87,8 @@ def collect(exp: Experiment, seconds: float, parent_run: str | None, root: Path 
                 shutil.copy2(f, tmp / sub / f.name)
     shutil.copy2(root / "reports/metrics.json", tmp / "metrics.json")
     shutil.copy2(root / PARAMS, tmp / PARAMS)  # the params it ran with: the tables name its settings
-    write_json(tmp / "meta.json", {"name": exp.name, "part": exp.part, "ablation": exp.ablation, "what": exp.what,
+    write_json(tmp / "meta.json", {"name": exp.name, "folder": exp.folder, "part": exp.part, "ablation": exp.ablation,
+                                   "what": exp.what,
                                    "sets": exp.sets, "seeds": list(exp.seeds), "seconds": round(seconds, 1),
                                    "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                    "git_commit": git_commit(), "cpu": cpu_name(), "mlflow_parent_run": parent_run})
@@ -97,6 +105,7 @@ def write_report(root: Path = Path(".")) -> str:
     parts = {r.meta["part"]: r for r in reversed(runs.values())}  # the first of each part
     main, warm = parts.get("main"), parts.get("warm")
     ablations = [r for r in runs.values() if r.meta["part"] == "ablation"]
+    shard_metas = [m for r in runs.values() for m in r.meta.get("shards", [r.meta])]
     abl = report.ablations_markdown(ablations, main) if ablations else None
     text = readme = None
     if main is not None and warm is not None:
@@ -105,8 +114,8 @@ def write_report(root: Path = Path(".")) -> str:
                                 root / README)
         text = report.fill(
             report.PAPER, main, experiments=str(len(runs)),
-            commits=", ".join(sorted({f"`{r.meta['git_commit'][:10]}`" for r in runs.values()})),
-            cpus="; ".join(sorted({r.meta.get("cpu", "a CPU not recorded") for r in runs.values()})),
+            commits=", ".join(sorted({f"`{m['git_commit'][:10]}`" for m in shard_metas})),
+            cpus="; ".join(sorted({m.get("cpu", "a CPU not recorded") for m in shard_metas})),
             minutes=f"{sum(r.meta['seconds'] for r in runs.values()) / 60:.1f}",
             students=report.students_table(report.student_rows(main, warm)), teachers=report.teachers_table(main),
             conclusions=report.conclusions(main, warm), ablations=abl or "Not run.\n",

@@ -83,13 +83,15 @@ def default_run(metrics: dict) -> str:
             + f" (mIoU, {seeds} seed{'s' if seeds > 1 else ''}; `reports/metrics.json`).")
 
 
-def other_cpu(metrics: dict, timings: dict, reference: Path) -> str:
+def other_cpu(metrics: dict, timings: dict, reference: Path, root: Path = Path(".")) -> str:
     """The default run's baseline against the paper's reference run of the same params and seed, with the CPU
     each ran on (empty when the paper's runs are not there)."""
     if not (reference / "meta.json").is_file():
         return ""
     meta, ref = (json.loads((reference / f).read_text()) for f in ("meta.json", "metrics.json"))
-    here = timings.get("repro", {}).get("cpu", "the CPU of the last `dvc repro`")
+    trained = root / "reports/train/seed0/baseline.json"  # the CPU that trained the default run's baseline
+    here = (json.loads(trained.read_text()) if trained.is_file() else {}).get("cpu") or \
+        timings.get("repro", {}).get("cpu", "the CPU of the last `dvc repro`")
     same = round(ref["baseline"]["miou"], 2) == round(metrics["baseline"]["miou"], 2)
     seeds = [json.loads(f.read_text())["miou"]
              for f in sorted((reference.parent / "paper").glob("reports/eval/seed*/baseline.json"))]
@@ -113,7 +115,7 @@ def run_blocks(root: Path = Path(".")) -> dict[str, str]:
         raise FileNotFoundError(f"{root / METRICS}: missing; run the pipeline first (dvc repro)")
     metrics = json.loads((root / METRICS).read_text())
     return {"costs": costs(timings),
-            "default-run": default_run(metrics) + other_cpu(metrics, timings, root / REFERENCE)}
+            "default-run": default_run(metrics) + other_cpu(metrics, timings, root / REFERENCE, root)}
 
 
 def write(root: Path = Path(".")) -> None:

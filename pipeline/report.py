@@ -367,8 +367,8 @@ def deployment_line(res: Results) -> str:
     if not lat:
         return text + " Latency: not measured (`evaluate.latency_reps: 0`)."
     text += (f" Latency: one {'x'.join(map(str, lat['input'][2:]))} image (batch 1) on {lat['device']}, "
-             f"{lat['dtype']}, {lat['threads']} threads; median (p90) of {lat['reps']} forwards after 10 warm-up "
-             "ones, first seed.")
+             f"{lat['dtype']}, {lat['threads']} threads; median (p90) of {lat['reps']} forwards after "
+             f"{lat.get('warmup', 10)} warm-up ones, first seed.")
     if onnx:
         text += (f" ONNX: each student exported with a dynamic batch and size (`models/seed{res.seeds[0]}/onnx/`), "
                  f"run by onnxruntime {onnx['onnxruntime']} on the CPU with the same threads: the largest absolute "
@@ -479,7 +479,7 @@ def sources_table(runs: list[Results]) -> str:
     rows = []
     for r in runs:
         for i, seed in enumerate(r.seeds):
-            rows.append([f"`{r.name}`", str(seed), r.meta.get("mlflow_parent_run") or "—",
+            rows.append([f"`{r.name}`", str(seed), r.parent_run(seed) or "—",
                          r.eval["baseline"][i].get("mlflow_run_id") or "—"]
                         + [(r.train[role][i].get("mlflow_run_id") or "—") if role in r.train else "" for role in roles])
     return markdown_table(["DVC experiment", "seed", "MLflow parent run", "evaluate run"]

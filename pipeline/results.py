@@ -82,6 +82,39 @@ class Results:
             values = Overlay(meta["name"], meta["sets"]).merged(values)
         return cls.load(config_from_dict(values, networks=False), folder, meta["name"], meta)
 
+    @classmethod
+    def merged(cls, shards: list[Results]) -> Results:
+        """One experiment collected in shards: disjoint seeds run apart (on several machines, say) with the
+        same params otherwise. Their seeds in order; ``meta["shards"]`` keeps each shard's own meta."""
+        first, seeds = shards[0], [s for r in shards for s in r.seeds]
+        twice = sorted({s for s in seeds if seeds.count(s) > 1})
+        folders = ", ".join(r.meta.get("folder", r.name) for r in shards)
+        if twice:
+            raise ValueError(f"experiment {first.name}: seed(s) {twice} collected more than once ({folders}); "
+                             "remove one of the folders")
+        base = {k: v for k, v in first.cfg.to_dict().items() if k != "seeds"}
+        for r in shards[1:]:
+            other = {k: v for k, v in r.cfg.to_dict().items() if k != "seeds"}
+            if other != base:
+                keys = sorted(k for k in base.keys() | other.keys() if base.get(k) != other.get(k))
+                raise ValueError(f"experiment {first.name}: its shards ({folders}) ran with different params "
+                                 f"(sections {keys}); collect each with the same commit's params.yaml")
+        order = sorted(range(len(seeds)), key=seeds.__getitem__)
+
+        def join(kind: str) -> dict[str, list[dict[str, Any]]]:
+            names = set.intersection(*(set(getattr(r, kind)) for r in shards))
+            return {n: [[x for r in shards for x in getattr(r, kind)[n]][i] for i in order] for n in sorted(names)}
+
+        meta = {**first.meta, "seeds": sorted(seeds), "sets": {**first.meta["sets"], "seeds": sorted(seeds)},
+                "seconds": sum(r.meta["seconds"] for r in shards), "shards": [r.meta for r in shards],
+                "mlflow_parent_runs": {str(s): r.meta.get("mlflow_parent_run") for r in shards for s in r.seeds}}
+        cfg = first.cfg.model_copy(update={"seeds": sorted(seeds)})
+        return cls(cfg, sorted(seeds), join("eval"), join("train"), first.name, meta)
+
+    def parent_run(self, seed: int) -> str | None:
+        """The MLflow parent run of the experiment's run that gave ``seed``."""
+        return self.meta.get("mlflow_parent_runs", {}).get(str(seed), self.meta.get("mlflow_parent_run"))
+
     @property
     def warm(self) -> bool:
         """The LAD student was warm-started from the baseline (its equal-budget control trained alongside)."""
@@ -116,9 +149,15 @@ class Results:
 
 
 def load_collected(root: Path, order: list[str] = (), params: Path = Path(PARAMS)) -> dict[str, Results]:
-    """Every experiment collected in ``root``, by name, in ``order`` (others after, by name)."""
+    """Every experiment collected in ``root``, by name, in ``order`` (others after, by name); the shards of
+    one experiment (folders ``<name>@seeds<...>``, from machines that each ran some seeds) merged."""
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no collected experiment; run `python -m stages.paper run` first")
     rank = {name: i for i, name in enumerate(order)}
-    runs = [Results.collected(f, params) for f in root.iterdir() if (f / META).is_file()]
+    shards: dict[str, list[Results]] = {}
+    for f in sorted(root.iterdir()):
+        if (f / META).is_file():
+            r = Results.collected(f, params)
+            shards.setdefault(r.name, []).append(r)
+    runs = [group[0] if len(group) == 1 else Results.merged(group) for group in shards.values()]
     return {r.name: r for r in sorted(runs, key=lambda r: (rank.get(r.name, len(rank)), r.name))}

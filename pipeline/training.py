@@ -19,9 +19,9 @@ from pipeline import dist
 from pipeline.checkpoint import atomic_save, load_trained
 from pipeline.config import Config
 from pipeline.data import load_index, make_dataset
-from pipeline.deploy import log_model
+from pipeline.deploy import Preprocess, log_model
 from pipeline.engine import Schedule, SegData, Trainer
-from pipeline.io import atomic_write, git_commit, write_json
+from pipeline.io import atomic_write, cpu_name, git_commit, write_json
 from pipeline.models import segmentor_from_config
 from pipeline.paths import EXPERIMENT, INDEX, SeedPaths
 from pipeline.roles import ROLES, Role
@@ -71,8 +71,9 @@ def train(role: Role, cfg: Config, seed: int = 0, run: Any = None, ctx: dist.Con
     # only the params this stage reads: a checkpoint is then byte-identical whenever DVC would call
     # its inputs unchanged, so a forced rerun does not make everything downstream stale
     fingerprint = f"{role.name}-{seed}-{cfg.section_hash(*role.sections)}"
+    # classes and palette: with the config's normalisation and crop, all a prediction needs (pipeline/predict.py)
     meta = {"spec": model.spec, "role": role.name, "seed": seed, "config": cfg.sections(*role.sections),
-            "classes": classes}
+            "classes": classes, "palette": index["palette"]}
     trainer = Trainer(model, step, data, t, cfg.run, schedule, seed=seed, eval_batch_size=cfg.evaluate.batch_size,
                       resume_dir=paths.resume(role.name), fingerprint=fingerprint,
                       log_fn=run.log_metrics if run else None, meta=meta, desc=role.name, ctx=ctx)
@@ -84,6 +85,7 @@ def train(role: Role, cfg: Config, seed: int = 0, run: Any = None, ctx: dist.Con
                "val_pixel_acc": last_val.get("val_pixel_acc"), "train_seconds": round(elapsed, 1),
                "resumed_from": trainer.resumed_from, "processes": ctx.world_size, "batch_per_process": t.batch_size,
                "effective_batch": trainer.effective_batch, "sync_bn": trainer.sync_bn, "device": ctx.device.type,
+               "cpu": cpu_name(),  # the same seed gives other weights on another CPU model
                "sec_per_iter": round(elapsed / max(schedule.iters - (trainer.resumed_from or 0), 1), 4),
                "mlflow_run_id": run.tracked_id if run else None}  # restored from the run cache: the run that trained it
     if ctx.writes_files:
@@ -105,8 +107,8 @@ def log_summary(run: Any, role: Role, summary: dict[str, Any], paths: SeedPaths,
     for kind in ("train", "val"):
         run.log_artifact(paths.curve(role.name, kind), "curves")
     if role.logs_model:
-        model, _ = load_trained(paths.model(role.name))
-        uri = log_model(run, model, role.name, cfg.train.crop_size)
+        model, ckpt = load_trained(paths.model(role.name))
+        uri = log_model(run, model, role.name, Preprocess.from_checkpoint(ckpt))
         run.set_tags({"model_uri": uri})
         print(f"{role.name} logged to MLflow as {uri}")
 

@@ -21,7 +21,7 @@ from pipeline.checkpoint import load_trained
 from pipeline.config import Config
 from pipeline.data import eval_loader, load_index, make_dataset
 from pipeline.data.dataset import pad_collate
-from pipeline.deploy import check_onnx, export_onnx, onnx_problem, torch_latency
+from pipeline.deploy import Preprocess, check_onnx, export_onnx, onnx_problem, torch_latency
 from pipeline.dist import check_amp, pick_device
 from pipeline.evaluate import Inference, evaluate, predict_logits
 from pipeline.io import atomic_write, write_json
@@ -84,8 +84,9 @@ def evaluate_model(name: str, path: Path, cfg: Config, index: dict[str, Any], lo
 
 
 def deployment(name: str, model: torch.nn.Module, fn: Callable | None, sample: tuple, checked: tuple, cfg: Config,
-               paths: SeedPaths, device: torch.device) -> dict[str, Any]:
-    """Batch-1 latency of one evaluation; for a student, its ONNX file checked by onnxruntime."""
+               paths: SeedPaths, device: torch.device, preprocess: Preprocess) -> dict[str, Any]:
+    """Batch-1 latency of one evaluation; for a student, its ONNX file (carrying ``preprocess``) checked by
+    onnxruntime."""
     reps = cfg.evaluate.latency_reps
     with torch.random.fork_rng():  # the label noise drawn here leaves the grid's predictions as they were
         x = fn(*sample) if fn else sample[0]
@@ -99,7 +100,7 @@ def deployment(name: str, model: torch.nn.Module, fn: Callable | None, sample: t
             atomic_write(onnx.with_suffix(".txt"), lambda tmp: tmp.write_text(f"{name}: not exported: {problem}\n"))
             out["onnx_skipped"] = problem
         else:
-            export_onnx(model, onnx, x)
+            export_onnx(model, onnx, x, preprocess)
             out["onnx"] = {"file": str(onnx), **check_onnx(onnx, model, checked[0], reps)}
     return out
 
@@ -117,13 +118,15 @@ def evaluate_all(cfg: Config, seed: int = 0, run_id: str | None = None) -> dict[
     # one val image at its own size (latency) and the grid's images (or that one: the ONNX check)
     sample = pad_collate([val[0]], index["ignore_index"])
     checked = (ex_images, ex_labels) if examples else sample
+    d = cfg.data
+    preprocess = Preprocess.of(index["classes"], index["palette"], d.mean, d.std, d.channel_order, cfg.train.crop_size)
     results: dict[str, dict[str, Any]] = {}
     for name, ev in EVALUATIONS.items():
         path = paths.model(ev.role)
         if not path.is_file():
             continue  # skipped: baseline_ft when distill.init is scratch, the comparison rows when off
         results[name], model, fn = evaluate_model(name, path, cfg, index, loader, seed, device)
-        results[name].update(deployment(name, model, fn, sample, checked, cfg, paths, device))
+        results[name].update(deployment(name, model, fn, sample, checked, cfg, paths, device, preprocess))
         if examples:
             x = fn(ex_images, ex_labels) if fn else ex_images
             examples[name] = predict_logits(model, x).argmax(1).numpy().astype(np.uint8)

@@ -20,17 +20,19 @@ import yaml
 from pipeline import figures, report
 from pipeline.checkpoint import load_trained
 from pipeline.config import Config, flatten
-from pipeline.deploy import log_model
+from pipeline.deploy import Preprocess, log_model, weights_digest
 from pipeline.io import atomic_write, git_commit, write_json
 from pipeline.paths import EXPERIMENT, INDEX, METRICS, SeedPaths
 from pipeline.results import Results
 from pipeline.roles import HEADLINE, ROLES
 from pipeline.tracking import stage_run
+from pipeline.tracking.journal import WEIGHTS_TAG
 from stages.common import run_stage
 
 REPORT = Path("reports/report.md")
 FIGURES = Path("reports/figures")
 PER_CLASS = Path("reports/per_class_iou.tsv")
+ALIAS = "candidate"  # the registry alias of the latest report's student: models:/lad-student@candidate
 # the params this stage reads (dvc.yaml lists the same; tests/test_roles.py checks)
 SECTIONS = ("seeds", "data.name", "data.root", "synthetic.seed", "compare",
             "evaluate.multi_scale", "evaluate.flip", "evaluate.mode", "evaluate.crop", "evaluate.stride",
@@ -94,17 +96,19 @@ def build_report(cfg: Config) -> dict[str, float]:
 
 
 def register_student(run: Any, cfg: Config, miou: float) -> None:
-    """Log the LAD student of the first seed as an MLflow model (signature, input example) and register it
-    as a new version of ``evaluate.registered_model``, tagged with the experiment, commit and mIoU."""
+    """Log the LAD student of the first seed as an MLflow model (signature, input example, what prediction
+    needs) and register it under ``evaluate.registered_model``, tagged with the experiment, commit, mIoU and
+    weights digest: a new version only when the weights differ from the latest version's. The alias
+    :data:`ALIAS` names the version either way."""
     name = cfg.evaluate.registered_model
     if not name or run is None:
         return
-    model, _ = load_trained(SeedPaths(cfg.seeds[0]).model("student"))
-    log_model(run, model, "lad_student", cfg.train.crop_size)
+    model, ckpt = load_trained(SeedPaths(cfg.seeds[0]).model("student"))
+    log_model(run, model, "lad_student", Preprocess.from_checkpoint(ckpt))
     run.register_model(name, "lad_student", {"dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
                                                "git_commit": git_commit(), "miou": f"{miou:.3f}",
-                                               "seed": cfg.seeds[0]})
-    print(f"LAD student registered in MLflow as a new version of {name!r}")
+                                               "seed": cfg.seeds[0], WEIGHTS_TAG: weights_digest(model)}, ALIAS)
+    print(f"LAD student registered in MLflow as models:/{name}@{ALIAS}")
 
 
 def changed_params(path: str = "params.yaml") -> dict[str, Any]:

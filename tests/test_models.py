@@ -149,11 +149,12 @@ def test_pretrained_from_the_hub_offline_fails_with_a_way_out():
 def test_pspnet_is_named_as_having_no_onnx_form_the_others_export():
     """PSPNet's pyramid pools to 2x2..6x6 grids, which ONNX cannot do at a run-time size: evaluation notes it
     instead of failing (found by benchmarks/recipes.py on voc_pspnet_r18); every other head exports."""
-    from pipeline.deploy import export_onnx, onnx_problem
+    from pipeline.deploy import Preprocess, export_onnx, onnx_problem
 
     psp = create_segmentor("pspnet", "resnet18d", 3, head_channels=8, aux_channels=8).eval()
     assert "PSPNet's pyramid" in onnx_problem(psp)
+    meta = Preprocess.of(["a", "b", "c"], [[0, 0, 0]] * 3, [0.5] * 3, [0.25] * 3, "rgb", 32)
     with pytest.raises(Exception, match="adaptive_avg_pool2d"):
-        export_onnx(psp, "unused.onnx", torch.randn(1, 3, 40, 56))
+        export_onnx(psp, "unused.onnx", torch.randn(1, 3, 40, 56), meta)
     for arch in ("deeplabv3", "fcn", "ocrnet"):
         assert onnx_problem(create_segmentor(arch, "resnet18d", 3, head_channels=8, aux_channels=8)) is None

@@ -7,6 +7,7 @@ The tests share one repository copy and run in file order (each builds on the pr
 import json
 import re
 
+import numpy as np
 import pytest
 import yaml
 
@@ -70,27 +71,41 @@ def test_latency_and_onnx_in_the_evaluation_and_report(tiny_repo):
     assert "teacher 2/4: loss" in log and "teacher 4/4: loss" in log and "it/s]" not in log
 
 
-def test_the_student_is_registered_and_predicts_an_image(tiny_repo):
+def test_the_student_is_registered_and_predicts_from_another_folder(tiny_repo, tmp_path):
+    """``models:/lad-student@candidate``, the checkpoint and the ONNX file each carry what prediction needs:
+    ``lad-predict`` runs from a folder with no params.yaml or data/, and the three give the same masks."""
     import mlflow
     from mlflow import MlflowClient
+    from PIL import Image
+
+    from pipeline.deploy import KEY
 
     uri = f"sqlite:///{tiny_repo / '.mlflow' / 'mlflow.db'}"
-    versions = MlflowClient(uri).search_model_versions("name = 'lad-student'")
+    client = MlflowClient(uri)
+    versions = client.search_model_versions("name = 'lad-student'")
     assert len(versions) == 1  # one pipeline run so far
     tags = versions[0].tags
     metrics = json.loads((tiny_repo / "reports/metrics.json").read_text())
     assert tags["git_commit"] and float(tags["miou"]) == pytest.approx(metrics["lad_student"]["miou"], abs=1e-3)
+    assert len(tags["weights_sha256"]) == 64 and client.get_model_version_by_alias("lad-student", "candidate")
     mlflow.set_tracking_uri(uri)
-    info = mlflow.models.get_model_info("models:/lad-student/1")
+    info = mlflow.models.get_model_info("models:/lad-student@candidate")
     assert tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 3, -1, -1)
-    image = sorted((tiny_repo / "data/prepared/synthetic/JPEGImages").iterdir())[0]
-    proc = run(["python", "examples/predict.py", str(image), "mask.png", "models:/lad-student/1"], tiny_repo)
-    assert "mask.png: 32x32 mask of classes" in proc.stdout
-    from PIL import Image
-
+    assert json.loads(info.metadata[KEY])["classes"] == json.loads((tiny_repo / "data/prepared/index.json")
+                                                                   .read_text())["classes"]
+    images = tiny_repo / "data/prepared/synthetic/JPEGImages"
+    sources = {"mlflow": "models:/lad-student@candidate", "pt": str(tiny_repo / "models/seed0/student.pt"),
+               "onnx": str(tiny_repo / "models/seed0/onnx/lad_student.onnx")}
+    for kind, model in sources.items():
+        proc = run(["lad-predict", str(images), "--model", model, "--out", kind, "--tracking-uri", uri], tmp_path)
+        assert "masks and overlays" in proc.stdout, proc.stderr
     palette = {tuple(c) for c in json.loads((tiny_repo / "data/prepared/index.json").read_text())["palette"]}
-    colours = {tuple(c) for c in Image.open(tiny_repo / "mask.png").convert("RGB").getdata()}
-    assert colours <= palette
+    names = sorted(p.stem for p in images.iterdir())[:5]
+    for name in names:
+        masks = {k: np.asarray(Image.open(tmp_path / k / f"{name}.png")) for k in sources}
+        assert (masks["mlflow"] == masks["pt"]).all() and (masks["onnx"] == masks["pt"]).mean() > 0.999
+        colours = {tuple(c) for c in Image.open(tmp_path / "pt" / f"{name}.png").convert("RGB").getdata()}
+        assert colours <= palette
 
 
 def test_mlflow_parent_and_child_runs(tiny_repo):

@@ -129,3 +129,29 @@ def test_collected_experiments_and_the_ablations_table(tmp_path):
     assert "| x | w | `lad.w_cons=5.0` | 70.00 | +0.00 | 32.50 | +2.50 | `paper-abl-x` |" in table
     with pytest.raises(FileNotFoundError, match="reference"):
         report.ablations_table([runs["paper-abl-x"]])
+
+
+def test_shards_of_one_experiment_merge_into_its_seeds(tmp_path):
+    """The table split over machines: one experiment collected as ``paper`` (seeds 0, 1) on one and as
+    ``paper@seeds2`` on another reads as one experiment over seeds 0, 1, 2 with known means."""
+    for folder, seeds in (("paper", [0, 1]), ("paper@seeds2", [2])):
+        write_run(tmp_path / folder, MIOUS, {"baseline": [40.0, 42.0, 44.0]})
+        for s in {0, 1, 2} - set(seeds):  # each machine holds only its own seeds
+            for kind in ("eval", "train"):
+                for f in (tmp_path / folder / f"reports/{kind}/seed{s}").glob("*.json"):
+                    f.unlink()
+        (tmp_path / folder / "meta.json").write_text(json.dumps({
+            "name": "paper", "folder": folder, "part": "main", "what": "w", "seeds": seeds, "sets": {"seeds": seeds},
+            "seconds": 10.0 * len(seeds), "git_commit": folder, "mlflow_parent_run": f"run-{folder}"}))
+    merged = load_collected(tmp_path, [], REPO / "params.yaml")["paper"]
+    assert merged.seeds == [0, 1, 2] and merged.cfg.seeds == [0, 1, 2]
+    assert merged.miou("baseline") == [30.0, 32.0, 34.0] and merged.mean("lad_student") == pytest.approx(35.0)
+    assert [t["train_seconds"] for t in merged.train["baseline"]] == [40.0, 42.0, 44.0]
+    assert merged.meta["seconds"] == 30.0 and [m["folder"] for m in merged.meta["shards"]] == ["paper", "paper@seeds2"]
+    assert merged.parent_run(1) == "run-paper" and merged.parent_run(2) == "run-paper@seeds2"
+    meta = json.loads((tmp_path / "paper@seeds2/meta.json").read_text())
+    (tmp_path / "paper@seeds2/meta.json").write_text(json.dumps({**meta, "seeds": [1], "sets": {"seeds": [1]}}))
+    for kind in ("eval", "train"):  # seed 1 collected on both machines: which copy counts is not ours to guess
+        (tmp_path / f"paper@seeds2/reports/{kind}/seed2").rename(tmp_path / f"paper@seeds2/reports/{kind}/seed1")
+    with pytest.raises(ValueError, match=r"seed\(s\) \[1\] collected more than once \(paper, paper@seeds2\)"):
+        load_collected(tmp_path, [], REPO / "params.yaml")

@@ -87,3 +87,29 @@ def test_progress_is_plain_lines_outside_a_terminal(monkeypatch):
     monkeypatch.setenv(progress.PROGRESS_ENV, "bar")
     assert progress.interactive() and not progress.bar(range(3), enabled=True).disable
     assert progress.bar(range(3), enabled=False).disable
+
+
+def test_a_version_only_when_the_weights_change_and_the_alias_follows(tmp_path, monkeypatch):
+    """The registry of the report stage: the same weights registered again reuse the latest version (a run
+    restored from DVC's run cache, a forced rerun), other weights make a new one; ``@candidate`` names it."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from pipeline.tracking.journal import WEIGHTS_TAG, register
+
+    monkeypatch.chdir(tmp_path)  # the runs' artifacts go to ./mlruns
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    runs = []
+    for _ in range(3):
+        with mlflow.start_run() as run:
+            mlflow.log_text("weights", "model/MLmodel")
+        runs.append(run.info.run_id)
+    got = [register(client, f"runs:/{rid}/model", "m", {WEIGHTS_TAG: digest}, "candidate")
+           for rid, digest in zip(runs, ["aaa", "aaa", "bbb"])]
+    assert got == ["1", "1", "2"]
+    assert str(client.get_model_version_by_alias("m", "candidate").version) == "2"
+    assert register(client, f"runs:/{runs[0]}/model", "m", {WEIGHTS_TAG: "aaa"}, "candidate") == "3"  # not the latest
+    assert register(client, f"runs:/{runs[0]}/model", "m", {}, "") == "4"  # no digest: always a new version
+    assert str(client.get_model_version_by_alias("m", "candidate").version) == "3"

@@ -36,6 +36,24 @@ def find_parent(client: Any, exp_id: str, group: str) -> str | None:
     return found[0].info.run_id if found else None
 
 
+WEIGHTS_TAG = "weights_sha256"  # a registered version's weights: equal weights, no new version
+
+
+def register(client: Any, source: str, name: str, tags: dict[str, str], alias: str) -> str:
+    """Register ``source`` as model ``name`` (created on first use), unless the latest version carries the
+    same :data:`WEIGHTS_TAG`; point ``alias`` at the version. Returns the version."""
+    import mlflow
+
+    latest = client.search_model_versions(f"name = '{name}'", order_by=["version_number DESC"], max_results=1)
+    if latest and tags.get(WEIGHTS_TAG) and latest[0].tags.get(WEIGHTS_TAG) == tags[WEIGHTS_TAG]:
+        version = latest[0].version
+    else:
+        version = mlflow.register_model(source, name, tags=tags).version
+    if alias:
+        client.set_registered_model_alias(name, alias, version)
+    return str(version)
+
+
 def execute(client: Any, op: Operation, refs: dict[str, str]) -> None:
     """Carry out one operation against ``client``; ``refs`` maps local run references to run ids."""
     from mlflow.entities import Metric, Param, RunTag
@@ -70,10 +88,8 @@ def execute(client: Any, op: Operation, refs: dict[str, str]) -> None:
             client.log_artifact(run_id(op["run"]), str(path), op.get("artifact_path"))
     elif kind == "model_uri":  # known only once the run id is
         client.set_tag(run_id(op["run"]), "model_uri", f"runs:/{run_id(op['run'])}/{op['name']}")
-    elif kind == "register":  # creates the registered model on first use
-        import mlflow
-
-        mlflow.register_model(f"runs:/{run_id(op['run'])}/{op['artifact']}", op["name"], tags=op["tags"])
+    elif kind == "register":
+        register(client, f"runs:/{run_id(op['run'])}/{op['artifact']}", op["name"], op["tags"], op.get("alias", ""))
     elif kind == "terminate":
         client.set_terminated(run_id(op["run"]), status=op["status"])
     else:

@@ -112,8 +112,10 @@ class StageRun:
         self.emit({"op": "artifact", "run": self.parent_ref if parent else self.run_ref, "path": str(path),
                    "artifact_path": artifact_path})
 
-    def log_pytorch_model(self, model: Any, name: str, input_example: Any = None, signature: Any = None) -> str:
-        """Log ``model`` as an MLflow PyTorch model (pickled, with the ``pipeline`` package as code).
+    def log_pytorch_model(self, model: Any, name: str, input_example: Any = None, signature: Any = None,
+                          metadata: dict[str, Any] | None = None) -> str:
+        """Log ``model`` as an MLflow PyTorch model (pickled, with the ``pipeline`` package as code, ``metadata``
+        in its ``MLmodel`` file).
 
         Returns its ``runs:/<run id>/<name>`` URI, also set as the run's ``model_uri`` tag (if the
         tracker is down, the replay sets the tag with the real run id);
@@ -127,15 +129,17 @@ class StageRun:
         with tempfile.TemporaryDirectory() as tmp:
             mlflow.pytorch.save_model(model, f"{tmp}/{name}", input_example=input_example, signature=signature,
                                       pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "timm"],
-                                      code_paths=[str(Path(__file__).parents[1])], serialization_format="pickle")
+                                      code_paths=[str(Path(__file__).parents[1])], serialization_format="pickle",
+                                      metadata=metadata)
             self.log_artifact(f"{tmp}/{name}", name)
         self.emit({"op": "model_uri", "run": self.run_ref, "name": name})
         return f"runs:/{self.run_id}/{name}"
 
-    def register_model(self, name: str, artifact: str, tags: dict[str, Any]) -> None:
-        """A new version of registered model ``name`` from this run's logged model ``artifact``."""
+    def register_model(self, name: str, artifact: str, tags: dict[str, Any], alias: str = "") -> None:
+        """Register this run's logged model ``artifact`` as registered model ``name``: a new version unless
+        the latest one has the same ``weights_sha256`` tag; ``alias`` (if any) then names that version."""
         self.emit({"op": "register", "run": self.run_ref, "name": name, "artifact": artifact,
-                   "tags": {k: str(v) for k, v in tags.items()}})
+                   "tags": {k: str(v) for k, v in tags.items()}, "alias": alias})
 
     def terminate(self, status: str) -> None:
         self.emit({"op": "terminate", "run": self.run_ref, "status": status})
