@@ -56,7 +56,9 @@ def minutes(seconds: float) -> str:
 
 
 COSTS = (("repro", "`make run`'s `dvc repro`, from nothing"), ("noop", "a no-op `dvc repro`"),
-         ("make_test", "`make test`"), ("install_s", "installing the lock into a new venv (pip's download cache warm)"),
+         ("make_test", "`make test`"),
+         ("install_cold_s", "installing the lock into a new venv (`make`'s uv, every package downloaded)"),
+         ("install_s", "the same with uv's cache warm"),
          ("install", "the installed environment (`.venv`, torch's CUDA build included)"))
 
 
