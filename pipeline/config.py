@@ -256,15 +256,27 @@ class CIRKDHparams(Section):
     region_contrast: Annotated[int, Field(ge=1)]
 
 
+class DISTHparams(Section):
+    """DIST on the class probabilities (hunto/DIST_KD, segmentation/train_kd.py and losses/dist_kd.py:
+    lambda-kd 1, beta 1, gamma 1, softmax at temperature 1, 0.4 of it on the auxiliary logits)."""
+
+    title: ClassVar[str] = "DIST"
+    w_dist: NonNegative
+    beta: NonNegative  # the inter-class relation (per pixel, over classes)
+    gamma: NonNegative  # the intra-class relation (per class, over the batch's pixels)
+    w_aux: NonNegative  # of w_dist, on the auxiliary heads' logits; 0 = main logits only
+
+
 class MethodsHparams(Section):
     """One section per distillation method of pipeline.methods.METHODS (the same keys)."""
 
     kd: KDHparams
     cwd: CWDHparams
     cirkd: CIRKDHparams
+    dist: DISTHparams
 
 
-MethodName = Literal["kd", "cwd", "cirkd"]  # the fields of MethodsHparams; pipeline.methods.METHODS
+MethodName = Literal["kd", "cwd", "cirkd", "dist"]  # the fields of MethodsHparams; pipeline.methods.METHODS
 
 
 class CompareConfig(Section):

@@ -1,4 +1,4 @@
-"""Distillation losses: CWD, pixel-wise KD, CIRKD's pair relation and memory contrast.
+"""Distillation losses: CWD, pixel-wise KD, DIST's relations, CIRKD's pair relation and memory contrast.
 
 The supervised terms (cross-entropy, STDC's detail loss) live in :mod:`pipeline.seg_losses`, so a
 model trained without a teacher does not depend on this module.
@@ -30,6 +30,31 @@ def cwd(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 4.0) 
     log_t = F.log_softmax(teacher.float().reshape(n, c, -1) / temperature, dim=-1)
     kl = (log_t.exp() * (log_t - log_s)).sum(-1)
     return temperature**2 * kl.sum() / (n * c)
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Pearson correlation of the rows of ``a`` and ``b`` (``(R, D)`` each): one value per row. A row with no
+    variance correlates 0 (the ``eps`` in the denominator, as DIST's code)."""
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
+
+
+def dist(student: torch.Tensor, teacher: torch.Tensor, beta: float = 1.0, gamma: float = 1.0) -> torch.Tensor:
+    """DIST (Huang et al., NeurIPS 2022) on ``(N, C, H, W)`` logits, as its segmentation code: every pixel
+    of the batch is a sample, class probabilities by a softmax at temperature 1.
+
+    inter = 1 - the mean over pixels of the Pearson correlation of the two class distributions;
+    intra = 1 - the mean over classes of the Pearson correlation of a class's probabilities over the
+    batch's pixels; loss = ``beta * inter + gamma * intra``. Computed in float32.
+    """
+    if student.shape[2:] != teacher.shape[2:]:
+        student = F.interpolate(student, teacher.shape[2:], mode="bilinear", align_corners=False)
+    c = student.shape[1]
+    p_s = student.float().movedim(1, -1).reshape(-1, c).softmax(-1)
+    p_t = teacher.float().movedim(1, -1).reshape(-1, c).softmax(-1)
+    inter = 1 - pearson(p_s, p_t).mean()
+    intra = 1 - pearson(p_s.t(), p_t.t()).mean()
+    return beta * inter + gamma * intra
 
 
 def kd(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

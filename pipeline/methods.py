@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.config import MethodName, Section
-from pipeline.losses import MemoryContrast, cwd, kd, pixel_pair_relation
+from pipeline.losses import MemoryContrast, cwd, dist, kd, pixel_pair_relation
 
 Terms = dict[str, torch.Tensor]
 
@@ -37,6 +37,21 @@ class KDLoss(nn.Module):
 
     def forward(self, s: Terms, t: Terms, label: torch.Tensor) -> Terms:
         return {"kd": self.w * kd(s["out"], t["out"], self.t)}
+
+
+class DISTLoss(nn.Module):
+    """DIST (Huang et al., NeurIPS 2022) on the logits, and at ``w_aux`` of it on the auxiliary head's when
+    both networks have one, as DIST's segmentation ``train_kd.py`` (hunto/DIST_KD)."""
+
+    def __init__(self, hp: dict[str, float], s_channels: int, t_channels: int, num_classes: int, ignore_index: int):
+        super().__init__()
+        self.w, self.beta, self.gamma, self.w_aux = hp["w_dist"], hp["beta"], hp["gamma"], hp["w_aux"]
+
+    def forward(self, s: Terms, t: Terms, label: torch.Tensor) -> Terms:
+        terms = {"dist": self.w * dist(s["out"], t["out"], self.beta, self.gamma)}
+        if self.w_aux and "aux" in s and "aux" in t:
+            terms["dist_aux"] = self.w_aux * self.w * dist(s["aux"], t["aux"], self.beta, self.gamma)
+        return terms
 
 
 class CWDLoss(nn.Module):
@@ -96,6 +111,7 @@ METHODS: dict[MethodName, Callable[..., nn.Module]] = {
     # optimiser stepping in turn with the student's, which the trainer's single objective does not have
     "cwd": CWDLoss,
     "cirkd": CIRKDLoss,
+    "dist": DISTLoss,
 }
 
 

@@ -53,7 +53,7 @@ BAD = [
     ({"model": {"teacher": {"stem_width": -1}}}, "model.teacher.stem_width"),
     ({"model": {"student": {"backbone": "stdc1", "output_stride": 32}}}, "model.student.channels: stdc1 has fixed"),
     ({"unknown_section": {}}, "unknown_section"),
-    ({"compare": {"methods": ["kd", "fitnet"]}}, "compare.methods.1: expected one of 'kd', 'cwd' or 'cirkd'"),
+    ({"compare": {"methods": ["kd", "fitnet"]}}, "compare.methods.1: expected one of 'kd', 'cwd', 'cirkd' or 'dist'"),
     ({"compare": {"methods": ["kd", "kd"]}}, "compare.methods: expected a non-empty list of distinct"),
     ({"compare": {"methods": []}}, "compare.methods"),
     ({"compare": {"hparams": {"cirkd": {"w_memory": 0.01}}}}, "hparams.cirkd.w_memory: unknown key; did you mean"),

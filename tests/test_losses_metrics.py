@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from pipeline.losses import cwd
@@ -118,3 +119,23 @@ def test_pixel_pair_relation_matches_a_direct_loop_and_its_gradient():
     b = s.clone().requires_grad_()
     direct(b, t, 0.5).backward()
     torch.testing.assert_close(a.grad, b.grad)  # the same gradient as the definition's
+
+
+def test_dist_hand_computed():
+    """Two pixels, three classes, logits = log p so the softmax gives p back. Student: pixel 1 (.2, .3, .5),
+    pixel 2 (.5, .3, .2); teacher: the same two rows swapped. Inter (per pixel, over classes): each pixel's
+    correlation is -39/42 (centred rows (-2/15, -1/30, 1/6) and (1/6, -1/30, -2/15)), so inter = 1 + 39/42.
+    Intra (per class, over pixels): classes 0 and 2 correlate -1, class 1 is constant (0), so intra = 1 + 2/3."""
+    from pipeline.losses import dist
+
+    p_s = torch.tensor([[0.2, 0.3, 0.5], [0.5, 0.3, 0.2]])
+    p_t = p_s.flip(0)
+    to_map = lambda p: p.log().t().reshape(1, 3, 1, 2)  # noqa: E731 - (pixels, classes) -> (1, C, 1, 2)
+    inter, intra = 1 + 39 / 42, 1 + 2 / 3
+    assert dist(to_map(p_s), to_map(p_t)).item() == pytest.approx(inter + intra, abs=1e-5)
+    assert dist(to_map(p_s), to_map(p_t), beta=2.0, gamma=0.5).item() == pytest.approx(2 * inter + intra / 2, abs=1e-5)
+    same = torch.randn(2, 3, 4, 4)
+    assert dist(same, same).item() == pytest.approx(0.0, abs=1e-5)
+    s = torch.randn(2, 3, 4, 4, requires_grad=True)
+    dist(s, same).backward()
+    assert s.grad.abs().sum() > 0

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.losses import MemoryContrast, cwd, kd, pixel_pair_relation
+from pipeline.losses import MemoryContrast, cwd, dist, kd, pixel_pair_relation
 from pipeline.methods import METHODS, create_method_loss
 from pipeline.report import describe, method_title
 from pipeline.seg_losses import detail_loss, detail_target
@@ -103,9 +103,10 @@ def hp(method: str, **update):
 def test_registry_names_and_official_values():
     from pipeline.config import MethodsHparams
 
-    assert set(METHODS) == set(MethodsHparams.model_fields) == {"kd", "cwd", "cirkd"}
+    assert set(METHODS) == set(MethodsHparams.model_fields) == {"kd", "cwd", "cirkd", "dist"}
     assert hp("cirkd").w_memory_pixel == 0.1  # CIRKD's default; VOC recipes set 0.01
     assert describe("kd", hp("kd")) == "KD (w_kd=1, temperature=1)" and method_title("cirkd") == "CIRKD"
+    assert (hp("dist").w_dist, hp("dist").beta, hp("dist").gamma, hp("dist").w_aux) == (1.0, 1.0, 1.0, 0.4)
 
 
 SIZES = dict(s_channels=5, t_channels=6, num_classes=3)
@@ -136,6 +137,11 @@ def test_method_losses_equal_their_definitions():
     up = F.interpolate(s["feat"], (8, 8), mode="bilinear", align_corners=False)
     torch.testing.assert_close(terms["pair"], pixel_pair_relation(up, t["feat"], 0.1))
     assert all(torch.isfinite(v) and v >= 0 for v in terms.values())
+    s["aux"], t["aux"] = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 8, 8)
+    terms = create_method_loss("dist", hp("dist", beta=2.0), **SIZES)(s, t, label)
+    torch.testing.assert_close(terms["dist"], dist(s["out"], t["out"], 2.0, 1.0))
+    torch.testing.assert_close(terms["dist_aux"], 0.4 * dist(s["aux"], t["aux"], 2.0, 1.0))  # DIST's 0.4 on aux
+    assert "dist_aux" not in create_method_loss("dist", hp("dist", w_aux=0.0), **SIZES)(s, t, label)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -151,7 +157,7 @@ def test_method_step_trains_student_and_method_weights(method):
     image, label = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
     terms = step(student, image, label)
     terms["loss"].backward()
-    assert torch.isfinite(terms["loss"]) and terms["kd" if method != "cwd" else "cwd_logits"] > 0
+    assert torch.isfinite(terms["loss"]) and terms[{"cwd": "cwd_logits", "dist": "dist"}.get(method, "kd")] > 0
     assert all(p.grad is None for p in teacher.parameters())  # frozen
     assert student.head.head.cls[1].weight.grad.abs().sum() > 0
     for p in loss.parameters():
