@@ -135,18 +135,22 @@ def val_gflop(cfg: Config, num_val: int, k: int = 6) -> float:
     return per_image * num_val * validations * 3  # three trained models of the default
 
 
-def copy_repo(dest: Path) -> Path:
-    """The repository's tracked (and not ignored) files, as in the working tree, without run outputs."""
+def copy_repo(dest: Path, params: dict | None = None) -> Path:
+    """The repository's tracked (and not ignored) files, as in the working tree, without run outputs
+    (``reports/``, ``dvc.lock``), committed in a fresh git repository; ``params`` (if given) as its
+    ``params.yaml``. The tests' shrunk copies are made here too (tests/conftest.py)."""
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                            capture_output=True, text=True, check=True).stdout.split()
     for f in files:
         if (REPO / f).is_file() and not f.startswith(("reports/", "dvc.lock")):
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, dest / f)
-    (dest / "reports").mkdir(exist_ok=True)
-    shutil.copy2(REPO / "reports/ablations.md", dest / "reports/ablations.md")
+    if params is not None:
+        import yaml
+
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.email=b@b", "-c", "user.name=b", "commit", "-qm", "benchmark copy"]):
+                ["git", "-c", "user.email=b@b", "-c", "user.name=b", "commit", "-qm", "a copy of the project"]):
         subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
     return dest
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -80,21 +79,11 @@ def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) 
 
 
 def copy_repo(dest: Path, params: dict) -> Path:
-    """The repository's tracked files (as in the working tree) in ``dest``, committed in a fresh git repo."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
-    for f in files:
-        src = REPO / f
-        if src.is_file() and not f.startswith(("reports/", "dvc.lock")):  # no reference outputs
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / f)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (dest / "reports").mkdir(exist_ok=True)  # the report's ablation input, as before any experiment
-    (dest / "reports/ablations.md").write_text("not run: `make ablations` fills this file.\n")
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"]):
-        run(cmd, dest)
-    return dest
+    """The repository's tracked files (as in the working tree, no run outputs) in ``dest`` with ``params`` as
+    its params.yaml, committed in a fresh git repo (benchmarks/cost.py makes the copy)."""
+    from benchmarks.cost import copy_repo as copy
+
+    return copy(dest, params)
 
 
 def runs(repo: Path, **filters: str):
