@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +98,11 @@ def load_mlflow_model(uri: str, device: torch.device, tracking_uri: str | None) 
     local = Path(".mlflow/mlflow.db")  # the project's own store, when run in the project folder
     if tracking_uri or local.is_file():
         mlflow.set_tracking_uri(tracking_uri or f"sqlite:///{local.resolve()}")
-    info = mlflow.models.get_model_info(uri)
+    try:
+        info = mlflow.models.get_model_info(uri)
+    except Exception as err:  # noqa: BLE001 - MLflow raises many kinds: no such model, alias, server
+        raise ValueError(f"{uri}: not found in the MLflow store {mlflow.get_tracking_uri()} "
+                         f"({type(err).__name__}: {str(err).splitlines()[0][:300]})") from err
     meta = (info.metadata or {}).get(KEY)
     if meta is None:
         raise ValueError(f"{uri}: the MLflow model has no {KEY!r} metadata (logged by an older version of the "
@@ -135,8 +140,7 @@ def images_of(inputs: list[str]) -> list[tuple[Path, Path]]:
             raise FileNotFoundError(f"{name}: no such image file or folder")
     if not out:
         raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(inputs)}")
-    names = [str(n) for _, n in out]
-    dup = sorted({n for n in names if names.count(n) > 1})
+    dup = sorted(n for n, k in Counter(str(n) for _, n in out).items() if k > 1)
     if dup:
         raise ValueError(f"two inputs would write the same output name: {', '.join(dup)}")
     return out

@@ -101,6 +101,8 @@ def test_bad_inputs_are_named_before_any_work(shipped, tmp_path):
     cases = [
         (["missing.jpg", "--model", str(shipped / "student.pt")], "missing.jpg: no such image file or folder"),
         ([str(shipped / "images"), "--model", "nowhere.pt"], "nowhere.pt: no such model file"),
+        ([str(shipped / "images"), "--model", "models:/nothing@candidate", "--tracking-uri",
+          f"sqlite:///{tmp_path / 'empty.db'}"], "models:/nothing@candidate: not found in the MLflow store"),
         ([str(shipped / "images"), "--model", str(shipped / "student.pt"), "--device", "cuda:7"], None),
     ]
     for args, message in cases:
