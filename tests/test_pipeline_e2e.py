@@ -104,7 +104,8 @@ def test_the_student_is_registered_and_predicts_from_another_folder(tiny_repo, t
     for name in names:
         masks = {k: np.asarray(Image.open(tmp_path / k / f"{name}.png")) for k in sources}
         assert (masks["mlflow"] == masks["pt"]).all() and (masks["onnx"] == masks["pt"]).mean() > 0.999
-        colours = {tuple(c) for c in Image.open(tmp_path / "pt" / f"{name}.png").convert("RGB").getdata()}
+        rgb = np.asarray(Image.open(tmp_path / "pt" / f"{name}.png").convert("RGB"))
+        colours = {tuple(int(v) for v in c) for c in rgb.reshape(-1, 3)}
         assert colours <= palette
 
 
