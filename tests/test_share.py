@@ -21,6 +21,14 @@ def clones(tmp_path_factory):
     root = tmp_path_factory.mktemp("share")
     server = MlflowServer(root)
     server.start()
+    try:  # the server stops even when a step below fails
+        yield share(root, server)
+    finally:
+        server.stop()
+
+
+def share(root, server) -> dict:
+    """Clone A trains and pushes; clone B pulls and reruns; each runs one seed of the table; A tabulates."""
     env = {"MLFLOW_TRACKING_URI": server.uri}
     a = copy_repo(root / "a", tiny_params())
     times = {}
@@ -49,8 +57,7 @@ def clones(tmp_path_factory):
     run(["python", "-m", "stages.paper", "report"], a)
     times["the table: b's seed, a's seed, a's report"] = time.perf_counter() - t0
     print("two-clone timings (s):", {k: round(v, 1) for k, v in times.items()})
-    yield {"a": a, "b": b, "server": server, "repro_b": repro_b.stdout + repro_b.stderr}
-    server.stop()
+    return {"a": a, "b": b, "server": server, "repro_b": repro_b.stdout + repro_b.stderr}
 
 
 def test_the_second_clone_trains_nothing_and_predicts(clones, tmp_path):
