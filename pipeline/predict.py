@@ -50,13 +50,18 @@ class Loaded:
 
 
 def pick(device: str) -> torch.device:
-    """``auto`` is CUDA when usable, else the CPU; ``cuda`` without a usable CUDA device is an error."""
+    """``auto`` is CUDA when usable, else the CPU; ``cuda`` without a usable CUDA device is an error naming why
+    (the training stages' diagnosis, :func:`pipeline.dist.cuda_problem`)."""
+    from pipeline.dist import cuda_problem
+
+    if device != "auto" and torch.device(device).type != "cuda":
+        return torch.device(device)
+    problem, _ = cuda_problem()
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no usable CUDA device (torch.cuda.is_available() is False)")
-    return dev
+        return torch.device("cpu" if problem else "cuda")
+    if problem:
+        raise ValueError(f"--device {device}: no usable CUDA device ({problem})")
+    return torch.device(device)
 
 
 def image_only(spec: dict[str, Any], source: str) -> None:
@@ -71,7 +76,7 @@ def load_checkpoint_model(path: Path, device: torch.device) -> Loaded:
     model, ckpt = load_trained(path)
     image_only(ckpt["spec"], str(path))
     model = model.to(device).eval()
-    return Loaded(lambda x: model.predict(x), Preprocess.from_checkpoint(ckpt, path), device, str(path))
+    return Loaded(model.predict, Preprocess.from_checkpoint(ckpt, path), device, str(path))
 
 
 def load_onnx_model(path: Path, device: torch.device) -> Loaded:
@@ -108,7 +113,7 @@ def load_mlflow_model(uri: str, device: torch.device, tracking_uri: str | None) 
         raise ValueError(f"{uri}: the MLflow model has no {KEY!r} metadata (logged by an older version of the "
                          "pipeline: predict from its checkpoint)")
     model = mlflow.pytorch.load_model(uri, map_location=device).to(device).eval()  # a Predictor: logits at size
-    return Loaded(lambda x: model(x), Preprocess.from_json(meta, uri), device, uri)
+    return Loaded(model, Preprocess.from_json(meta, uri), device, uri)
 
 
 def load(model: str, device: str = "auto", tracking_uri: str | None = None) -> Loaded:
@@ -195,10 +200,16 @@ def write_outputs(out: Path, name: Path, bgr: np.ndarray, mask: np.ndarray, pale
 
 
 def predict(net: Loaded, inputs: list[str], out: Path, batch_size: int = 4, progress: bool = True) -> list[Path]:
-    """Masks and overlays of every image in ``inputs`` under ``out``; returns the masks' paths."""
+    """Masks and overlays of every image in ``inputs`` (files and folders) under ``out``; returns the masks'
+    paths."""
+    return predict_items(net, images_of(inputs), out, batch_size, progress)
+
+
+def predict_items(net: Loaded, items: list[tuple[Path, Path]], out: Path, batch_size: int = 4,
+                  progress: bool = True) -> list[Path]:
+    """:func:`predict` for the ``(image file, output name)`` pairs of :func:`images_of`."""
     from pipeline.progress import bar
 
-    items = images_of(inputs)
     palette = np.array(net.preprocess.palette, np.uint8)
     written = []
     with bar(total=len(items), enabled=progress, desc="lad-predict", unit="image") as pbar:
@@ -229,9 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.batch_size < 1:
         parser.error(f"--batch-size {args.batch_size}: expected 1 or more")
     try:
-        images_of(args.inputs)  # a missing input fails before the model loads
+        items = images_of(args.inputs)  # a missing input fails before the model loads
         net = load(args.model, args.device, args.tracking_uri)
-        written = predict(net, args.inputs, args.out, args.batch_size)
+        written = predict_items(net, items, args.out, args.batch_size)
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"lad-predict: {err}")
     print(f"{len(written)} masks and overlays from {net.source} in {args.out}/")

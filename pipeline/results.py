@@ -103,7 +103,8 @@ class Results:
 
         def join(kind: str) -> dict[str, list[dict[str, Any]]]:
             names = set.intersection(*(set(getattr(r, kind)) for r in shards))
-            return {n: [[x for r in shards for x in getattr(r, kind)[n]][i] for i in order] for n in sorted(names)}
+            flat = {n: [x for r in shards for x in getattr(r, kind)[n]] for n in names}  # in the shards' seed order
+            return {n: [flat[n][i] for i in order] for n in sorted(names)}
 
         meta = {**first.meta, "seeds": sorted(seeds), "sets": {**first.meta["sets"], "seeds": sorted(seeds)},
                 "seconds": sum(r.meta["seconds"] for r in shards), "shards": [r.meta for r in shards],
