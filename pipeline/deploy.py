@@ -176,16 +176,19 @@ def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor, prepr
 
 
 @torch.no_grad()
-def check_onnx(path: str | Path, model: nn.Module, images: torch.Tensor, reps: int) -> dict[str, Any]:
+def check_onnx(path: str | Path, model: nn.Module, images: torch.Tensor, reps: int,
+               ours: torch.Tensor | None = None) -> dict[str, Any]:
     """Run the ONNX file with onnxruntime (CPU) on ``images``: the largest absolute difference of its
-    logits from PyTorch's, and its batch-1 latency beside PyTorch's on the same CPU threads."""
+    logits from PyTorch's (``ours``: ``model.predict(images)`` when the caller has it already), and its
+    batch-1 latency beside PyTorch's on the same CPU threads."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()  # the same threads as the PyTorch timing
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    model = model.eval().cpu()
-    ours = model.predict(images.cpu()).numpy()
+    if ours is None:
+        ours = model.eval().cpu().predict(images.cpu())
+    ours = ours.cpu().numpy()
     theirs = session.run(None, {"image": images.cpu().numpy()})[0]
     one = images[:1].cpu().numpy()
     timed = latency(lambda: session.run(None, {"image": one}), reps) if reps else {}

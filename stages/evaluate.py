@@ -23,7 +23,7 @@ from pipeline.data import eval_loader, load_index, make_dataset
 from pipeline.data.dataset import pad_collate
 from pipeline.deploy import Preprocess, check_onnx, export_onnx, onnx_problem, torch_latency
 from pipeline.dist import check_amp, pick_device
-from pipeline.evaluate import Inference, evaluate, predict_logits
+from pipeline.evaluate import Inference, evaluate
 from pipeline.io import atomic_write, write_json
 from pipeline.lad import Channel, LabelChannel
 from pipeline.metrics import scores
@@ -86,7 +86,7 @@ def evaluate_model(name: str, path: Path, cfg: Config, index: dict[str, Any], lo
 def deployment(name: str, model: torch.nn.Module, fn: Callable | None, sample: tuple, checked: tuple, cfg: Config,
                paths: SeedPaths, device: torch.device, preprocess: Preprocess) -> dict[str, Any]:
     """Batch-1 latency of one evaluation; for a student, its ONNX file (carrying ``preprocess``) checked by
-    onnxruntime."""
+    onnxruntime on ``checked``: (images, PyTorch's logits of them or None)."""
     reps = cfg.evaluate.latency_reps
     with torch.random.fork_rng():  # the label noise drawn here leaves the grid's predictions as they were
         x = fn(*sample) if fn else sample[0]
@@ -101,7 +101,7 @@ def deployment(name: str, model: torch.nn.Module, fn: Callable | None, sample: t
             out["onnx_skipped"] = problem
         else:
             export_onnx(model, onnx, x, preprocess)
-            out["onnx"] = {"file": str(onnx), **check_onnx(onnx, model, checked[0], reps)}
+            out["onnx"] = {"file": str(onnx), **check_onnx(onnx, model, checked[0], reps, checked[1])}
     return out
 
 
@@ -117,7 +117,6 @@ def evaluate_all(cfg: Config, seed: int = 0, run_id: str | None = None) -> dict[
     ex_images, ex_labels, examples = example_batch(cfg, val, index["ignore_index"])
     # one val image at its own size (latency) and the grid's images (or that one: the ONNX check)
     sample = pad_collate([val[0]], index["ignore_index"])
-    checked = (ex_images, ex_labels) if examples else sample
     d = cfg.data
     preprocess = Preprocess.of(index["classes"], index["palette"], d.mean, d.std, d.channel_order, cfg.train.crop_size)
     results: dict[str, dict[str, Any]] = {}
@@ -126,10 +125,13 @@ def evaluate_all(cfg: Config, seed: int = 0, run_id: str | None = None) -> dict[
         if not path.is_file():
             continue  # skipped: baseline_ft when distill.init is scratch, the comparison rows when off
         results[name], model, fn = evaluate_model(name, path, cfg, index, loader, seed, device)
+        checked = (sample[0], None)
+        if examples:  # the grid's logits serve the ONNX check too (a student's input is the image alone)
+            with torch.no_grad():
+                logits = model.eval().predict(fn(ex_images, ex_labels) if fn else ex_images)
+            examples[name] = logits.argmax(1).numpy().astype(np.uint8)
+            checked = (ex_images, None if fn else logits)
         results[name].update(deployment(name, model, fn, sample, checked, cfg, paths, device, preprocess))
-        if examples:
-            x = fn(ex_images, ex_labels) if fn else ex_images
-            examples[name] = predict_logits(model, x).argmax(1).numpy().astype(np.uint8)
         print(f"{name:16s} mIoU {results[name]['miou']:6.2f}  pixel acc {results[name]['pixel_acc']:6.2f}"
               + (f"  {results[name]['latency']['median_ms']:.2f} ms/image" if "latency" in results[name] else ""))
     for name, res in results.items():
