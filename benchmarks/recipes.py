@@ -49,7 +49,8 @@ from pipeline.overlays import recipe, set_args  # noqa: E402
 
 NETS = ("student", "teacher", "conventional_teacher")
 # What a CPU run shrinks: iterations, batch, images; the device and precision a CPU can run.
-SHRINK = {"train.iters": 2, "distill.iters": 2, "compare.iters": 2, "train.batch_size": 2, "train.nproc": 1,
+SHRINK = {"train.iters": 2, "distill.iters": 2, "compare.iters": 2, "compare.teacher_iters": 2,
+          "controls.matched_iters": 2, "train.batch_size": 2, "train.nproc": 1,
           "train.device": "cpu", "train.amp": "none", "train.val_interval": 2, "evaluate.num_examples": 2,
           "evaluate.latency_reps": 2, "run.num_workers": 0, "run.log_interval": 1}
 

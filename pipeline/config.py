@@ -267,6 +267,24 @@ class DISTHparams(Section):
     w_aux: NonNegative  # of w_dist, on the auxiliary heads' logits; 0 = main logits only
 
 
+class AfDCDHparams(Section):
+    """Af-DCD (OSVAI/Af-DCD, train_ocmgd.py defaults: lambda-kd 1 with KD T 1, lambda-fd 4e-5, lambda-ctr
+    0.001, mask ratio 0.75; losses/ocmgd.py: tau 0.07, 16 groups, max-pool 4, 4x4 patches; gradient norm of
+    its layers clipped at 15). Its VOC script sets lambda-fd 1e-6, lambda-ctr 0.005."""
+
+    title: ClassVar[str] = "Af-DCD"
+    w_kd: NonNegative
+    kd_temperature: Positive
+    w_fd: NonNegative  # the masked generation's summed squared error, per image
+    w_ctr: NonNegative  # the omni-contrastive term
+    mask_ratio: Annotated[float, Field(ge=0, lt=1)]  # share of the student's positions zeroed
+    temperature: Positive  # of the contrast
+    groups: Annotated[int, Field(ge=1)]  # channel groups (the teacher's backbone width must divide)
+    pool: Annotated[int, Field(ge=1)]  # max-pool before the contrast (1: none)
+    patch: Annotated[int, Field(ge=1)]  # contrast patch side, after the pool
+    max_grad_norm: Positive  # of its own layers (align, projector)
+
+
 class MethodsHparams(Section):
     """One section per distillation method of pipeline.methods.METHODS (the same keys)."""
 
@@ -274,15 +292,17 @@ class MethodsHparams(Section):
     cwd: CWDHparams
     cirkd: CIRKDHparams
     dist: DISTHparams
+    afdcd: AfDCDHparams
 
 
-MethodName = Literal["kd", "cwd", "cirkd", "dist"]  # the fields of MethodsHparams; pipeline.methods.METHODS
+MethodName = Literal["kd", "cwd", "cirkd", "dist", "afdcd"]  # the fields of MethodsHparams; pipeline.methods.METHODS
 
 
 class CompareConfig(Section):
     """The comparison rows: a conventional teacher and earlier distillation methods from it."""
 
     enabled: bool
+    teacher_iters: Annotated[int, Field(ge=1)]  # the conventional teacher's steps (peak lr: train.lr)
     methods: Annotated[list[MethodName], Field(min_length=1)]  # one comparison student each
     iters: Annotated[int, Field(ge=1)]
     lr: LearningRate
@@ -294,6 +314,15 @@ class CompareConfig(Section):
         if len(set(self.methods)) != len(self.methods):
             raise Invalid("methods", f"expected a non-empty list of distinct method names, got {self.methods}")
         return self
+
+
+class ControlsConfig(Section):
+    """The paper table's controls (docs/protocol.md): a compute-matched baseline and a label-only student."""
+
+    enabled: bool
+    matched_iters: Annotated[int, Field(ge=1)]  # the compute-matched baseline's steps (peak lr: train.lr)
+    w_kd: NonNegative  # the label-only student's distance weight (its other settings: distill's)
+    label_smoothing: Annotated[float, Field(gt=0, lt=1)]  # the label-only student's target: (1 - e) one-hot + e / K
 
 
 class EvaluateConfig(Section):
@@ -330,6 +359,7 @@ class Config(Section):
     lad: LADConfig
     distill: DistillConfig
     compare: CompareConfig
+    controls: ControlsConfig
     evaluate: EvaluateConfig
     run: RunConfig  # operational: read by the stages, listed by none
 

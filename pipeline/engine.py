@@ -222,6 +222,9 @@ class Trainer:
             for p in self.extra.parameters():
                 if p.grad is not None:
                     p.grad.copy_(all_reduce_sum(p.grad, self.ctx) / self.ctx.world_size)
+        if self.extra is not None and getattr(self.extra, "max_grad_norm", None):  # a method's own layers (Af-DCD)
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.extra.parameters(), self.extra.max_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.iteration += 1

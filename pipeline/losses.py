@@ -1,4 +1,5 @@
-"""Distillation losses: CWD, pixel-wise KD, DIST's relations, CIRKD's pair relation and memory contrast.
+"""Distillation losses: CWD, pixel-wise KD, DIST's relations, CIRKD's pair relation and memory contrast,
+Af-DCD's omni-contrast.
 
 The supervised terms (cross-entropy, STDC's detail loss) live in :mod:`pipeline.seg_losses`, so a
 model trained without a teacher does not depend on this module.
@@ -71,6 +72,18 @@ def kd(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -
     return temperature**2 * (log_t.exp() * (log_t - log_s)).sum(-1).mean()
 
 
+def label_logits(label: torch.Tensor, size: tuple[int, ...], num_classes: int, ignore_index: int = 255,
+                 smoothing: float = 0.1) -> torch.Tensor:
+    """The label as logits of ``size``: ``log((1 - e) q + e / K)``, q each class's share of the labelled
+    pixels of each cell (the one-hot label area-averaged to ``size``; uniform where a cell has none)."""
+    valid = label != ignore_index
+    onehot = F.one_hot(torch.where(valid, label, 0), num_classes).movedim(-1, 1).float() * valid[:, None]
+    shares = F.adaptive_avg_pool2d(onehot, size)
+    total = shares.sum(1, keepdim=True)
+    q = torch.where(total > 0, shares / total.clamp_min(1e-12), torch.full_like(shares, 1 / num_classes))
+    return ((1 - smoothing) * q + smoothing / num_classes).log()
+
+
 # distance between two logit maps, ``f(student, teacher, temperature)``: the LAD ablation "distance loss"
 DISTANCES: dict[Distance, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]] = {"cwd": cwd, "kl": kd}
 
@@ -97,6 +110,32 @@ def pixel_pair_relation(student: torch.Tensor, teacher: torch.Tensor, temperatur
         log_t = F.log_softmax(torch.einsum("cp,bcq->bpq", ft[i], ft) / temperature, dim=-1)
         total = total + (log_t.exp() * (log_t - log_s)).sum(-1).mean(-1).sum()
     return total / (b * b)
+
+
+def omni_contrast(student: torch.Tensor, teacher: torch.Tensor, groups: int = 16, patch: int = 4,
+                  temperature: float = 0.07) -> torch.Tensor:
+    """Af-DCD's omni-contrastive term (Fan et al., NeurIPS 2023), summed over the batch.
+
+    Both ``(N, C, H, W)`` maps are cut into ``patch`` x ``patch`` patches and their channels into ``groups``
+    groups of consecutive channels: within a patch, one vector of ``C / groups`` values per (position,
+    group). Similarity is the negative L1 distance. Each student vector's positive is the teacher's at the
+    same position and group; its negatives are the teacher's vectors of every other group, at any position
+    of the patch. Loss = the summed cross-entropy of the positive against them at ``temperature``, divided
+    by ``H * W`` (as the official code, which then divides by the batch size). Computed in float32.
+    """
+    n, c, h, w = teacher.shape
+    if h % patch or w % patch:
+        raise ValueError(f"omni_contrast: maps of {h}x{w} do not split into {patch}x{patch} patches")
+
+    def vectors(x: torch.Tensor) -> torch.Tensor:  # (patches, patch * patch * groups, C / groups)
+        x = x.float().reshape(n, groups, c // groups, h // patch, patch, w // patch, patch)
+        return x.permute(0, 3, 5, 4, 6, 1, 2).reshape(-1, patch * patch * groups, c // groups)
+
+    sim = -torch.cdist(vectors(student), vectors(teacher), p=1) / temperature
+    group = torch.arange(sim.shape[-1], device=sim.device) % groups
+    same = group[:, None] == group[None, :]
+    others = sim.masked_fill(same & ~torch.eye(len(group), dtype=torch.bool, device=sim.device), float("-inf"))
+    return (torch.logsumexp(others, -1) - sim.diagonal(dim1=1, dim2=2)).sum() / (h * w)
 
 
 def _gather(t: torch.Tensor) -> torch.Tensor:

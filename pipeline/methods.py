@@ -1,24 +1,43 @@
 """Distillation methods of the comparison table: a registry of losses from a conventional teacher.
 
 Each method is a loss module that maps the student's and the frozen teacher's outputs
-(``{"out": logits, "feat": embedding}``) and the label to weighted loss terms, with the hyper-parameters
-of its section of ``params.yaml`` ``compare.hparams``. The module may have weights (projections) and
-buffers (CIRKD's memory queues): the trainer optimises and checkpoints them with the student. Adding a
-method: docs/extending.md.
+(``{"out": logits, "feat": head embedding, "backbone": the backbone's last map}``) and the label to weighted
+loss terms, with the hyper-parameters of its section of ``params.yaml`` ``compare.hparams``. The module may
+have weights (projections) and buffers (CIRKD's memory queues): the trainer optimises and checkpoints them
+with the student, and clips their gradient norm to the module's ``max_grad_norm`` when it has one (Af-DCD).
+Adding a method: docs/extending.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pipeline.config import MethodName, Section
-from pipeline.losses import MemoryContrast, cwd, dist, kd, pixel_pair_relation
+from pipeline.losses import MemoryContrast, cwd, dist, kd, omni_contrast, pixel_pair_relation
 
 Terms = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Channel counts of the maps a method may distil: the head embeddings (``feat``) and the backbone's
+    last maps (``backbone``), the student's and the teacher's."""
+
+    s_feat: int
+    t_feat: int
+    s_backbone: int
+    t_backbone: int
+
+    @classmethod
+    def of(cls, student: nn.Module, teacher: nn.Module) -> Widths:
+        """From two :class:`pipeline.models.Segmentor` networks."""
+        return cls(student.spec["head_channels"], teacher.spec["head_channels"], student.feature_channels[-1],
+                   teacher.feature_channels[-1])
 
 
 def match(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -31,7 +50,7 @@ def match(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 class KDLoss(nn.Module):
     """Pixel-wise KD (Hinton et al. 2015) on the logits, as CIRKD's ``CriterionKD``."""
 
-    def __init__(self, hp: dict[str, float], s_channels: int, t_channels: int, num_classes: int, ignore_index: int):
+    def __init__(self, hp: dict[str, float], widths: Widths, num_classes: int, ignore_index: int):
         super().__init__()
         self.w, self.t = hp["w_kd"], hp["temperature"]
 
@@ -43,7 +62,7 @@ class DISTLoss(nn.Module):
     """DIST (Huang et al., NeurIPS 2022) on the logits, and at ``w_aux`` of it on the auxiliary head's when
     both networks have one, as DIST's segmentation ``train_kd.py`` (hunto/DIST_KD)."""
 
-    def __init__(self, hp: dict[str, float], s_channels: int, t_channels: int, num_classes: int, ignore_index: int):
+    def __init__(self, hp: dict[str, float], widths: Widths, num_classes: int, ignore_index: int):
         super().__init__()
         self.w, self.beta, self.gamma, self.w_aux = hp["w_dist"], hp["beta"], hp["gamma"], hp["w_aux"]
 
@@ -64,10 +83,11 @@ class CWDLoss(nn.Module):
     mean over channels would. ``w_features: 0`` gives CWD on logits only, ``w_kd: 0`` no pixel KD.
     """
 
-    def __init__(self, hp: dict[str, float], s_channels: int, t_channels: int, num_classes: int, ignore_index: int):
+    def __init__(self, hp: dict[str, float], widths: Widths, num_classes: int, ignore_index: int):
         super().__init__()
         self.w_logits, self.w_features, self.t = hp["w_logits"], hp["w_features"], hp["temperature"]
         self.w_kd, self.kd_t = hp["w_kd"], hp["kd_temperature"]
+        s_channels, t_channels = widths.s_feat, widths.t_feat
         self.align = nn.Conv2d(s_channels, t_channels, 1, bias=False) if s_channels != t_channels else nn.Identity()
         self.feature_scale = t_channels / s_channels  # cwd() means over t_channels; CIRKD divides by s_channels
 
@@ -84,10 +104,10 @@ class CWDLoss(nn.Module):
 class CIRKDLoss(nn.Module):
     """CIRKD (Yang et al., CVPR 2022): pixel KD + mini-batch pixel-pair relation + memory contrast."""
 
-    def __init__(self, hp: dict[str, float], s_channels: int, t_channels: int, num_classes: int, ignore_index: int):
+    def __init__(self, hp: dict[str, float], widths: Widths, num_classes: int, ignore_index: int):
         super().__init__()
         self.hp = hp
-        self.memory = MemoryContrast(s_channels, t_channels, num_classes, ignore_index, int(hp["pixel_memory"]),
+        self.memory = MemoryContrast(widths.s_feat, widths.t_feat, num_classes, ignore_index, int(hp["pixel_memory"]),
                                      int(hp["region_memory"]), int(hp["pixel_contrast"]), int(hp["region_contrast"]),
                                      hp["contrast_temperature"], hp["contrast_kd_temperature"])
 
@@ -101,6 +121,42 @@ class CIRKDLoss(nn.Module):
                 "memory_region": hp["w_memory_region"] * region}
 
 
+class AfDCDLoss(nn.Module):
+    """Af-DCD (Fan et al., NeurIPS 2023; OSVAI/Af-DCD ``losses/ocmgd.py``, ``train_ocmgd.py``): pixel KD on
+    the logits, plus a masked feature generation and an omni-contrastive term on the backbone's last maps.
+
+    The student's map goes through a 1x1 conv (with bias) to the teacher's width; a random ``mask_ratio``
+    of its positions is zeroed and a projector (conv3x3, ReLU, conv3x3) generates the teacher's map from
+    the rest. ``fd``: the summed squared error of the generated map against the teacher's, per image.
+    ``ctr``: :func:`pipeline.losses.omni_contrast` of the generated and the teacher's maps, max-pooled by
+    ``pool``, per image. The official code clips the gradient norm of these layers at 15 (``max_grad_norm``).
+    """
+
+    def __init__(self, hp: dict[str, float], widths: Widths, num_classes: int, ignore_index: int):
+        super().__init__()
+        self.hp = hp
+        c = widths.t_backbone
+        if c % int(hp["groups"]):
+            raise ValueError(f"afdcd: the teacher's backbone width {c} is not divisible by groups={hp['groups']}")
+        self.align = nn.Conv2d(widths.s_backbone, c, 1) if widths.s_backbone != c else nn.Identity()
+        self.projector = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True),
+                                       nn.Conv2d(c, c, 3, padding=1))
+        self.max_grad_norm = hp["max_grad_norm"]
+
+    def forward(self, s: Terms, t: Terms, label: torch.Tensor) -> Terms:
+        hp, target = self.hp, t["backbone"].float()
+        x = match(self.align(s["backbone"]), target)
+        n, _, h, w = x.shape
+        keep = (torch.rand(n, 1, h, w, device=x.device) <= 1 - hp["mask_ratio"]).to(x.dtype)
+        generated = self.projector(x * keep).float()
+        fd = (generated - target).pow(2).sum() / n
+        if hp["pool"] > 1:
+            generated, target = (F.max_pool2d(m, int(hp["pool"])) for m in (generated, target))
+        ctr = omni_contrast(generated, target, int(hp["groups"]), int(hp["patch"]), hp["temperature"]) / n
+        return {"kd": hp["w_kd"] * kd(s["out"], t["out"], hp["kd_temperature"]), "fd": hp["w_fd"] * fd,
+                "ctr": hp["w_ctr"] * ctr}
+
+
 # name -> its loss module (hp, student width, teacher width, classes, ignore index) -> nn.Module. Each
 # name's hyper-parameters, their official values' source and its title are params.yaml's
 # compare.hparams.<name> and its section in pipeline/config.py (MethodsHparams).
@@ -112,11 +168,13 @@ METHODS: dict[MethodName, Callable[..., nn.Module]] = {
     "cwd": CWDLoss,
     "cirkd": CIRKDLoss,
     "dist": DISTLoss,
+    # the official code also has an "enhanced" projector (two conv blocks averaged), off by default: not ported
+    "afdcd": AfDCDLoss,
 }
 
 
-def create_method_loss(name: MethodName, hp: Section, *, s_channels: int, t_channels: int, num_classes: int,
+def create_method_loss(name: MethodName, hp: Section, widths: Widths, num_classes: int,
                        ignore_index: int = 255) -> nn.Module:
     """The loss module of method ``name`` with hyper-parameters ``hp`` (its section of params.yaml
-    ``compare.hparams``) for embeddings ``s_channels`` / ``t_channels`` wide."""
-    return METHODS[name](hp.model_dump(), s_channels, t_channels, num_classes, ignore_index)
+    ``compare.hparams``) for maps of ``widths``."""
+    return METHODS[name](hp.model_dump(), widths, num_classes, ignore_index)

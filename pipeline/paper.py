@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pipeline import report
+from pipeline import calibration, report
 from pipeline.ablations import ABLATIONS, IMAGENET, imagenet_sets
 from pipeline.figures import plot_ablations
 from pipeline.io import atomic_write, cpu_name, git_commit, write_json
@@ -38,7 +38,7 @@ class Experiment:
 
     name: str
     sets: dict[str, Any]
-    part: Literal["main", "warm", "ablation"]  # the table's two experiments, or an ablation
+    part: Literal["main", "warm", "ablation", "calibration"]  # the table's two, an ablation, or a calibration probe
     ablation: str = ""  # its key of pipeline.ablations.ABLATIONS ("reference": params.yaml as committed)
     what: str = ""
     seeds: tuple[int, ...] = field(default=SEEDS)
@@ -47,8 +47,13 @@ class Experiment:
     def folder(self) -> str:
         """Where it is collected: ``RUNS/<name>``, or with other seeds than the table's (one machine's share of
         it) ``RUNS/<name>@seeds<a>-<b>``; the shards of one experiment merge when the table is written."""
-        default = ABLATION_SEEDS if self.part == "ablation" else SEEDS
+        default = {"ablation": ABLATION_SEEDS, "calibration": calibration.SEEDS}.get(self.part, SEEDS)
         return self.name if self.seeds == tuple(default) else f"{self.name}@seeds{'-'.join(map(str, self.seeds))}"
+
+    @property
+    def runs(self) -> Path:
+        """The folder of its part's collected experiments."""
+        return calibration.RUNS if self.part == "calibration" else RUNS
 
 
 def plan(seeds: tuple[int, ...] = SEEDS, ablation_seeds: tuple[int, ...] = ABLATION_SEEDS,
@@ -72,9 +77,16 @@ def plan(seeds: tuple[int, ...] = SEEDS, ablation_seeds: tuple[int, ...] = ABLAT
     return exps
 
 
+def calibration_plan(params: dict[str, Any], seeds: tuple[int, ...] = calibration.SEEDS) -> list[Experiment]:
+    """The calibration probes (``params``: params.yaml as a dict), the committed weights' first."""
+    return [Experiment(calibration.probe_name(s), {**calibration.base_sets(seeds), **calibration.probe_sets(params, s)},
+                       "calibration", what=f"every tuned method's distillation weights x{s:.3g}", seeds=seeds)
+            for s in sorted(calibration.PROBES, key=lambda s: s != 1.0)]
+
+
 def collect(exp: Experiment, seconds: float, parent_run: str | None, root: Path = Path(".")) -> Path:
-    """Copy the experiment's results from the workspace into ``RUNS/<folder>`` (replacing an older copy)."""
-    dest = root / RUNS / exp.folder
+    """Copy the experiment's results from the workspace into ``<its runs>/<folder>`` (replacing an older copy)."""
+    dest = root / exp.runs / exp.folder
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     for seed in exp.seeds:

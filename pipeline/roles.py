@@ -102,6 +102,18 @@ def _without_warm_start(cfg: Config) -> str | None:
     return None
 
 
+def _teacher_schedule(cfg: Config) -> tuple[int, float]:
+    return cfg.compare.teacher_iters, cfg.train.lr
+
+
+def _matched_schedule(cfg: Config) -> tuple[int, float]:
+    return cfg.controls.matched_iters, cfg.train.lr
+
+
+def _without_controls(cfg: Config) -> str | None:
+    return None if cfg.controls.enabled else "controls.enabled is false: no control rows (on in the paper's table)"
+
+
 def _without_compare(cfg: Config) -> str | None:
     return None if cfg.compare.enabled else "compare.enabled is false: no comparison rows (on in the paper recipes)"
 
@@ -132,8 +144,15 @@ ROLES: dict[str, Role] = {r.name: r for r in [
          ("data", "model.student", "train", "distill.init", "distill.iters", "distill.lr"), ("baseline",),
          "baseline_ft", schedule=_distill_schedule, skip=_without_warm_start, warm_start=lambda cfg: "baseline"),
     Role("conventional_teacher", "train_conventional_teacher", "conventional_teacher", "supervised",
-         ("data", "model.conventional_teacher", "train", "compare.enabled"), (), "conventional_teacher",
-         skip=_without_compare),
+         ("data", "model.conventional_teacher", "train", "compare.enabled", "compare.teacher_iters"), (),
+         "conventional_teacher", schedule=_teacher_schedule, skip=_without_compare),
+    Role("baseline_matched", "train_baseline_matched", "student", "supervised",
+         ("data", "model.student", "train", "controls.enabled", "controls.matched_iters"), (), "baseline_matched",
+         schedule=_matched_schedule, skip=_without_controls),
+    Role("label_student", "distill_label", "student", "label_distill",
+         ("data", "model.student", "train", "distill", "controls.enabled", "controls.w_kd",
+          "controls.label_smoothing"), ("baseline",),
+         "label_student", schedule=_distill_schedule, skip=_without_controls, warm_start=_baseline_if_warm),
     *[Role(f"{COMPARE_PREFIX}{m}", "distill_compare", "student", "method_distill", COMPARE_SECTIONS,
            ("conventional_teacher",), f"compare/{m}", teacher="conventional_teacher", method=m,
            schedule=_compare_schedule, skip=_method_skip(m)) for m in METHOD_NAMES],
@@ -159,6 +178,8 @@ EVALUATIONS: dict[str, Evaluation] = {e.name: e for e in [
     Evaluation("teacher_fixed", "teacher", "fixed"),
     Evaluation("teacher_zero", "teacher", "zero"),
     Evaluation("conventional_teacher", "conventional_teacher"),
+    Evaluation("baseline_matched", "baseline_matched", ships=True),
+    Evaluation("label_student", "label_student", ships=True),
     *[Evaluation(f"{COMPARE_PREFIX}{m}", f"{COMPARE_PREFIX}{m}", ships=True) for m in METHOD_NAMES],
 ]}
 

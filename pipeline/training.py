@@ -45,7 +45,7 @@ def build(role: Role, cfg: Config, num_classes: int, ignore_index: int, trained:
                              f"model has {base.spec}, params ask for {model.spec}")
         model.load_state_dict(base.state_dict())
     teacher = trained(role.teacher).to(device) if role.teacher else None
-    return model, build_step(StepInputs(cfg, role, num_classes, ignore_index, teacher))
+    return model, build_step(StepInputs(cfg, role, num_classes, ignore_index, teacher, model))
 
 
 def write_curves(role: str, history: dict[str, list[dict[str, float]]], paths: SeedPaths) -> None:

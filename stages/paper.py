@@ -16,9 +16,12 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from pipeline.ablations import ABLATIONS
 from pipeline.overlays import set_args
-from pipeline.paper import ABLATION_SEEDS, SEEDS, Experiment, collect, plan
+from pipeline.paper import ABLATION_SEEDS, SEEDS, Experiment, calibration_plan, collect, plan
+from pipeline.results import PARAMS
 from pipeline.tracking import parent_run_id
 from stages.common import EXPERIMENT
 
@@ -63,8 +66,9 @@ def run(exps: list[Experiment]) -> None:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["list", "run", "report"])
-    parser.add_argument("--part", nargs="+", choices=["main", "warm", "ablation"], help="only these parts")
+    parser.add_argument("command", choices=["list", "run", "report", "calibrate"])
+    parser.add_argument("--part", nargs="+", choices=["main", "warm", "ablation", "calibration"],
+                        help="only these parts (calibration: only when named; docs/protocol.md)")
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), help="seeds of the table")
     parser.add_argument("--ablation-seeds", nargs="+", type=int, default=list(ABLATION_SEEDS),
                         help="seeds of the ablations")
@@ -80,7 +84,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     exps = [e for e in plan(tuple(args.seeds), tuple(args.ablation_seeds), args.ablations, args.imagenet)
             if not args.part or e.part in args.part]
-    if args.command == "list":
+    if args.part and "calibration" in args.part:
+        exps += calibration_plan(yaml.safe_load(Path(PARAMS).read_text()))
+    if args.command == "calibrate":
+        from pipeline.calibration import write
+
+        print(write())
+    elif args.command == "list":
         for e in exps:
             print(f"{e.name:28s} {' '.join(set_args(e.sets)):70s} {e.what}")
     elif args.command == "run":

@@ -30,7 +30,9 @@ TINY = {
     "train": {"iters": 4, "batch_size": 2, "crop_size": 32, "val_interval": 2},
     "run": {"log_interval": 2, "ckpt_interval": 2},
     "distill": {"iters": 4},
-    "compare": {"iters": 4, "hparams": {"cirkd": {"pixel_memory": 64, "region_memory": 16}}},
+    "compare": {"iters": 4, "teacher_iters": 4, "hparams": {"cirkd": {"pixel_memory": 64, "region_memory": 16},
+                                                            "afdcd": {"pool": 1}}},  # 4x4 maps: one 4x4 patch
+    "controls": {"matched_iters": 4},
     "evaluate": {"batch_size": 4, "num_examples": 2, "latency_reps": 3},
 }
 

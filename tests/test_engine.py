@@ -85,14 +85,14 @@ def test_training_lowers_the_loss_and_validates(tiny_index):
 def make_cirkd_trainer(index, iters, resume_dir):
     """A CIRKD student (STDC1) from a tiny FCN teacher: the method's projection and memory queues
     are trained and checkpointed with the network."""
-    from pipeline.methods import create_method_loss
+    from pipeline.methods import Widths, create_method_loss
 
     torch.manual_seed(0)
     k = len(index["classes"])
     teacher = create_segmentor("fcn", "resnet18d", k, head_channels=8, aux_channels=8)
     student = create_segmentor("stdc", "stdc1", k, output_stride=32, head_channels=8, aux_channels=8)
     hp = section("compare").hparams.cirkd.model_copy(update={"pixel_memory": 32, "region_memory": 8})
-    loss = create_method_loss("cirkd", hp, s_channels=8, t_channels=8, num_classes=k)
+    loss = create_method_loss("cirkd", hp, Widths.of(student, teacher), num_classes=k)
     train = make_dataset(index, "train", [0.5] * 3, [0.25] * 3, crop=32, scale_range=(0.75, 1.25), flip=True)
     return Trainer(student, MethodDistillStep(teacher, loss, 255, 0.4), SegData(train, None, index["classes"]),
                    *trainer_config(iters, ckpt_interval=2), resume_dir=resume_dir, fingerprint="cirkd", desc="test")
@@ -119,6 +119,28 @@ def test_cirkd_resume_restores_the_memory_queues(tiny_index, tmp_path):
         for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
             torch.testing.assert_close(x, y, msg=name)
     assert straight.extra.memory.region_ptr.sum() > 0  # the queues did fill
+
+
+def test_a_methods_own_layers_have_their_gradient_norm_clipped(tiny_index):
+    """Af-DCD's align and projector: clipped at its max_grad_norm (the official 15), the student not."""
+    from pipeline.methods import Widths, create_method_loss
+
+    k = len(tiny_index["classes"])
+    train = make_dataset(tiny_index, "train", [0.5] * 3, [0.25] * 3, crop=32)
+    image, label = torch.randn(2, 3, 32, 32), torch.randint(0, k, (2, 32, 32))
+    norms = {}
+    for clip in (1e-3, 1e6):
+        torch.manual_seed(0)
+        teacher = create_segmentor("fcn", "resnet18d", k, head_channels=8, aux_channels=8, channels=[8, 16, 32, 64])
+        student = create_segmentor("fcn", "resnet18d", k, head_channels=8, aux_channels=8, channels=[8, 16, 32, 32])
+        hp = section("compare").hparams.afdcd.model_copy(update={"pool": 1, "max_grad_norm": clip})
+        loss = create_method_loss("afdcd", hp, Widths.of(student, teacher), k)
+        data = SegData(train, None, tiny_index["classes"])
+        trainer = Trainer(student, MethodDistillStep(teacher, loss, 255, 0.4), data, *trainer_config(1), desc="test")
+        trainer.train_step(image, label, 1e-3)
+        norms[clip] = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in loss.parameters()]))
+        assert student.head.head.cls[1].weight.grad.abs().sum() > 0
+    assert norms[1e-3] <= 1.001e-3 < norms[1e6]
 
 
 @pytest.mark.parametrize("arch,backbone", [("fcn", "resnet18d"), ("pspnet", "resnet18d"), ("deeplabv3", "resnet18d"),

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.losses import MemoryContrast, cwd, dist, kd, pixel_pair_relation
-from pipeline.methods import METHODS, create_method_loss
+from pipeline.losses import MemoryContrast, cwd, dist, kd, omni_contrast, pixel_pair_relation
+from pipeline.methods import METHODS, Widths, create_method_loss
 from pipeline.report import describe, method_title
 from pipeline.seg_losses import detail_loss, detail_target
 from pipeline.steps.method_distill import MethodDistillStep
@@ -103,13 +103,16 @@ def hp(method: str, **update):
 def test_registry_names_and_official_values():
     from pipeline.config import MethodsHparams
 
-    assert set(METHODS) == set(MethodsHparams.model_fields) == {"kd", "cwd", "cirkd", "dist"}
+    assert set(METHODS) == set(MethodsHparams.model_fields) == {"kd", "cwd", "cirkd", "dist", "afdcd"}
     assert hp("cirkd").w_memory_pixel == 0.1  # CIRKD's default; VOC recipes set 0.01
     assert describe("kd", hp("kd")) == "KD (w_kd=1, temperature=1)" and method_title("cirkd") == "CIRKD"
     assert (hp("dist").w_dist, hp("dist").beta, hp("dist").gamma, hp("dist").w_aux) == (1.0, 1.0, 1.0, 0.4)
+    a = hp("afdcd")  # train_ocmgd.py's defaults and ocmgd.py's; the pool is ours (8x8 maps, not 64x64)
+    assert (a.w_kd, a.w_fd, a.w_ctr, a.mask_ratio, a.temperature, a.groups, a.patch, a.max_grad_norm) == (
+        1.0, 4e-5, 0.001, 0.75, 0.07, 16, 4, 15.0)
 
 
-SIZES = dict(s_channels=5, t_channels=6, num_classes=3)
+SIZES = dict(widths=Widths(s_feat=5, t_feat=6, s_backbone=4, t_backbone=8), num_classes=3)
 
 
 def test_method_losses_equal_their_definitions():
@@ -142,6 +145,47 @@ def test_method_losses_equal_their_definitions():
     torch.testing.assert_close(terms["dist"], dist(s["out"], t["out"], 2.0, 1.0))
     torch.testing.assert_close(terms["dist_aux"], 0.4 * dist(s["aux"], t["aux"], 2.0, 1.0))  # DIST's 0.4 on aux
     assert "dist_aux" not in create_method_loss("dist", hp("dist", w_aux=0.0), **SIZES)(s, t, label)
+    s["backbone"], t["backbone"] = torch.randn(2, 4, 4, 4), torch.randn(2, 8, 8, 8)
+    afdcd = create_method_loss("afdcd", hp("afdcd", mask_ratio=0.0, groups=2, patch=2), **SIZES)  # nothing masked
+    terms = afdcd(s, t, label)
+    generated = afdcd.projector(F.interpolate(afdcd.align(s["backbone"]), (8, 8), mode="bilinear",
+                                              align_corners=False))
+    torch.testing.assert_close(terms["fd"], 4e-5 * ((generated - t["backbone"]) ** 2).sum() / 2)
+    pooled = F.max_pool2d(generated, 2), F.max_pool2d(t["backbone"], 2)
+    torch.testing.assert_close(terms["ctr"], 0.001 * omni_contrast(*pooled, 2, 2, 0.07) / 2)
+    torch.testing.assert_close(terms["kd"], kd(s["out"], t["out"], 1.0))
+
+
+def test_omni_contrast_known_values():
+    # one position, two groups of one channel: each vector against the other group's, at tau 1
+    s, t = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1), torch.tensor([0.0, 2.0]).view(1, 2, 1, 1)
+    # row 0: -|1-0| vs -|1-2| -> log 2; row 1: -|0-2| vs -|0-0| -> log(1 + e^2)
+    expected = math.log(2) + math.log(1 + math.e**2)
+    assert omni_contrast(s, t, groups=2, patch=1, temperature=1.0).item() == pytest.approx(expected)
+    assert omni_contrast(s, t, groups=1, patch=1, temperature=1.0).item() == 0  # one group: no negatives
+
+
+def test_omni_contrast_equals_its_definition_by_loops():
+    torch.manual_seed(0)
+    n, c, h, w, groups, patch, tau = 2, 6, 4, 4, 3, 2, 0.5
+    s, t = torch.randn(n, c, h, w), torch.randn(n, c, h, w)
+    d, total = c // groups, 0.0
+    for i in range(n):
+        for py in range(0, h, patch):
+            for px in range(0, w, patch):
+                cells = [(y, x) for y in range(py, py + patch) for x in range(px, px + patch)]
+                vec = [(y, x, g) for (y, x) in cells for g in range(groups)]
+
+                def v(m, y, x, g, i=i):
+                    return m[i, g * d:(g + 1) * d, y, x]
+                for (y, x, g) in vec:
+                    pos = -(v(s, y, x, g) - v(t, y, x, g)).abs().sum() / tau
+                    negs = [-(v(s, y, x, g) - v(t, yy, xx, gg)).abs().sum() / tau for (yy, xx, gg) in vec if gg != g]
+                    total += (torch.logsumexp(torch.stack([pos, *negs]), 0) - pos).item()
+    assert omni_contrast(s, t, groups, patch, tau).item() == pytest.approx(total / (h * w), rel=1e-5)
+    with pytest.raises(ValueError, match="4x4 patches"):
+        omni_contrast(s, t[:, :, :3], groups, 4, tau)
+
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -151,8 +195,8 @@ def test_method_step_trains_student_and_method_weights(method):
     torch.manual_seed(0)
     teacher = create_segmentor("fcn", "resnet18d", 3, head_channels=8, aux_channels=8)
     student = create_segmentor("stdc", "stdc1", 3, output_stride=32, head_channels=6, aux_channels=4).train()
-    small = {"pixel_memory": 40, "region_memory": 8} if method == "cirkd" else {}
-    loss = create_method_loss(method, hp(method, **small), s_channels=6, t_channels=8, num_classes=3)
+    small = {"cirkd": {"pixel_memory": 40, "region_memory": 8}, "afdcd": {"pool": 1}}.get(method, {})
+    loss = create_method_loss(method, hp(method, **small), Widths.of(student, teacher), num_classes=3)
     step = MethodDistillStep(teacher, loss, 255, w_aux=0.4)
     image, label = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
     terms = step(student, image, label)
@@ -162,3 +206,33 @@ def test_method_step_trains_student_and_method_weights(method):
     assert student.head.head.cls[1].weight.grad.abs().sum() > 0
     for p in loss.parameters():
         assert p.grad is not None
+
+
+def test_the_label_as_logits_by_hand():
+    from pipeline.losses import label_logits
+
+    label = torch.tensor([[[0, 0, 1, 1],
+                           [0, 1, 1, 1],
+                           [255, 255, 2, 2],
+                           [255, 255, 2, 255]]])
+    z = label_logits(label, (2, 2), num_classes=3, ignore_index=255, smoothing=0.3)
+    q = torch.tensor([[0.75, 0.25, 0.0], [0.0, 1.0, 0.0], [1 / 3, 1 / 3, 1 / 3], [0.0, 0.0, 1.0]])  # cells, row-major
+    torch.testing.assert_close(z[0].permute(1, 2, 0).reshape(4, 3), (0.7 * q + 0.1).log())
+
+
+def test_the_label_only_control_is_the_lad_students_loss_toward_the_label():
+    from pipeline.losses import label_logits
+    from pipeline.models import create_segmentor
+    from pipeline.seg_losses import seg_terms
+    from pipeline.steps.label_distill import LabelDistillStep
+
+    torch.manual_seed(0)
+    student = create_segmentor("fcn", "resnet18d", 3, head_channels=8, aux_channels=8, channels=[8, 16, 32, 32])
+    image, label = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
+    terms = LabelDistillStep(3, 255, 0.1, w_kd=3.0, temperature=4.0, w_aux=0.4, distance="cwd")(student.eval(), image,
+                                                                                                 label)
+    out = student(image)
+    ce, aux = seg_terms(out, label, 255)
+    target = label_logits(label, out["out"].shape[2:], 3, 255, 0.1)
+    torch.testing.assert_close(terms["kd"], cwd(out["out"], target, 4.0))
+    torch.testing.assert_close(terms["loss"], ce + 0.4 * aux + 3.0 * cwd(out["out"], target, 4.0))

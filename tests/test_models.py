@@ -16,9 +16,11 @@ def test_heads_shapes(arch, stride):
     side = 64 // (8 if arch == "stdc" else stride)  # STDC decodes at stage 2 (the backbone's stride-8 map)
     assert out["out"].shape == (2, 5, side, side) and out["aux"].shape == (2, 5, 64 // stride, 64 // stride)
     assert out["feat"].shape == (2, 16, side, side)  # the head embedding, head_channels wide
-    assert set(out) == {"out", "feat", "aux"} | ({"detail"} if arch == "stdc" else set())
+    assert set(out) == {"out", "feat", "backbone", "aux"} | ({"detail"} if arch == "stdc" else set())
+    assert out["backbone"].shape == (2, model.feature_channels[-1], 64 // stride, 64 // stride)  # Af-DCD's map
+    assert model.feature_channels == tuple(model.backbone.feature_info.channels())
     model.eval()
-    assert set(model(torch.randn(1, 4, 64, 64))) == {"out", "feat"}  # no aux or detail at inference
+    assert set(model(torch.randn(1, 4, 64, 64))) == {"out", "feat", "backbone"}  # no aux or detail at inference
     assert model.predict(torch.randn(1, 4, 48, 40)).shape == (1, 5, 48, 40)
 
 

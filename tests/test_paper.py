@@ -128,9 +128,9 @@ def test_every_comparison_method_trains_and_is_a_row(paper_repo):
     methods = [line.split(" | ")[2] for line in table]
     assert methods[2:-2] == [method_title(m) for m in sorted(METHODS)]
     for line in table[2:-2]:
-        assert line.startswith("| PSPNet-resnet34d (widths 32/64/128/256) | STDC-stdc1 |")
+        assert line.startswith("| PSPNet-resnet18d (widths 16/32/64/128) | STDC-stdc1 |")
     assert table[-1].startswith("| OCRNet-resnet18d (widths 16/32/64/128) + label (LAD) | STDC-stdc1 | LAD")
-    assert "| PSPNet-resnet34d (widths 32/64/128/256) | image only (the comparison rows' teacher) |" in text
+    assert "| PSPNet-resnet18d (widths 16/32/64/128) | image only (the comparison rows' teacher) |" in text
     assert "CIRKD (w_kd=1, kd_temperature=1, w_pair=1, w_memory_pixel=0.1" in text
     df = runs(paper_repo, **{"lad.pipeline_id": "paper"})
     cirkd = df[df["tags.stage"] == "distill_compare@0-cirkd"].iloc[0]

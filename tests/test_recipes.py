@@ -103,7 +103,7 @@ def test_each_recipe_states_its_models_cost_and_status(path):
 
 ALL_STAGES = {"prepare", "train_baseline@0", "train_teacher@0", "distill@0", "train_baseline_ft@0",
               "train_conventional_teacher@0", "distill_compare@0-kd", "distill_compare@0-cwd",
-              "distill_compare@0-cirkd", "evaluate@0", "report"}
+              "distill_compare@0-cirkd", "train_baseline_matched@0", "distill_label@0", "evaluate@0", "report"}
 
 
 @pytest.mark.e2e
@@ -114,7 +114,8 @@ def test_a_recipe_runs_every_stage_end_to_end(tmp_path):
     written (benchmarks/recipes.py, shrunk in iterations, batch and images; docs/recipe_runs.md: the others)."""
     from benchmarks.recipes import run_recipe
 
-    one_step = {"train.iters": 1, "distill.iters": 1, "compare.iters": 1, "train.val_interval": 0}
+    one_step = {"train.iters": 1, "distill.iters": 1, "compare.iters": 1, "compare.teacher_iters": 1,
+                "train.val_interval": 0}
     # one image per split: every stage still runs, and evaluation, the grid and the ONNX check cost half
     row = run_recipe("camvid_deeplabv3_r18", tmp_path, per_split=1, shrink={**one_step, "evaluate.latency_reps": 0})
     assert set(row["stages"]) == ALL_STAGES

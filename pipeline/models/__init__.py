@@ -31,22 +31,25 @@ HEADS: dict[Arch, Callable[..., nn.Module]] = {
 class Segmentor(nn.Module):
     """Backbone + decode head + auxiliary FCN head on the second-to-last feature stage.
 
-    ``forward`` returns ``{"out": logits, "feat": embedding, "aux": aux_logits}`` at feature
-    resolution (``aux``, and STDC's ``detail``, only in training mode); :meth:`predict` returns
+    ``forward`` returns ``{"out": logits, "feat": embedding, "backbone": the backbone's last map, "aux":
+    aux_logits}`` at feature resolution (``aux``, and STDC's ``detail``, only in training mode); :meth:`predict` returns
     logits upsampled to the input size. OCRNet reads its soft object regions from the auxiliary head,
     so there the auxiliary head also runs at inference.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, aux_head: nn.Module | None, spec: dict[str, Any]) -> None:
+    def __init__(self, backbone: nn.Module, head: nn.Module, aux_head: nn.Module | None, spec: dict[str, Any],
+                 feature_channels: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.backbone, self.head, self.aux_head = backbone, head, aux_head
         self.spec = spec  # the arguments of create_segmentor: enough to rebuild the network
+        self.feature_channels = feature_channels  # widths of the backbone's maps [c2, c3, c4]
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.backbone(x)  # [c2, c3, c4]
         regions = getattr(self.head, "needs_regions", False)
         aux = self.aux_head(feats[-2]) if self.aux_head is not None and (self.training or regions) else None
         out = self.head(feats, aux if regions else None)
+        out["backbone"] = feats[-1]  # the backbone's last map (Af-DCD distils it)
         if self.training and aux is not None:
             out["aux"] = aux
         return out
@@ -163,7 +166,7 @@ def create_segmentor(arch: str, backbone: str, num_classes: int, *, in_chans: in
     if getattr(head, "needs_regions", False) and not aux:
         raise ValueError(f"arch {arch!r} needs the auxiliary head (its soft object regions); aux must be true")
     aux_head = FCNHead(channels[-2], aux_channels, num_classes, dropout) if aux else None
-    return Segmentor(body, head, aux_head, spec)
+    return Segmentor(body, head, aux_head, spec, tuple(channels))
 
 
 def segmentor_from_config(net: ModelConfig, num_classes: int, in_chans: int = 3) -> Segmentor:

@@ -22,20 +22,23 @@ if TYPE_CHECKING:
 
 # the kinds here: supervised (CE + aux: the baselines, the conventional teacher), lad_teacher (image +
 # noised label, dual-path consistency), lad_distill (the student from the frozen LAD teacher),
-# method_distill (a comparison row: a pipeline.methods loss from the conventional teacher)
+# method_distill (a comparison row: a pipeline.methods loss from the conventional teacher), label_distill
+# (the label-only control: the LAD student's loss toward the smoothed label, no teacher)
 StepKind = str  # the name of a module of this package
 
 
 @dataclass(frozen=True)
 class StepInputs:
-    """Everything a step is built from: the params, the role it trains, the label space and, for a
-    role that distils, its frozen teacher (on the training device)."""
+    """Everything a step is built from: the params, the role it trains, the label space, the network it
+    trains (its widths; the trainer moves it) and, for a role that distils, its frozen teacher (on the
+    training device)."""
 
     cfg: Config
     role: Role
     num_classes: int
     ignore_index: int
     teacher: nn.Module | None = None
+    model: nn.Module | None = None
 
 
 class Step(Protocol):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.methods import create_method_loss
+from pipeline.methods import Widths, create_method_loss
 from pipeline.seg_losses import seg_terms
 from pipeline.steps import StepInputs
 
@@ -22,10 +22,8 @@ class MethodDistillStep:
     @classmethod
     def from_inputs(cls, s: StepInputs) -> MethodDistillStep:
         c = s.cfg.compare
-        loss = create_method_loss(s.role.method, getattr(c.hparams, s.role.method),
-                                  s_channels=s.cfg.model.student.head_channels,
-                                  t_channels=s.teacher.spec["head_channels"], num_classes=s.num_classes,
-                                  ignore_index=s.ignore_index)
+        loss = create_method_loss(s.role.method, getattr(c.hparams, s.role.method), Widths.of(s.model, s.teacher),
+                                  s.num_classes, s.ignore_index)
         return cls(s.teacher, loss, s.ignore_index, c.w_aux)
 
     def model_input(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
