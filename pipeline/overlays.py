@@ -18,6 +18,7 @@ import argparse
 import copy
 import io
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,8 +85,12 @@ def recipe(name: str) -> Overlay:
 
 def yaml_value(v: Any) -> str:
     """``v`` as ``dvc exp run -S key=value`` reads it (YAML): strings as they are, the rest as JSON
-    without spaces (so ``$(python -m pipeline.overlays sets NAME)`` splits into whole arguments)."""
-    return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+    without spaces (so ``$(python -m pipeline.overlays sets NAME)`` splits into whole arguments), with a
+    mantissa point in exponents (``4.0e-05``: YAML 1.1, as PyYAML reads params.yaml, takes ``4e-05`` for a
+    string)."""
+    if isinstance(v, str):
+        return v
+    return re.sub(r"(?<![\w.])(\d+)(e[-+]?\d)", r"\1.0\2", json.dumps(v, separators=(",", ":")))
 
 
 def set_args(sets: dict[str, Any]) -> list[str]:

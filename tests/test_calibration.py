@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from pipeline import calibration
+from pipeline.overlays import set_args
 from pipeline.paper import calibration_plan
 from tests.conftest import REPO
 
@@ -32,6 +33,10 @@ def test_every_tuned_weight_is_scaled_by_one_factor():
     assert all(e.seeds == (100, 101) and e.sets["synthetic.seed"] == 1 and e.folder == e.name for e in exps)
     assert all(min(e.seeds) >= 100 for e in exps)  # never a reported seed
     assert str(exps[0].runs) == "reports/paper/calibration"
+    # every set reads back as the number it is (PyYAML takes 4e-05 without a mantissa point for a string)
+    args = set_args(exps[0].sets)
+    assert "compare.hparams.afdcd.w_fd=4.0e-05" in args
+    assert all(not isinstance(yaml.safe_load(a.split("=")[1]), str) for a in args if "=" in a and "w_" in a)
 
 
 def test_the_best_factor_is_chosen_and_the_official_one_on_a_tie(tmp_path):
