@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline import dist  # noqa: E402
-from pipeline.config import Config, config_from_dict  # noqa: E402
+from pipeline.config import Config, config_from_dict, load_yaml  # noqa: E402
 from pipeline.data import make_dataset, prepare_index  # noqa: E402
 from pipeline.engine import Schedule, SegData, Trainer  # noqa: E402
 from pipeline.models import segmentor_from_config  # noqa: E402
@@ -62,7 +61,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def check_config(args: argparse.Namespace, data_root: Path) -> Config:
     """The recipe applied to params.yaml, at this check's sizes, without ImageNet weights (none offline)."""
     params = recipe(str(REPO / "recipes" / f"{args.recipe}.yaml")).merged(
-        yaml.safe_load((REPO / "params.yaml").read_text()))
+        load_yaml((REPO / "params.yaml").read_text()))
     for net in params["model"].values():
         net["pretrained"], net["pretrained_path"] = False, ""
     params["data"].update(name="synthetic", root=str(data_root))

@@ -37,12 +37,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.cost import copy_repo, timed_command  # noqa: E402
+from pipeline.config import load_yaml  # noqa: E402
 from pipeline.io import cpu_name  # noqa: E402
 from pipeline.layout_examples import write_example  # noqa: E402
 from pipeline.overlays import recipe, set_args  # noqa: E402
@@ -141,7 +140,7 @@ def recipe_config(name: str) -> Any:
     from pipeline.config import config_from_dict
     from pipeline.overlays import apply_text
 
-    return config_from_dict(yaml.safe_load(apply_text((REPO / "params.yaml").read_text(), recipe(name))))
+    return config_from_dict(load_yaml(apply_text((REPO / "params.yaml").read_text(), recipe(name))))
 
 
 def costs_table(names: list[str]) -> str:
@@ -158,7 +157,7 @@ def run_recipe(name: str, work: Path, per_split: int = 2, shrink: dict[str, Any]
     repo = copy_repo(work / "repo")
     subprocess.run([sys.executable, "-m", "pipeline.overlays", "apply", name], cwd=repo, check=True,
                    capture_output=True)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params = load_yaml((repo / "params.yaml").read_text())
     data = work / "data"
     write_example(params["data"]["name"], data, per_split=per_split)
     sets = {"data.root": str(data), **write_weights(params, work / "weights"), **SHRINK, **(shrink or {})}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -490,13 +491,30 @@ def config_from_dict(values: Any, networks: bool = True) -> Config:
         raise ConfigError(str(err)) from None
 
 
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's floats: ``4e-05`` (no mantissa point) is a number, as DVC's
+    ruamel writes a float set with ``dvc exp run -S`` back into params.yaml, not the string YAML 1.1 reads."""
+
+
+ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+"
+               r"(?:[eE][-+]?[0-9]+)?|\.(?:inf|Inf|INF))$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."))
+
+
+def load_yaml(text: str) -> Any:
+    """``text`` (params.yaml or a part of it) as Python values, read as DVC writes it (:class:`ParamsLoader`)."""
+    return yaml.load(text, Loader=ParamsLoader)  # noqa: S506 -- a SafeLoader subclass
+
+
 def load_config(path: str | Path = "params.yaml", networks: bool = True) -> Config:
     """Read ``params.yaml`` into a validated :class:`Config`."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: parameter file not found")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     return config_from_dict(values, networks)

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.config import ConfigError, config_from_dict, flatten
+from pipeline.config import ConfigError, config_from_dict, flatten, load_yaml
 from pipeline.io import atomic_write
 
 RECIPES = Path("recipes")
@@ -76,7 +76,7 @@ def recipe_path(name: str) -> Path:
 def recipe(name: str) -> Overlay:
     """A recipe file (nested YAML, only what differs from params.yaml) as an :class:`Overlay`."""
     path = recipe_path(name)
-    tree = yaml.safe_load(path.read_text()) or {}
+    tree = load_yaml(path.read_text()) or {}
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: expected a mapping of params.yaml keys")
     aims = next((ln for ln in path.read_text().splitlines() if ln.startswith("# Aims at:")), "")
@@ -112,7 +112,7 @@ def apply_text(text: str, overlay: Overlay) -> str:
     if text.startswith(MARK):
         raise ConfigError(f"params.yaml: overlay {text.splitlines()[0][len(MARK):].split()[0]} is applied "
                           "already; restore the default first (git checkout params.yaml)")
-    overlay.check(yaml.safe_load(text))
+    overlay.check(load_yaml(text))
     from ruamel.yaml.comments import CommentedSeq
 
     rt = _round_trip()
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{path.stem:32s} {recipe(path.stem).what}")
         elif args.command == "sets":
             ov = recipe(args.name)
-            ov.check(yaml.safe_load(Path("params.yaml").read_text()))
+            ov.check(load_yaml(Path("params.yaml").read_text()))
             print(" ".join(set_args(ov.sets)))
         else:
             ov = recipe(args.name)

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from pipeline.config import Config, config_from_dict
+from pipeline.config import Config, config_from_dict, load_yaml
 from pipeline.overlays import Overlay
 from pipeline.paths import EVAL, TRAIN_REPORTS
 
@@ -77,7 +76,7 @@ class Results:
         experiment's sets applied."""
         meta = json.loads((folder / META).read_text())
         own = folder / PARAMS
-        values = yaml.safe_load((own if own.is_file() else params).read_text())
+        values = load_yaml((own if own.is_file() else params).read_text())
         if not own.is_file():
             values = Overlay(meta["name"], meta["sets"]).merged(values)
         return cls.load(config_from_dict(values, networks=False), folder, meta["name"], meta)

@@ -16,9 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from pipeline.ablations import ABLATIONS
+from pipeline.config import load_yaml
 from pipeline.overlays import set_args
 from pipeline.paper import ABLATION_SEEDS, SEEDS, Experiment, calibration_plan, collect, plan
 from pipeline.results import PARAMS
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     exps = [e for e in plan(tuple(args.seeds), tuple(args.ablation_seeds), args.ablations, args.imagenet)
             if not args.part or e.part in args.part]
     if args.part and "calibration" in args.part:
-        exps += calibration_plan(yaml.safe_load(Path(PARAMS).read_text()))
+        exps += calibration_plan(load_yaml(Path(PARAMS).read_text()))
     if args.command == "calibrate":
         from pipeline.calibration import write
 

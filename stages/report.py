@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from pipeline import figures, report
 from pipeline.checkpoint import load_trained
-from pipeline.config import Config, flatten
+from pipeline.config import Config, flatten, load_yaml
 from pipeline.deploy import Preprocess, log_model, weights_digest
 from pipeline.io import atomic_write, git_commit, write_json
 from pipeline.paths import EXPERIMENT, INDEX, METRICS, SeedPaths
@@ -117,7 +116,7 @@ def changed_params(path: str = "params.yaml") -> dict[str, Any]:
     head = subprocess.run(["git", "show", f"HEAD:{path}"], capture_output=True, text=True)
     if head.returncode or not Path(path).is_file():
         return {}
-    before, now = flatten(yaml.safe_load(head.stdout) or {}), flatten(yaml.safe_load(Path(path).read_text()) or {})
+    before, now = flatten(load_yaml(head.stdout) or {}), flatten(load_yaml(Path(path).read_text()) or {})
     return {k: v for k, v in now.items() if before.get(k) != v}
 
 

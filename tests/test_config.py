@@ -237,3 +237,14 @@ def test_one_image_per_process_is_refused_for_heads_that_cannot_train_on_it():
         config_from_dict(tiny_params(train={"batch_size": 1}))
     fcn = {r: {"arch": "fcn"} for r in ("student", "teacher", "conventional_teacher")}
     config_from_dict(tiny_params(train={"batch_size": 1}, model=fcn))
+
+
+def test_params_written_by_dvc_exp_run_read_back_as_numbers(tmp_path):
+    """DVC's ruamel writes a float set with -S as ``4e-05``; YAML 1.1 (PyYAML) reads that as a string."""
+    from pipeline.config import load_config, load_yaml
+
+    text = (REPO / "params.yaml").read_text().replace("w_fd: 4.0e-5", "w_fd: 4e-05")
+    assert "w_fd: 4e-05" in text
+    (tmp_path / "params.yaml").write_text(text)
+    assert load_config(tmp_path / "params.yaml", networks=False).compare.hparams.afdcd.w_fd == 4e-05
+    assert load_yaml("a: 1e3\nb: resnet4e5\nc: 3") == {"a": 1000.0, "b": "resnet4e5", "c": 3}
