@@ -12,15 +12,14 @@ freedom and noncentrality ``delta * sqrt(n) / sd``.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.report import power  # noqa: E402
 from pipeline.results import load_collected  # noqa: E402
 
 # (what is compared, experiment, evaluation a, experiment, evaluation b)
@@ -33,15 +32,6 @@ PAIRS = [
     ("warm LAD student - its control", "paper-warm", "lad_student", "paper-warm", "baseline_ft"),
     ("LAD teacher (fixed) - baseline", "paper", "teacher_fixed", "paper", "baseline"),
 ]
-
-
-def power(delta: float, sd: float, n: int, alpha: float = 0.05) -> float:
-    """Power of the two-sided paired t-test with ``n`` seeds for a true mean difference ``delta``."""
-    if n < 2 or sd <= 0:
-        return float("nan")
-    crit = stats.t.ppf(1 - alpha / 2, n - 1)
-    nc = abs(delta) * math.sqrt(n) / sd
-    return float(stats.nct.sf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc))
 
 
 def seeds_needed(delta: float, sd: float, target: float, most: int = 200) -> int | None:

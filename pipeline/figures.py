@@ -88,3 +88,18 @@ def plot_ablations(entries: list[tuple[str, dict[str, float]]], shown: tuple[tup
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_compute(points: list[tuple[str, float, float, float]], path: Path) -> None:
+    """mIoU against total training TFLOP (teachers included), one point per row (label, TFLOP, mean, std over
+    its seeds), the std as an error bar; a log TFLOP axis."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, (label, tflop, mean, std) in enumerate(points):
+        ax.errorbar(tflop, mean, yerr=std, fmt="o", capsize=3, color=f"C{i % 10}", label=label)
+    ax.set(xscale="log", xlabel="training TFLOP, teachers included (log)", ylabel="val mIoU (%)",
+           title="mIoU against training compute (error bars: std over seeds)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,22 +38,24 @@ class Experiment:
 
     name: str
     sets: dict[str, Any]
-    part: Literal["main", "warm", "ablation", "calibration"]  # the table's two, an ablation, or a calibration probe
+    # the table's two, an ablation, a calibration probe, or a part of docs/protocol.md's table
+    part: Literal["main", "warm", "ablation", "calibration", "compare", "long"]
     ablation: str = ""  # its key of pipeline.ablations.ABLATIONS ("reference": params.yaml as committed)
     what: str = ""
     seeds: tuple[int, ...] = field(default=SEEDS)
+    runs: Path = RUNS  # where its part is collected
+    default_seeds: tuple[int, ...] | None = None  # collected without a seed suffix at these (None: its part's)
 
     @property
     def folder(self) -> str:
-        """Where it is collected: ``RUNS/<name>``, or with other seeds than the table's (one machine's share of
-        it) ``RUNS/<name>@seeds<a>-<b>``; the shards of one experiment merge when the table is written."""
-        default = {"ablation": ABLATION_SEEDS, "calibration": calibration.SEEDS}.get(self.part, SEEDS)
+        """Where it is collected: ``<runs>/<name>``, or with other seeds than its part's (one machine's share
+        of it) ``<runs>/<name>@seeds<a>-<b>``; the shards of one experiment merge when the table is written."""
+        default = self.default_seeds or {"ablation": ABLATION_SEEDS}.get(self.part, SEEDS)
         return self.name if self.seeds == tuple(default) else f"{self.name}@seeds{'-'.join(map(str, self.seeds))}"
 
-    @property
-    def runs(self) -> Path:
-        """The folder of its part's collected experiments."""
-        return calibration.RUNS if self.part == "calibration" else RUNS
+    def shard(self, seed: int) -> Experiment:
+        """Its run on one seed (sets ``seeds``), collected as ``<name>@seeds<seed>``."""
+        return replace(self, sets={**self.sets, "seeds": [seed]}, seeds=(seed,), default_seeds=())
 
 
 def plan(seeds: tuple[int, ...] = SEEDS, ablation_seeds: tuple[int, ...] = ABLATION_SEEDS,
@@ -80,12 +82,15 @@ def plan(seeds: tuple[int, ...] = SEEDS, ablation_seeds: tuple[int, ...] = ABLAT
 def calibration_plan(params: dict[str, Any], seeds: tuple[int, ...] = calibration.SEEDS) -> list[Experiment]:
     """The calibration probes (``params``: params.yaml as a dict), the committed weights' first."""
     return [Experiment(calibration.probe_name(s), {**calibration.base_sets(seeds), **calibration.probe_sets(params, s)},
-                       "calibration", what=f"every tuned method's distillation weights x{s:.3g}", seeds=seeds)
+                       "calibration", what=f"every tuned method's distillation weights x{s:.3g}", seeds=seeds,
+                       runs=calibration.RUNS, default_seeds=calibration.SEEDS)
             for s in sorted(calibration.PROBES, key=lambda s: s != 1.0)]
 
 
-def collect(exp: Experiment, seconds: float, parent_run: str | None, root: Path = Path(".")) -> Path:
-    """Copy the experiment's results from the workspace into ``<its runs>/<folder>`` (replacing an older copy)."""
+def collect(exp: Experiment, seconds: float, parent_run: str | None, root: Path = Path("."),
+            extra: dict[str, Any] | None = None) -> Path:
+    """Copy the experiment's results from the workspace into ``<its runs>/<folder>`` (replacing an older copy);
+    ``extra``: more of meta.json (a protocol shard's digest)."""
     dest = root / exp.runs / exp.folder
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -103,7 +108,8 @@ def collect(exp: Experiment, seconds: float, parent_run: str | None, root: Path 
                                    "what": exp.what,
                                    "sets": exp.sets, "seeds": list(exp.seeds), "seconds": round(seconds, 1),
                                    "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                                   "git_commit": git_commit(), "cpu": cpu_name(), "mlflow_parent_run": parent_run})
+                                   "git_commit": git_commit(), "cpu": cpu_name(), "mlflow_parent_run": parent_run,
+                                   **(extra or {})})
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest

@@ -127,6 +127,11 @@ class Results:
     def miou(self, key: str) -> list[float]:
         return [r["miou"] for r in self.eval[key]]
 
+    def cpu(self, seed: int) -> str:
+        """The CPU model the run of ``seed`` was made on (its shard's, when collected in shards)."""
+        shard = next((m for m in self.meta.get("shards", []) if seed in m.get("seeds", [])), self.meta)
+        return shard.get("cpu", "a CPU not recorded")
+
     def mean(self, key: str, score: str = "miou") -> float:
         """Mean over seeds of ``score`` (a key of :data:`SCORES`) of evaluation ``key``."""
         return mean_std([r[score] for r in self.eval[key]])[0]

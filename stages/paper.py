@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline import protocol
 from pipeline.ablations import ABLATIONS
 from pipeline.config import load_yaml
 from pipeline.overlays import set_args
@@ -39,8 +40,10 @@ def restore_committed() -> None:
         Path("dvc.lock").unlink(missing_ok=True)
 
 
-def run(exps: list[Experiment]) -> None:
-    """``dvc exp run`` each experiment in the workspace, from the committed params.yaml, and collect it."""
+def run(exps: list[Experiment], resume: bool = False, commit: bool = False) -> None:
+    """``dvc exp run`` each experiment in the workspace, from the committed params.yaml, and collect it
+    (``resume``: skip one collected at the same digest, :func:`pipeline.protocol.done`; ``commit``: commit
+    each collected folder as soon as it exists)."""
     if git("status", "--porcelain", "params.yaml", "dvc.yaml", "dvc.lock").strip():
         sys.exit("error: params.yaml, dvc.yaml or dvc.lock has uncommitted changes; the table runs from the "
                  "committed params and leaves the committed lock (commit or stash them first)")
@@ -48,16 +51,23 @@ def run(exps: list[Experiment]) -> None:
     try:
         for i, exp in enumerate(exps, 1):
             git("checkout", "HEAD", "--", "params.yaml")  # each experiment sets its params on the committed ones
+            extra = {"digest": protocol.digest(exp)} if resume else None
+            if resume and protocol.done(exp):
+                print(f"[{i}/{len(exps)}] {exp.folder}: collected already at this code and params", flush=True)
+                continue
             subprocess.run(["dvc", "exp", "remove", exp.name], capture_output=True)  # a rerun replaces the old one
             cmd = ["dvc", "exp", "run", "-n", exp.name, *set_args(exp.sets)]
-            print(f"[{i}/{len(exps)}] {exp.name}: {exp.what} ({' '.join(cmd)})", flush=True)
+            print(f"[{i}/{len(exps)}] {exp.folder}: {exp.what} ({' '.join(cmd)})", flush=True)
             t0 = time.perf_counter()
             if (code := subprocess.run(cmd).returncode) != 0:
                 sys.exit(f"error: `{' '.join(cmd)}` failed (exit {code}); the experiments before it are "
                          "collected, and a rerun restores every finished stage from the run cache")
             seconds = time.perf_counter() - t0
-            dest = collect(exp, seconds, parent_run_id(EXPERIMENT, exp.name))
-            print(f"[{i}/{len(exps)}] {exp.name}: {seconds:.0f} s (total {time.perf_counter() - start:.0f} s), "
+            dest = collect(exp, seconds, parent_run_id(EXPERIMENT, exp.name), extra=extra)
+            if commit:
+                git("add", str(dest))
+                git("commit", "-qm", f"paper table: {exp.folder} collected ({seconds:.0f} s)", "--", str(dest))
+            print(f"[{i}/{len(exps)}] {exp.folder}: {seconds:.0f} s (total {time.perf_counter() - start:.0f} s), "
                   f"results in {dest}", flush=True)
     finally:
         restore_committed()
@@ -73,6 +83,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="seeds of the ablations")
     parser.add_argument("--ablations", nargs="*", choices=list(ABLATIONS), help="these ablations only")
     parser.add_argument("--imagenet", metavar="PATH", help="add the ImageNet-initialised student (timm weights)")
+    parser.add_argument("--protocol", action="store_true",
+                        help="docs/protocol.md's table, seed by seed, skipping what is collected already")
+    parser.add_argument("--commit", action="store_true", help="commit each collected experiment at once")
     args = parser.parse_args(argv)
     if args.imagenet and not Path(args.imagenet).is_file():
         parser.error(f"--imagenet: {args.imagenet}: file not found")
@@ -85,15 +98,20 @@ def main(argv: list[str] | None = None) -> None:
             if not args.part or e.part in args.part]
     if args.part and "calibration" in args.part:
         exps += calibration_plan(load_yaml(Path(PARAMS).read_text()))
+    if args.protocol:
+        exps = protocol.shards([e for e in protocol.plan(load_yaml(Path(PARAMS).read_text()), ablations=args.ablations)
+                                if not args.part or e.part in args.part])
     if args.command == "calibrate":
         from pipeline.calibration import write
 
         print(write())
     elif args.command == "list":
         for e in exps:
-            print(f"{e.name:28s} {' '.join(set_args(e.sets)):70s} {e.what}")
+            print(f"{e.folder:28s} {' '.join(set_args(e.sets)):70s} {e.what}")
     elif args.command == "run":
-        run(exps)
+        run(exps, resume=args.protocol, commit=args.commit)
+    elif args.protocol:
+        print(protocol.write_report())
     else:
         from pipeline.paper import write_report
 

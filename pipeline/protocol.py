@@ -1,0 +1,169 @@
+"""The table of docs/protocol.md as DVC experiments: its parts, their seeds, and when a run can be skipped.
+
+Each part is an :class:`pipeline.paper.Experiment`; it runs seed by seed (:func:`shards`: every part of a
+seed one after the other, so all rows of a seed come from one machine and one CPU model) and each seed is
+collected on its own in ``reports/paper/protocol/<name>@seeds<seed>``, merged by name when tabulated. A
+shard already collected with the same :func:`digest` (its params, the committed params.yaml and every
+file of code the training and evaluation stages depend on) is not run again: ``make paper`` resumes.
+
+    python -m stages.paper run --protocol [--commit]   # every shard not yet collected, seed by seed
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pipeline import calibration
+from pipeline.ablations import ABLATIONS
+from pipeline.config import load_yaml
+from pipeline.paper import Experiment
+from pipeline.roles import METHOD_NAMES
+
+RUNS = Path("reports/paper/protocol")
+MAIN_SEEDS = (0, 2, 3, 4, 5, 6, 7, 8)  # seed 1 is never reported: the defaults were chosen on it
+COMPARE_SEEDS = (0, 2, 3, 4, 5)
+LONG_SEEDS = (0, 2, 3, 4, 5)
+ABLATION_SEEDS = (0, 2, 3)
+LONG = 3  # the longer budget: every step count times this
+NOT_ABLATED = ("init-baseline",)  # the warm start is the table's own part, with its control
+
+
+def plan(params: dict[str, Any], chosen: dict[str, Any] | None = None, ablations: list[str] | None = None,
+         seeds: dict[str, tuple[int, ...]] | None = None) -> list[Experiment]:
+    """The protocol's experiments (``params``: params.yaml as a dict; ``chosen``: the calibrated weights'
+    sets, by default from reports/calibration.json; ``seeds``: part -> seeds, to shrink it in a test)."""
+    chosen = calibration.chosen_sets(params) if chosen is None else chosen
+    s = {"main": MAIN_SEEDS, "compare": COMPARE_SEEDS, "long": LONG_SEEDS, "ablation": ABLATION_SEEDS,
+         **(seeds or {})}
+    main = {**chosen, "controls.enabled": True}
+    longer = {"train.iters": LONG * params["train"]["iters"], "distill.iters": LONG * params["distill"]["iters"],
+              "controls.matched_iters": LONG * params["controls"]["matched_iters"]}
+
+    def exp(name: str, sets: dict[str, Any], part: str, what: str, ablation: str = "") -> Experiment:
+        return Experiment(name, sets, part, ablation, what, s[part], runs=RUNS)  # type: ignore[arg-type]
+
+    exps = [exp("paper", main, "main", "baseline, LAD teacher and student, compute-matched baseline, label-only "
+                                       "control"),
+            exp("paper-compare", {**main, "compare.enabled": True, "compare.methods": list(METHOD_NAMES)}, "compare",
+                "the conventional teacher and its KD, CWD, CIRKD, DIST and Af-DCD students"),
+            exp("paper-warm", {**chosen, "distill.init": "baseline"}, "main",
+                "the LAD student warm-started from the baseline, and its control (equal student iterations)"),
+            exp("paper-long", {**main, **longer}, "long", f"the main rows at {LONG}x the steps"),
+            exp("paper-abl-reference", dict(chosen), "ablation", "params.yaml as committed (calibrated)",
+                "reference")]
+    for name in ablations if ablations is not None else [a for a in ABLATIONS if a not in NOT_ABLATED]:
+        ov = ABLATIONS[name]
+        exps.append(exp(f"paper-abl-{name}", {**chosen, **ov.sets}, "ablation", ov.what, name))
+    return exps
+
+
+def shards(exps: list[Experiment]) -> list[Experiment]:
+    """Every experiment's run per seed, seed by seed (a seed's rows together, in the plan's order)."""
+    seeds = sorted({seed for e in exps for seed in e.seeds})
+    return [e.shard(seed) for seed in seeds for e in exps if seed in e.seeds]
+
+
+def code_files(dvc_yaml: Path = Path("dvc.yaml"), root: Path = Path(".")) -> list[Path]:
+    """The project code the training and evaluation stages depend on (the report's own code excluded)."""
+    stages = load_yaml(dvc_yaml.read_text())["stages"]
+    deps = {d for name, st in stages.items() if name != "report" for d in st.get("deps", [])
+            if isinstance(d, str) and d.split("/")[0] in ("stages", "pipeline")}
+    files = set()
+    for d in deps:
+        path = root / d
+        files |= set(path.rglob("*.py")) if path.is_dir() else {path}
+    return sorted(files)
+
+
+def digest(exp: Experiment, root: Path = Path(".")) -> str:
+    """What the shard's results are a function of: its sets, the committed params.yaml and the stage code."""
+    h = hashlib.sha256(json.dumps({"sets": exp.sets, "seeds": list(exp.seeds)}, sort_keys=True).encode())
+    h.update((root / "params.yaml").read_bytes())
+    for f in code_files(root / "dvc.yaml", root):
+        h.update(f"{f.relative_to(root)}\0".encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def done(exp: Experiment, root: Path = Path(".")) -> bool:
+    """The shard is collected already, at the same :func:`digest`."""
+    meta = root / exp.runs / exp.folder / "meta.json"
+    return meta.is_file() and json.loads(meta.read_text()).get("digest") == digest(exp, root)
+
+
+# -- the table, from the collected shards ------------------------------------------------------------
+PAPER_MD = Path("reports/paper.md")
+COMPUTE_PNG = Path("reports/paper_compute.png")  # mIoU against training TFLOP (dvc.yaml plots)
+
+
+def rows(methods: list[str]) -> list[tuple[tuple[str, str], str]]:
+    """Every row of the table: (experiment, evaluation) and its title."""
+    from pipeline.report import method_title
+
+    return [(("paper", "baseline"), "baseline"),
+            (("paper", "teacher_random"), "LAD teacher, random code book (as it trained)"),
+            (("paper", "teacher_fixed"), "LAD teacher, fixed code book (as it distils)"),
+            (("paper", "teacher_zero"), "LAD teacher, all-zero label channel"),
+            (("paper", "lad_student"), "LAD student from scratch"),
+            (("paper", "baseline_matched"), "compute-matched baseline"),
+            (("paper", "label_student"), "label-only control"),
+            (("paper-compare", "conventional_teacher"), "conventional teacher (the student's network, 2x steps)"),
+            *[(("paper-compare", f"distill_{m}"), f"{method_title(m)} student") for m in methods],
+            (("paper-warm", "lad_student"), "LAD student warm-started from the baseline"),
+            (("paper-warm", "baseline_ft"), "its control: the baseline trained on for as many steps"),
+            (("paper-long", "baseline"), f"baseline, {LONG}x steps"),
+            (("paper-long", "lad_student"), f"LAD student, {LONG}x steps (its teacher too)"),
+            (("paper-long", "baseline_matched"), f"compute-matched baseline, {LONG}x steps")]
+
+
+def ablations_section(runs: dict[str, Any]) -> str:
+    """Each ablation against the reference on the seeds both ran: the teacher as it trained and the student."""
+    from pipeline.verdicts import Comparison, paired
+
+    names = sorted(n for n in runs if n.startswith("paper-abl-") and n != "paper-abl-reference")
+    if "paper-abl-reference" not in runs or not names:
+        return "Not run."
+    lines = ["| ablation | what it tests | Δ teacher as trained [95 %], wins | Δ LAD student [95 %], wins |",
+             "|---|---|---|---|"]
+    for name in names:
+        cells = []
+        for key in ("teacher_random", "lad_student"):
+            o = paired(runs, Comparison((name, key), ("paper-abl-reference", key), name, "the reference"))
+            cells.append("—" if o is None else f"{o.mean:+.2f} [{o.mean - o.half:+.2f}, {o.mean + o.half:+.2f}], "
+                                               f"{o.wins}/{len(o.diffs)}" + (" **finding**" if o.finding else ""))
+        lines.append(f"| {name.removeprefix('paper-abl-')} | {runs[name].meta['what']} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def write_report(root: Path = Path(".")) -> str:
+    """reports/paper.md and its compute figure from the collected shards of :data:`RUNS`; returns the text."""
+    from pipeline.figures import plot_compute
+    from pipeline.io import atomic_write
+    from pipeline.results import load_collected
+    from pipeline.verdicts import answers, losses_list, rows_table
+
+    runs = load_collected(root / RUNS, ["paper", "paper-compare", "paper-warm", "paper-long", "paper-abl-reference"])
+    if "paper" not in runs:
+        raise FileNotFoundError(f"{root / RUNS}: the table's main experiment was not collected yet")
+    methods = list(runs["paper-compare"].cfg.compare.methods) if "paper-compare" in runs else []
+    table, points = rows_table(runs, rows(methods))
+    text, losses = answers(runs, methods)
+    metas = [m for r in runs.values() for m in r.meta.get("shards", [r.meta])]
+    plot_compute(points, root / COMPUTE_PNG)
+    body = "\n\n".join([
+        "# The paper's table, by docs/protocol.md",
+        f"Written by `python -m stages.paper report --protocol` from {len(metas)} collected runs in `{RUNS}` "
+        f"(commits {', '.join(sorted({m['git_commit'][:10] for m in metas}))}; CPUs: "
+        f"{'; '.join(sorted({m.get('cpu', '?') for m in metas}))}; float32; "
+        f"{sum(m['seconds'] for m in metas) / 60:.1f} min of wall time). Every difference is paired by seed, "
+        "both rows of a seed from one CPU model; 95 % Student-t intervals; wins: the seeds the first row is "
+        "higher on.",
+        "## Rows", table, "![mIoU against training compute](paper_compute.png)",
+        "## What the intervals allow", text,
+        "## Where LAD is lower", losses_list(losses),
+        "## Ablations", ablations_section(runs)]) + "\n"
+    atomic_write(root / PAPER_MD, lambda tmp: tmp.write_text(body))
+    return body

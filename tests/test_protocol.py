@@ -1,0 +1,78 @@
+"""docs/protocol.md's table: its parts and seeds, seed-by-seed shards, and the digest that lets a rerun skip."""
+
+import json
+
+import yaml
+
+from pipeline import protocol
+from pipeline.paper import collect
+from tests.conftest import REPO, copy_repo, tiny_params
+
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def test_the_plan_follows_the_protocol():
+    exps = {e.name: e for e in protocol.plan(PARAMS, chosen={"distill.w_kd": 1.0})}
+    assert 1 not in {s for e in exps.values() for s in e.seeds}  # the calibration's old seed is never reported
+    assert len(exps["paper"].seeds) >= 8 and len(exps["paper-compare"].seeds) >= 5
+    assert len(exps["paper-long"].seeds) >= 5 and all(len(e.seeds) >= 3 for e in exps.values())
+    assert exps["paper"].sets == {"distill.w_kd": 1.0, "controls.enabled": True}  # the calibrated weights everywhere
+    assert set(exps["paper-compare"].sets["compare.methods"]) == {"kd", "cwd", "cirkd", "dist", "afdcd"}
+    assert exps["paper-long"].sets["train.iters"] == 3 * PARAMS["train"]["iters"]
+    assert exps["paper-long"].sets["controls.matched_iters"] == 3 * PARAMS["controls"]["matched_iters"]
+    assert "paper-abl-init-baseline" not in exps and exps["paper-warm"].sets["distill.init"] == "baseline"
+    shards = protocol.shards(list(exps.values()))
+    assert [s.folder for s in shards[:2]] == ["paper@seeds0", "paper-compare@seeds0"]
+    assert [s.seeds for s in shards] == sorted(s.seeds for s in shards)  # a seed's rows together
+    assert shards[0].sets["seeds"] == [0] and str(shards[0].runs) == "reports/paper/protocol"
+
+
+def test_a_collected_shard_is_skipped_until_its_code_or_params_change(tmp_path):
+    repo = copy_repo(tmp_path / "repo", tiny_params())
+    shard = protocol.shards(protocol.plan(tiny_params(), chosen={}, seeds={"main": (0,)}))[0]
+    assert not protocol.done(shard, repo)
+    for sub in ("reports/eval/seed0", "reports/train/seed0"):  # what a finished run leaves in the workspace
+        (repo / sub).mkdir(parents=True)
+        (repo / sub / "baseline.json").write_text("{}")
+    (repo / "reports/metrics.json").write_text("{}")
+    collect(shard, 1.0, None, repo, extra={"digest": protocol.digest(shard, repo)})
+    assert protocol.done(shard, repo)
+    assert json.loads((repo / shard.runs / shard.folder / "meta.json").read_text())["cpu"]
+    (repo / "pipeline/losses.py").write_text((repo / "pipeline/losses.py").read_text() + "\n")
+    assert not protocol.done(shard, repo)  # a stage's code changed
+    (repo / "pipeline/losses.py").write_text((repo / "pipeline/losses.py").read_text()[:-1])
+    assert protocol.done(shard, repo)
+    (repo / "pipeline/report.py").write_text((repo / "pipeline/report.py").read_text() + "\n")
+    assert protocol.done(shard, repo)  # the report's code makes no result
+
+
+def collected_shard(root, name: str, seed: int, mious: dict[str, float], cpu: str = "Intel") -> None:
+    """A collected shard as `stages.paper run --protocol` leaves it: params, meta and one JSON per evaluation."""
+    folder = root / protocol.RUNS / f"{name}@seeds{seed}"
+    (folder / f"reports/eval/seed{seed}").mkdir(parents=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump({**PARAMS, "seeds": [seed]}))
+    (folder / "meta.json").write_text(json.dumps({"name": name, "folder": folder.name, "part": "main", "what": "",
+                                                  "sets": {}, "seeds": [seed], "seconds": 60.0, "git_commit": "c" * 40,
+                                                  "cpu": cpu, "mlflow_parent_run": None}))
+    for key, m in mious.items():
+        gflops = {"teacher_fixed": 0.2}.get(key, 0.1)
+        (folder / f"reports/eval/seed{seed}/{key}.json").write_text(json.dumps(
+            {"miou": m, "gflops": gflops, "iterations": 1000, "model": key}))
+
+
+def test_the_table_is_written_from_the_shards(tmp_path):
+    for seed, lad in ((0, 40.0), (2, 38.0), (3, 45.0)):
+        collected_shard(tmp_path, "paper", seed, {"baseline": 30.0 + seed, "lad_student": lad, "teacher_fixed": 70.0,
+                                                  "teacher_zero": 20.0, "baseline_matched": 41.0 + seed,
+                                                  "label_student": 33.0})
+    text = protocol.write_report(tmp_path)
+    assert (tmp_path / protocol.COMPUTE_PNG).read_bytes()[:4] == b"\x89PNG"
+    assert "| LAD student from scratch | `paper` | 0, 2, 3 | 41.00 ± 3.61 |" in text
+    # training TFLOP: 1000 steps x batch 8 x (3 x 0.1 + the teacher's forward 0.2) = 4.0, + the teacher's 1000 x 8 x
+    # 2 paths x 3 x 0.2 = 9.6
+    assert "| 41.00 ± 3.61 | 13.60 |" in text
+    assert "| compute-matched baseline | `paper` | 0, 2, 3 | 42.67 ± 1.53 | 2.40 |" in text
+    assert "higher on 3 of 3" in text
+    assert "**4. Does it beat conventional distillation at equal teacher cost?** Not run." in text
+    lower = text.split("## Where LAD is lower")[1]
+    assert "the LAD student below the compute-matched baseline (the LAD pipeline's training FLOPs): -1.67 mIoU" in lower
