@@ -22,7 +22,7 @@ from pipeline.config import load_yaml
 from pipeline.overlays import set_args
 from pipeline.paper import ABLATION_SEEDS, SEEDS, Experiment, calibration_plan, collect, plan
 from pipeline.results import PARAMS
-from pipeline.tracking import parent_run_id
+from pipeline.tracking import parent_run_id, stage_run
 from stages.common import EXPERIMENT
 
 
@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> None:
         run(exps, resume=args.protocol, commit=args.commit)
     elif args.protocol:
         print(protocol.write_report())
+        with stage_run("paper_table", EXPERIMENT, {"protocol": "docs/protocol.md"}, {"seeds": "all"}) as mlflow_run:
+            for path in (protocol.PAPER_MD, protocol.COMPUTE_PNG):  # the table and its figure, in MLflow too
+                mlflow_run.log_artifact(path, "paper")
     else:
         from pipeline.paper import write_report
 
