@@ -202,6 +202,8 @@ def test_method_step_trains_student_and_method_weights(method):
     terms = step(student, image, label)
     terms["loss"].backward()
     assert torch.isfinite(terms["loss"]) and terms[{"cwd": "cwd_logits", "dist": "dist"}.get(method, "kd")] > 0
+    if method == "dist":  # the eval-mode teacher's auxiliary logits too, as DIST's code has them
+        assert terms["dist_aux"] > 0
     assert all(p.grad is None for p in teacher.parameters())  # frozen
     assert student.head.head.cls[1].weight.grad.abs().sum() > 0
     for p in loss.parameters():

@@ -21,6 +21,7 @@ def test_heads_shapes(arch, stride):
     assert model.feature_channels == tuple(model.backbone.feature_info.channels())
     model.eval()
     assert set(model(torch.randn(1, 4, 64, 64))) == {"out", "feat", "backbone"}  # no aux or detail at inference
+    assert model(torch.randn(1, 4, 64, 64), with_aux=True)["aux"].shape == (1, 5, 64 // stride, 64 // stride)
     assert model.predict(torch.randn(1, 4, 48, 40)).shape == (1, 5, 48, 40)
 
 

@@ -44,13 +44,15 @@ class Segmentor(nn.Module):
         self.spec = spec  # the arguments of create_segmentor: enough to rebuild the network
         self.feature_channels = feature_channels  # widths of the backbone's maps [c2, c3, c4]
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, with_aux: bool = False) -> dict[str, torch.Tensor]:
+        """``with_aux``: the auxiliary logits in eval mode too (a frozen teacher's, for DIST)."""
         feats = self.backbone(x)  # [c2, c3, c4]
         regions = getattr(self.head, "needs_regions", False)
-        aux = self.aux_head(feats[-2]) if self.aux_head is not None and (self.training or regions) else None
+        wanted = self.training or with_aux
+        aux = self.aux_head(feats[-2]) if self.aux_head is not None and (wanted or regions) else None
         out = self.head(feats, aux if regions else None)
         out["backbone"] = feats[-1]  # the backbone's last map (Af-DCD distils it)
-        if self.training and aux is not None:
+        if wanted and aux is not None:
             out["aux"] = aux
         return out
 

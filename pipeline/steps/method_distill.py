@@ -30,8 +30,8 @@ class MethodDistillStep:
         return image
 
     def __call__(self, model: nn.Module, image: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            t_out = self.teacher(image)
+        with torch.no_grad():  # the teacher in eval mode, with its auxiliary logits as the official codes return them
+            t_out = self.teacher(image, with_aux=True)
         out = model(image)
         ce, aux = seg_terms(out, label, self.ignore_index)
         terms = self.module(out, t_out, label)
