@@ -14,7 +14,7 @@ import numpy as np
 
 from pipeline.overlays import yaml_value
 from pipeline.results import Results, mean_std
-from pipeline.roles import COMPARE_PREFIX
+from pipeline.roles import COMPARE_PREFIX, EVALUATIONS, ROLES
 
 ARCH_NAMES = {"deeplabv3": "DeepLabV3", "pspnet": "PSPNet", "fcn": "FCN", "ocrnet": "OCRNet", "stdc": "STDC"}
 
@@ -37,9 +37,10 @@ PUBLISHED: dict[tuple[str, str, str, str], float] = {
     ("coco_stuff164k", "baseline", "deeplabv3", "resnet18"): 32.60,
     ("coco_stuff164k", "cirkd", "deeplabv3", "resnet18"): 33.11,
 }
-PUBLISHED_NOTE = ("the paper's number where dataset, row and student architecture match (VOC: the LAD paper; "
-                  "Cityscapes, ADE20K, COCO-Stuff 164K: the CIRKD paper; both at 512-1024 px crops and 40k-80k "
-                  "iterations with ImageNet weights, so only a full recipe run is comparable); — elsewhere.")
+PUBLISHED_NOTE = ("the paper's number where dataset, row, architecture, backbone width and initialisation match "
+                  "(VOC: the LAD paper; Cityscapes, ADE20K, COCO-Stuff 164K: the CIRKD paper; both at 512-1024 px "
+                  "crops and 40k-80k iterations from ImageNet weights, so only a full recipe run is comparable); — "
+                  "elsewhere.")
 
 
 def method_title(method: str) -> str:
@@ -54,11 +55,15 @@ def describe(method: str, hp: Any) -> str:
     return f"{method_title(method)} (" + ", ".join(f"{k}={v:g}" for k, v in hp.model_dump().items()) + ")"
 
 
-def published(dataset: str, row: str, arch: str, backbone: str) -> float | None:
-    """The published mIoU of ``row`` for this dataset and model, if any (backbone by family: resnet18d
-    and resnet18 both count as ResNet-18)."""
-    family = next((f for f in ("resnet101", "resnet18") if backbone.startswith(f)), backbone)
-    return PUBLISHED.get((dataset, row, arch, family))
+def published(res: Results, row: str, key: str) -> float | None:
+    """The published mIoU of ``row`` where evaluation ``key`` of ``res`` has the published setting: the
+    dataset, decode head and backbone family (resnet18d and resnet18 both count as ResNet-18), at the
+    backbone's full widths and from ImageNet weights; None elsewhere."""
+    r = res.first(key)
+    if r.get("channels") or not ROLES[EVALUATIONS[key].role].net(res.cfg).pretrained:
+        return None  # narrowed or from scratch: no published number has that setting
+    family = next((f for f in ("resnet101", "resnet18") if r["backbone"].startswith(f)), r["backbone"])
+    return PUBLISHED.get((res.cfg.data.name, row, r["arch"], family))
 
 
 def model_name(res: dict[str, Any]) -> str:
@@ -192,7 +197,7 @@ def students_table(rows: list[Row]) -> str:
                       fmt(onnx["ort_median_ms"]) if onnx else "—", str(r["iterations"]),
                       fmt(res.train_seconds(key), 0), mean_pm(res.miou(t)) if t else "—",
                       fmt(res.train_seconds(t), 0) if t else "—",
-                      fmt(published(res.cfg.data.name, row.paper_row, r["arch"], r["backbone"]))])
+                      fmt(published(res, row.paper_row, key))])
     return with_experiment(["Teacher", "Student", "Method", "mIoU", "Δ vs baseline [95 % CI]", "pixel acc",
                             "params (M)", "GFLOPs", "latency ms", "ONNX max abs diff", "ONNX ms", "iterations",
                             "train s", "teacher mIoU", "teacher train s", "published mIoU"], lines,
@@ -211,7 +216,7 @@ def teachers_table(res: Results) -> str:
     lines = [[teacher_name(res, k), what, mean_pm(res.miou(k)), versus(res, k),
               fmt(res.mean(k, "pixel_acc")), fmt(res.first(k)["params_m"]),
               fmt(res.first(k)["gflops"], 3), latency(res.first(k)), fmt(res.train_seconds(k), 0),
-              fmt(published(res.cfg.data.name, k, res.first(k)["arch"], res.first(k)["backbone"]))]
+              fmt(published(res, k, k))]
              for k, what in keys]
     return with_experiment(["Teacher", "input at evaluation", "mIoU", "Δ vs baseline [95 % CI]", "pixel acc",
                             "params (M)", "GFLOPs", "latency ms", "train s", "published mIoU"], lines,

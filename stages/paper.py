@@ -76,9 +76,10 @@ def run(exps: list[Experiment], resume: bool = False, commit: bool = False) -> N
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["list", "run", "report", "calibrate"])
-    parser.add_argument("--part", nargs="+", choices=["main", "warm", "ablation", "calibration"],
+    parser.add_argument("--part", nargs="+", choices=["main", "warm", "ablation", "calibration", "compare", "long"],
                         help="only these parts (calibration: only when named; docs/protocol.md)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), help="seeds of the table")
+    parser.add_argument("--seeds", nargs="+", type=int,
+                        help=f"seeds of the table (default {list(SEEDS)}; with --protocol: every part on these)")
     parser.add_argument("--ablation-seeds", nargs="+", type=int, default=list(ABLATION_SEEDS),
                         help="seeds of the ablations")
     parser.add_argument("--ablations", nargs="*", choices=list(ABLATIONS), help="these ablations only")
@@ -94,13 +95,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    exps = [e for e in plan(tuple(args.seeds), tuple(args.ablation_seeds), args.ablations, args.imagenet)
+    exps = [e for e in plan(tuple(args.seeds or SEEDS), tuple(args.ablation_seeds), args.ablations, args.imagenet)
             if not args.part or e.part in args.part]
     if args.part and "calibration" in args.part:
         exps += calibration_plan(load_yaml(Path(PARAMS).read_text()))
     if args.protocol:
-        exps = protocol.shards([e for e in protocol.plan(load_yaml(Path(PARAMS).read_text()), ablations=args.ablations)
-                                if not args.part or e.part in args.part])
+        seeds = {part: tuple(args.seeds) for part in ("main", "compare", "long", "ablation")} if args.seeds else None
+        exps = protocol.shards([e for e in protocol.plan(load_yaml(Path(PARAMS).read_text()), ablations=args.ablations,
+                                                         seeds=seeds) if not args.part or e.part in args.part])
     if args.command == "calibrate":
         from pipeline.calibration import write
 

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import yaml
 
 from pipeline import protocol
@@ -76,3 +77,27 @@ def test_the_table_is_written_from_the_shards(tmp_path):
     assert "**4. Does it beat conventional distillation at equal teacher cost?** Not run." in text
     lower = text.split("## Where LAD is lower")[1]
     assert "the LAD student below the compute-matched baseline (the LAD pipeline's training FLOPs): -1.67 mIoU" in lower
+
+
+@pytest.mark.e2e
+def test_the_protocol_runs_seed_by_seed_commits_and_resumes(tmp_path):
+    """`stages.paper run --protocol`: each seed's shards collected and committed at once; a second run trains
+    nothing (every shard at the same digest); `report --protocol` tabulates them."""
+    from tests.conftest import run
+
+    repo = copy_repo(tmp_path / "repo", tiny_params())
+    git_id = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+              "GIT_COMMITTER_EMAIL": "t@t"}
+    args = ["python", "-m", "stages.paper", "run", "--protocol", "--seeds", "0", "--part", "main", "compare",
+            "--commit"]
+    run(args, repo, env=git_id)
+    folders = ["paper@seeds0", "paper-compare@seeds0", "paper-warm@seeds0"]
+    assert sorted(p.name for p in (repo / protocol.RUNS).iterdir()) == sorted(folders)
+    log = run(["git", "log", "--format=%s"], repo).stdout
+    assert all(f"paper table: {f} collected" in log for f in folders)
+    assert not run(["git", "status", "--porcelain", "params.yaml", "dvc.lock"], repo).stdout  # as committed
+    again = run(args, repo, env=git_id).stdout
+    assert again.count("collected already at this code and params") == 3 and "dvc exp run" not in again
+    text = run(["python", "-m", "stages.paper", "report", "--protocol"], repo).stdout
+    assert "| LAD student from scratch | `paper` | 0 |" in text and "| KD student | `paper-compare` | 0 |" in text
+    assert (repo / protocol.COMPUTE_PNG).read_bytes()[:4] == b"\x89PNG"

@@ -155,3 +155,22 @@ def test_shards_of_one_experiment_merge_into_its_seeds(tmp_path):
         (tmp_path / f"paper@seeds2/reports/{kind}/seed2").rename(tmp_path / f"paper@seeds2/reports/{kind}/seed1")
     with pytest.raises(ValueError, match=r"seed\(s\) \[1\] collected more than once \(paper, paper@seeds2\)"):
         load_collected(tmp_path, [], REPO / "params.yaml")
+
+
+def test_a_published_number_only_where_the_setting_matches():
+    from pipeline.report import published
+
+    cfg = CFG
+    voc = cfg.model_copy(update={"data": cfg.data.model_copy(update={"name": "voc"})})
+    pretrained = voc.model_copy(update={"model": voc.model.model_copy(update={
+        "student": voc.model.student.model_copy(update={"pretrained": True})})})
+    full = {"arch": "deeplabv3", "backbone": "resnet18d", "channels": None}
+    narrow = {**full, "channels": [16, 32, 64, 128]}
+
+    def res(c, r):
+        return Results(c, [0], {"baseline": [r]}, {}, "x", {})
+
+    assert published(res(pretrained, full), "baseline", "baseline") == 73.21  # the LAD paper's VOC baseline
+    assert published(res(pretrained, narrow), "baseline", "baseline") is None  # narrowed widths
+    assert published(res(voc, full), "baseline", "baseline") is None  # from scratch
+    assert published(res(cfg.model_copy(update={"model": pretrained.model}), full), "baseline", "baseline") is None
