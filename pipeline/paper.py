@@ -50,7 +50,9 @@ class Experiment:
     def folder(self) -> str:
         """Where it is collected: ``<runs>/<name>``, or with other seeds than its part's (one machine's share
         of it) ``<runs>/<name>@seeds<a>-<b>``; the shards of one experiment merge when the table is written."""
-        default = self.default_seeds or {"ablation": ABLATION_SEEDS}.get(self.part, SEEDS)
+        default = self.default_seeds
+        if default is None:
+            default = ABLATION_SEEDS if self.part == "ablation" else SEEDS
         return self.name if self.seeds == tuple(default) else f"{self.name}@seeds{'-'.join(map(str, self.seeds))}"
 
     def shard(self, seed: int) -> Experiment:

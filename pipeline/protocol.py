@@ -1,8 +1,10 @@
 """The table of docs/protocol.md as DVC experiments: its parts, their seeds, and when a run can be skipped.
 
-Each part is an :class:`pipeline.paper.Experiment`; it runs seed by seed (:func:`shards`: every part of a
-seed one after the other, so all rows of a seed come from one machine and one CPU model) and each seed is
-collected on its own in ``reports/paper/protocol/<name>@seeds<seed>``, merged by name when tabulated. A
+Each part is an :class:`pipeline.paper.Experiment`; it runs seed by seed (:func:`shards`: the main part's
+seeds first, then the comparison rows', the longer budget's and the ablations'), and each seed is collected
+on its own in ``reports/paper/protocol/<name>@seeds<seed>``, merged by name when tabulated. The two rows of
+a comparison come from one run of one experiment, or (an ablation and its reference) from runs made one
+after the other; :mod:`pipeline.verdicts` refuses a pair made on two CPU models. A
 shard already collected with the same :func:`digest` (its params, the committed params.yaml and every
 file of code the training and evaluation stages depend on) is not run again: ``make paper`` resumes.
 
@@ -60,10 +62,14 @@ def plan(params: dict[str, Any], chosen: dict[str, Any] | None = None, ablations
     return exps
 
 
+PART_ORDER = ("main", "compare", "long", "ablation")  # the questions every seed serves first
+
+
 def shards(exps: list[Experiment]) -> list[Experiment]:
-    """Every experiment's run per seed, seed by seed (a seed's rows together, in the plan's order)."""
-    seeds = sorted({seed for e in exps for seed in e.seeds})
-    return [e.shard(seed) for seed in seeds for e in exps if seed in e.seeds]
+    """Every experiment's run per seed: part by part (:data:`PART_ORDER`), and within a part seed by seed, a
+    seed's experiments one after the other (an ablation right after its reference, on the same machine)."""
+    runs = sorted((PART_ORDER.index(e.part), seed, i) for i, e in enumerate(exps) for seed in e.seeds)
+    return [exps[i].shard(seed) for _, seed, i in runs]
 
 
 def code_files(dvc_yaml: Path = Path("dvc.yaml"), root: Path = Path(".")) -> list[Path]:

@@ -23,8 +23,10 @@ def test_the_plan_follows_the_protocol():
     assert exps["paper-long"].sets["controls.matched_iters"] == 3 * PARAMS["controls"]["matched_iters"]
     assert "paper-abl-init-baseline" not in exps and exps["paper-warm"].sets["distill.init"] == "baseline"
     shards = protocol.shards(list(exps.values()))
-    assert [s.folder for s in shards[:2]] == ["paper@seeds0", "paper-compare@seeds0"]
-    assert [s.seeds for s in shards] == sorted(s.seeds for s in shards)  # a seed's rows together
+    assert [s.folder for s in shards[:3]] == ["paper@seeds0", "paper-warm@seeds0", "paper@seeds2"]  # main first
+    assert [s.name for s in shards[16:18]] == ["paper-compare"] * 2 and shards[16].seeds == (0,)
+    abl = [s.folder for s in shards if s.part == "ablation"]
+    assert abl[:2] == ["paper-abl-reference@seeds0", "paper-abl-noise-0@seeds0"]  # a reference, then its ablations
     assert shards[0].sets["seeds"] == [0] and str(shards[0].runs) == "reports/paper/protocol"
 
 
