@@ -30,6 +30,7 @@ RUNS = Path("reports/paper/calibration")  # one folder per probe experiment (as 
 CHOSEN = Path("reports/calibration.json")
 REPORT = Path("reports/calibration.md")
 
+CONTEXT = ("baseline", "teacher_fixed", "conventional_teacher", "baseline_matched")  # listed beside the probes
 # method -> (its evaluation, the params.yaml keys of its distillation weights)
 TUNED: dict[str, tuple[str, tuple[str, ...]]] = {
     "lad": ("lad_student", ("distill.w_kd",)),
@@ -110,6 +111,10 @@ def markdown(chosen: dict[str, dict[str, Any]], probes: dict[float, Results]) ->
         cells = " | ".join(str(c["scores"].get(f"{s:.4g}", "—")) for s in sorted(probes))
         keys = ", ".join(f"`{k}`" for k in c["keys"])
         lines.append(f"| {method} | {keys} | {cells} | x{c['scale']:.3g} |")
+    untuned = [k for k in CONTEXT if k in first.eval]  # the same in every probe: no weight of theirs is scaled
+    if untuned:
+        lines += ["", "The models no probe changes, on the same data and seeds (mean mIoU): " + ", ".join(
+            f"{k} {np.mean(first.miou(k)):.2f}" for k in untuned) + "."]
     return "\n".join(lines) + "\n"
 
 
