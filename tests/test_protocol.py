@@ -17,7 +17,8 @@ def test_the_plan_follows_the_protocol():
     assert 1 not in {s for e in exps.values() for s in e.seeds}  # the calibration's old seed is never reported
     assert len(exps["paper"].seeds) >= 8 and len(exps["paper-compare"].seeds) >= 5
     assert len(exps["paper-long"].seeds) >= 5 and all(len(e.seeds) >= 3 for e in exps.values())
-    assert exps["paper"].sets == {"distill.w_kd": 1.0, "controls.enabled": True}  # the calibrated weights everywhere
+    # the calibrated weights everywhere, and no latency loops
+    assert exps["paper"].sets == {"distill.w_kd": 1.0, "evaluate.latency_reps": 0, "controls.enabled": True}
     assert set(exps["paper-compare"].sets["compare.methods"]) == {"kd", "cwd", "cirkd", "dist", "afdcd"}
     assert exps["paper-long"].sets["train.iters"] == 3 * PARAMS["train"]["iters"]
     assert exps["paper-long"].sets["controls.matched_iters"] == 3 * PARAMS["controls"]["matched_iters"]
