@@ -19,7 +19,7 @@ from typing import Any, get_args
 
 import numpy as np
 
-from pipeline.config import MethodName
+from pipeline.config import MethodName, select
 from pipeline.results import Results, load_collected
 
 PROBES = (1 / 3, 1.0, 3.0)  # factors on a method's distillation weights; 1 = the committed values
@@ -44,19 +44,18 @@ TUNED: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def lookup(params: dict[str, Any], key: str) -> Any:
-    for part in key.split("."):
-        params = params[part]
-    return params
-
-
 def probe_name(scale: float) -> str:
     return f"calib-x{scale:.2f}".rstrip("0").rstrip(".")
 
 
+def scaled(params: dict[str, Any], keys: list[str] | tuple[str, ...], scale: float) -> dict[str, float]:
+    """The ``-S`` sets of ``keys`` of ``params`` (params.yaml as a dict) times ``scale``, to 6 digits."""
+    return {key: float(f"{select(params, key) * scale:.6g}") for key in keys}
+
+
 def probe_sets(params: dict[str, Any], scale: float) -> dict[str, Any]:
-    """Every tuned weight of ``params`` (params.yaml as a dict) times ``scale``."""
-    return {key: float(f"{lookup(params, key) * scale:.6g}") for _, keys in TUNED.values() for key in keys}
+    """Every tuned weight of ``params`` times ``scale``."""
+    return scaled(params, [key for _, keys in TUNED.values() for key in keys], scale)
 
 
 def base_sets(seeds: tuple[int, ...] = SEEDS) -> dict[str, Any]:
@@ -84,8 +83,8 @@ def chosen_sets(params: dict[str, Any], path: Path = CHOSEN) -> dict[str, Any]:
     if not path.is_file():
         return {}
     chosen = json.loads(path.read_text())["methods"]
-    return {key: float(f"{lookup(params, key) * c['scale']:.6g}") for c in chosen.values() if c["scale"] != 1.0
-            for key in c["keys"]}
+    return {k: v for c in chosen.values() if c["scale"] != 1.0
+            for k, v in scaled(params, c["keys"], c["scale"]).items()}
 
 
 def collected(root: Path = Path(".")) -> dict[float, Results]:

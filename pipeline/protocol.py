@@ -21,8 +21,12 @@ from typing import Any
 from pipeline import calibration
 from pipeline.ablations import ABLATIONS
 from pipeline.config import load_yaml
+from pipeline.io import atomic_write
 from pipeline.paper import Experiment
+from pipeline.report import method_title
+from pipeline.results import load_collected
 from pipeline.roles import METHOD_NAMES
+from pipeline.verdicts import Comparison, answers, losses_list, paired, rows_table
 
 RUNS = Path("reports/paper/protocol")
 MAIN_SEEDS = (0, 2, 3, 4, 5, 6, 7, 8)  # seed 1 is never reported: the defaults were chosen on it
@@ -95,10 +99,10 @@ def digest(exp: Experiment, root: Path = Path(".")) -> str:
     return h.hexdigest()
 
 
-def done(exp: Experiment, root: Path = Path(".")) -> bool:
-    """The shard is collected already, at the same :func:`digest`."""
+def done(exp: Experiment, root: Path = Path("."), current: str | None = None) -> bool:
+    """The shard is collected already, at the same :func:`digest` (``current``: it, when computed already)."""
     meta = root / exp.runs / exp.folder / "meta.json"
-    return meta.is_file() and json.loads(meta.read_text()).get("digest") == digest(exp, root)
+    return meta.is_file() and json.loads(meta.read_text()).get("digest") == (current or digest(exp, root))
 
 
 # -- the table, from the collected shards ------------------------------------------------------------
@@ -108,8 +112,6 @@ COMPUTE_PNG = Path("reports/paper_compute.png")  # mIoU against training TFLOP (
 
 def rows(methods: list[str]) -> list[tuple[tuple[str, str], str]]:
     """Every row of the table: (experiment, evaluation) and its title."""
-    from pipeline.report import method_title
-
     return [(("paper", "baseline"), "baseline"),
             (("paper", "teacher_random"), "LAD teacher, random code book (as it trained)"),
             (("paper", "teacher_fixed"), "LAD teacher, fixed code book (as it distils)"),
@@ -128,8 +130,6 @@ def rows(methods: list[str]) -> list[tuple[tuple[str, str], str]]:
 
 def ablations_section(runs: dict[str, Any]) -> str:
     """Each ablation against the reference on the seeds both ran: the teacher as it trained and the student."""
-    from pipeline.verdicts import Comparison, paired
-
     names = sorted(n for n in runs if n.startswith("paper-abl-") and n != "paper-abl-reference")
     if "paper-abl-reference" not in runs or not names:
         return "Not run."
@@ -147,10 +147,7 @@ def ablations_section(runs: dict[str, Any]) -> str:
 
 def write_report(root: Path = Path(".")) -> str:
     """reports/paper.md and its compute figure from the collected shards of :data:`RUNS`; returns the text."""
-    from pipeline.figures import plot_compute
-    from pipeline.io import atomic_write
-    from pipeline.results import load_collected
-    from pipeline.verdicts import answers, losses_list, rows_table
+    from pipeline.figures import plot_compute  # matplotlib: only when a table is written
 
     runs = load_collected(root / RUNS, ["paper", "paper-compare", "paper-warm", "paper-long", "paper-abl-reference"])
     if "paper" not in runs:

@@ -14,11 +14,12 @@ import numpy as np
 
 from pipeline.report import detectable, fmt, mean_pm, method_title, paired_interval
 from pipeline.results import Results
+from pipeline.roles import COMPARE_PREFIX, METHOD_NAMES
 
 Ref = tuple[str, str]  # (experiment, evaluation)
 # evaluation -> the models its training needed besides its own (a warm start's baseline is added by the run)
 TEACHERS = {"lad_student": ("teacher_fixed",), "baseline_ft": ("baseline",), "conventional_teacher": (),
-            **{f"distill_{m}": ("conventional_teacher",) for m in ("kd", "cwd", "cirkd", "dist", "afdcd")}}
+            **{f"{COMPARE_PREFIX}{m}": ("conventional_teacher",) for m in METHOD_NAMES}}
 FRAGILE = 1.0  # mIoU: a finding whose interval bound is this close to zero is called fragile
 
 

@@ -52,7 +52,7 @@ def run(exps: list[Experiment], resume: bool = False, commit: bool = False) -> N
         for i, exp in enumerate(exps, 1):
             git("checkout", "HEAD", "--", "params.yaml")  # each experiment sets its params on the committed ones
             extra = {"digest": protocol.digest(exp)} if resume else None
-            if resume and protocol.done(exp):
+            if extra and protocol.done(exp, current=extra["digest"]):
                 print(f"[{i}/{len(exps)}] {exp.folder}: collected already at this code and params", flush=True)
                 continue
             subprocess.run(["dvc", "exp", "remove", exp.name], capture_output=True)  # a rerun replaces the old one
@@ -97,12 +97,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     exps = [e for e in plan(tuple(args.seeds or SEEDS), tuple(args.ablation_seeds), args.ablations, args.imagenet)
             if not args.part or e.part in args.part]
+    params = load_yaml(Path(PARAMS).read_text())
     if args.part and "calibration" in args.part:
-        exps += calibration_plan(load_yaml(Path(PARAMS).read_text()))
+        exps += calibration_plan(params)
     if args.protocol:
-        seeds = {part: tuple(args.seeds) for part in ("main", "compare", "long", "ablation")} if args.seeds else None
-        exps = protocol.shards([e for e in protocol.plan(load_yaml(Path(PARAMS).read_text()), ablations=args.ablations,
-                                                         seeds=seeds) if not args.part or e.part in args.part])
+        seeds = {part: tuple(args.seeds) for part in protocol.PART_ORDER} if args.seeds else None
+        exps = protocol.shards([e for e in protocol.plan(params, ablations=args.ablations, seeds=seeds)
+                                if not args.part or e.part in args.part])
     if args.command == "calibrate":
         from pipeline.calibration import write
 
