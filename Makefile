@@ -1,8 +1,8 @@
 # `make run`: set up .venv and run the whole pipeline on the embedded dataset.
 # `make test`: set up .venv with the test extra and run the test suite.
-# `make paper`: the paper's table on the embedded data: its DVC experiments (3 seeds, the comparison rows,
-#   the ablations), then reports/paper.md, reports/ablations.md and the README's table (pipeline/paper.py)
-# `make ablations`: only the ablations' experiments and their table
+# `make paper`: docs/protocol.md's table on the embedded data: its DVC experiments seed by seed, each
+#   committed once collected (a rerun skips them), then reports/paper.md and the README's table (pipeline/protocol.py)
+# `make ablations`: only the ablations' experiments, then the table
 # `make bench`: what the default costs (benchmarks/cost.py: compute, speed, stage times, run cache, -j 2)
 # `make ui`: browse the runs in the MLflow UI on http://127.0.0.1:5000
 # `make recipe R=voc_deeplabv3_r18`: set a paper recipe's keys in params.yaml, comments kept (pipeline/overlays.py)
@@ -42,10 +42,10 @@ test: $(VENV)/.installed
 # each experiment runs in the workspace from the committed params.yaml; the last `dvc repro` brings the
 # workspace back to params.yaml (from the run cache)
 paper: $(VENV)/.installed
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(WARM) sh -c 'python -m stages.paper run && python -m stages.paper report && dvc repro'
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(WARM) sh -c 'python -m stages.paper run --commit && python -m stages.paper report && dvc repro'
 
 ablations: $(VENV)/.installed
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(WARM) sh -c 'python -m stages.paper run --part ablation && python -m stages.paper report && dvc repro'
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(WARM) sh -c 'python -m stages.paper run --part ablation --commit && python -m stages.paper report && dvc repro'
 
 bench: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/cost.py --run --parallel

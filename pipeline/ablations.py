@@ -1,10 +1,10 @@
 """The LAD ablations: what each one changes.
 
-They run as DVC experiments of the paper's table (:mod:`pipeline.paper`, ``make paper``; ``make ablations``
-runs only them), each from params.yaml with its params set, on the first seed. Each changes only LAD
-params, so DVC's run cache restores the baseline and reruns the teacher (or only the student),
-evaluation and the report. Their table (:func:`pipeline.report.ablations_table`) is ``reports/ablations.md``
-and a section of ``reports/paper.md``.
+They run as DVC experiments of the paper's table (:func:`pipeline.protocol.plan`, ``make paper``;
+``make ablations`` runs only them), each from params.yaml with its params set, seed by seed right after
+the reference of the same seed. Each changes only LAD params, so DVC's run cache restores the baseline
+and reruns the teacher (or only the student), evaluation and the report. Their paired differences from
+the reference are a section of ``reports/paper.md`` (:func:`pipeline.protocol.ablations_section`).
 """
 
 from __future__ import annotations

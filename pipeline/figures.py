@@ -70,26 +70,6 @@ def full_palette(palette: list[list[int]]) -> np.ndarray:
     return pal
 
 
-def plot_ablations(entries: list[tuple[str, dict[str, float]]], shown: tuple[tuple[str, str, str], ...],
-                   path: Path) -> None:
-    """Bars per ablation, top to bottom in the order of ``entries`` (name, mIoU per evaluation; the first is the
-    reference, drawn dashed across), one bar per ``shown`` (evaluation, label, colour)."""
-    entries = entries[::-1]  # barh draws bottom-up: the reference on top
-    y = np.arange(len(entries))
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(entries) + 1.4))
-    for offset, (key, label, colour) in zip((0.2, -0.2), shown, strict=True):
-        values = [m.get(key, np.nan) for _, m in entries]
-        ax.barh(y + offset, values, height=0.38, color=colour, label=label)
-        ax.axvline(values[-1], color=colour, lw=0.8, ls="--")  # the reference
-    ax.set(yticks=y, yticklabels=[name for name, _ in entries], xlabel="val mIoU (%)",
-           title="LAD ablations (dashed: the reference)")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def plot_compute(points: list[tuple[str, float, float, float]], path: Path) -> None:
     """mIoU against total training TFLOP (teachers included), one point per row (label, TFLOP, mean, std over
     its seeds), the std as an error bar; a log TFLOP axis."""

@@ -8,7 +8,8 @@ after the other; :mod:`pipeline.verdicts` refuses a pair made on two CPU models.
 shard already collected with the same :func:`digest` (its params, the committed params.yaml and every
 file of code the training and evaluation stages depend on) is not run again: ``make paper`` resumes.
 
-    python -m stages.paper run --protocol [--commit]   # every shard not yet collected, seed by seed
+    python -m stages.paper run [--commit]   # every shard not yet collected, seed by seed
+    python -m stages.paper report           # reports/paper.md, its figure and the README's table
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import calibration
-from pipeline.ablations import ABLATIONS
+from pipeline.ablations import ABLATIONS, IMAGENET, imagenet_sets
 from pipeline.config import load_yaml
 from pipeline.io import atomic_write
 from pipeline.paper import Experiment
-from pipeline.report import method_title
-from pipeline.results import load_collected
+from pipeline.readme import README, with_block
+from pipeline.report import Comparison, fmt, markdown_table, method_title, paired, sources_table
+from pipeline.results import Results, load_collected
 from pipeline.roles import METHOD_NAMES
-from pipeline.verdicts import Comparison, answers, losses_list, paired, rows_table
+from pipeline.verdicts import answers, compared_methods, losses_list, rows_table, summary_table
 
 RUNS = Path("reports/paper/protocol")
 MAIN_SEEDS = (0, 2, 3, 4, 5, 6, 7, 8)  # seed 1 is never reported: the defaults were chosen on it
@@ -38,9 +40,10 @@ NOT_ABLATED = ("init-baseline",)  # the warm start is the table's own part, with
 
 
 def plan(params: dict[str, Any], chosen: dict[str, Any] | None = None, ablations: list[str] | None = None,
-         seeds: dict[str, tuple[int, ...]] | None = None) -> list[Experiment]:
+         seeds: dict[str, tuple[int, ...]] | None = None, imagenet: str | None = None) -> list[Experiment]:
     """The protocol's experiments (``params``: params.yaml as a dict; ``chosen``: the calibrated weights'
-    sets, by default from reports/calibration.json; ``seeds``: part -> seeds, to shrink it in a test)."""
+    sets, by default from reports/calibration.json; ``seeds``: part -> seeds, to shrink it; ``imagenet``: a
+    timm weights file of the student's backbone, to add the ImageNet-initialised ablation)."""
     # the calibrated weights, and no latency loops (the table reports no latency; about 20 s per evaluation)
     chosen = {**(calibration.chosen_sets(params) if chosen is None else chosen), "evaluate.latency_reps": 0}
     s = {"main": MAIN_SEEDS, "compare": COMPARE_SEEDS, "long": LONG_SEEDS, "ablation": ABLATION_SEEDS,
@@ -50,7 +53,7 @@ def plan(params: dict[str, Any], chosen: dict[str, Any] | None = None, ablations
               "controls.matched_iters": LONG * params["controls"]["matched_iters"]}
 
     def exp(name: str, sets: dict[str, Any], part: str, what: str, ablation: str = "") -> Experiment:
-        return Experiment(name, sets, part, ablation, what, s[part], runs=RUNS)  # type: ignore[arg-type]
+        return Experiment(name, sets, part, RUNS, s[part], ablation, what)  # type: ignore[arg-type]
 
     exps = [exp("paper", main, "main", "baseline, LAD teacher and student, compute-matched baseline, label-only "
                                        "control"),
@@ -64,6 +67,9 @@ def plan(params: dict[str, Any], chosen: dict[str, Any] | None = None, ablations
     for name in ablations if ablations is not None else [a for a in ABLATIONS if a not in NOT_ABLATED]:
         ov = ABLATIONS[name]
         exps.append(exp(f"paper-abl-{name}", {**chosen, **ov.sets}, "ablation", ov.what, name))
+    if imagenet:
+        exps.append(exp(f"paper-abl-{IMAGENET[0]}", {**chosen, **imagenet_sets(imagenet)}, "ablation", IMAGENET[1],
+                        IMAGENET[0]))
     return exps
 
 
@@ -145,29 +151,52 @@ def ablations_section(runs: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+EXPERIMENTS = ("paper", "paper-compare", "paper-warm", "paper-long", "paper-abl-reference")  # the table's order
+
+
+def timing_table(runs: dict[str, Results]) -> tuple[str, float]:
+    """Per part of the protocol: its experiments, the seeds collected and the wall time; and the total, s."""
+    parts: dict[str, list[dict[str, Any]]] = {}
+    for r in runs.values():
+        parts.setdefault(r.meta["part"], []).extend(r.meta.get("shards", [r.meta]))
+    lines = [[part, ", ".join(f"`{n}`" for n in sorted({m["name"] for m in metas})), str(len(metas)),
+              fmt(sum(m["seconds"] for m in metas) / 60, 1)]
+             for part in [p for p in PART_ORDER if p in parts] for metas in [parts[part]]]
+    total = sum(m["seconds"] for metas in parts.values() for m in metas)
+    return markdown_table(["part", "experiments", "runs (one seed each)", "wall min"], lines), total
+
+
 def write_report(root: Path = Path(".")) -> str:
-    """reports/paper.md and its compute figure from the collected shards of :data:`RUNS`; returns the text."""
+    """reports/paper.md, its compute figure and the README's table from the collected shards of :data:`RUNS`
+    (the README's markers checked before anything is written); returns the text."""
     from pipeline.figures import plot_compute  # matplotlib: only when a table is written
 
-    runs = load_collected(root / RUNS, ["paper", "paper-compare", "paper-warm", "paper-long", "paper-abl-reference"])
+    runs = load_collected(root / RUNS, list(EXPERIMENTS))
     if "paper" not in runs:
         raise FileNotFoundError(f"{root / RUNS}: the table's main experiment was not collected yet")
-    methods = list(runs["paper-compare"].cfg.compare.methods) if "paper-compare" in runs else []
+    methods = compared_methods(runs)
+    readme = with_block((root / README).read_text(), "paper-table", summary_table(runs, methods), root / README)
     table, points = rows_table(runs, rows(methods))
     text, losses = answers(runs, methods)
     metas = [m for r in runs.values() for m in r.meta.get("shards", [r.meta])]
-    plot_compute(points, root / COMPUTE_PNG)
+    timing, seconds = timing_table(runs)
     body = "\n\n".join([
         "# The paper's table, by docs/protocol.md",
-        f"Written by `python -m stages.paper report --protocol` from {len(metas)} collected runs in `{RUNS}` "
-        f"(commits {', '.join(sorted({m['git_commit'][:10] for m in metas}))}; CPUs: "
+        f"Written by `python -m stages.paper report` from {len(metas)} collected runs in `{RUNS}` "
+        f"({len({m['git_commit'] for m in metas})} commits, each run's under Sources; CPUs: "
         f"{'; '.join(sorted({m.get('cpu', '?') for m in metas}))}; float32; "
-        f"{sum(m['seconds'] for m in metas) / 60:.1f} min of wall time). Every difference is paired by seed, "
+        f"{seconds / 60:.1f} min of wall time). Every difference is paired by seed, "
         "both rows of a seed from one CPU model; 95 % Student-t intervals; wins: the seeds the first row is "
         "higher on.",
         "## Rows", table, "![mIoU against training compute](paper_compute.png)",
         "## What the intervals allow", text,
         "## Where LAD is lower", losses_list(losses),
-        "## Ablations", ablations_section(runs)]) + "\n"
+        "## Ablations", ablations_section(runs),
+        "## Wall time per part", timing,
+        "## Sources", f"Every number above comes from the files in `{RUNS}/<experiment>@seeds<seed>/`, copied from "
+        "the workspace right after that run; a model restored from DVC's run cache names the MLflow run that "
+        "trained it.", sources_table(list(runs.values()))]) + "\n"
+    plot_compute(points, root / COMPUTE_PNG)
     atomic_write(root / PAPER_MD, lambda tmp: tmp.write_text(body))
+    atomic_write(root / README, lambda tmp: tmp.write_text(readme))
     return body

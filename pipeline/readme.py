@@ -5,8 +5,8 @@ Each block lies between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` and co
 - ``costs``: what ``make run``, ``make test`` and the install take, from ``reports/timings.json``
   (``benchmarks/timings.py`` measures them and names the CPU);
 - ``default-run``: the default run's headline mIoUs, from ``reports/metrics.json`` (the ``report`` stage),
-  beside the paper's run of the same params (``reports/paper/runs/paper-abl-reference``) and its CPU;
-- ``paper-table``: the paper's table, from ``reports/paper/runs/`` (``python -m stages.paper report``).
+  beside the paper's run of the same baseline (``reports/paper/protocol/paper@seeds0``) and its CPU;
+- ``paper-table``: the paper's comparisons, from ``reports/paper/protocol/`` (``python -m stages.paper report``).
 
 ``python -m pipeline.readme`` rewrites the first two (the paper's table is written with the paper's report);
 ``tests/test_readme.py`` checks that the committed README holds what the committed files give.
@@ -25,8 +25,9 @@ from pipeline.results import mean_std
 README = Path("README.md")
 TIMINGS = Path("reports/timings.json")
 METRICS = Path("reports/metrics.json")
-REFERENCE = Path("reports/paper/runs/paper-abl-reference")  # the paper's run of the committed params, seed 0
-RUN_BLOCKS = ("costs", "default-run")  # the blocks this module writes; the paper's table is pipeline.paper's
+# the paper's main experiment on seed 0: its baseline trains as the default run's (pipeline.protocol.plan)
+REFERENCE = Path("reports/paper/protocol/paper@seeds0")
+RUN_BLOCKS = ("costs", "default-run")  # the blocks this module writes; the paper's table is pipeline.protocol's
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -86,8 +87,8 @@ def default_run(metrics: dict) -> str:
 
 
 def other_cpu(metrics: dict, timings: dict, reference: Path, root: Path = Path(".")) -> str:
-    """The default run's baseline against the paper's reference run of the same params and seed, with the CPU
-    each ran on (empty when the paper's runs are not there)."""
+    """The default run's baseline against the paper's run of the same baseline (its params and seed), with the
+    CPU each ran on (empty when the paper's runs are not there)."""
     if not (reference / "meta.json").is_file():
         return ""
     meta, ref = (json.loads((reference / f).read_text()) for f in ("meta.json", "metrics.json"))
@@ -96,7 +97,7 @@ def other_cpu(metrics: dict, timings: dict, reference: Path, root: Path = Path("
         timings.get("repro", {}).get("cpu", "the CPU of the last `dvc repro`")
     same = round(ref["baseline"]["miou"], 2) == round(metrics["baseline"]["miou"], 2)
     seeds = [json.loads(f.read_text())["miou"]
-             for f in sorted((reference.parent / "paper").glob("reports/eval/seed*/baseline.json"))]
+             for f in sorted(reference.parent.glob("paper@seeds*/reports/eval/seed*/baseline.json"))]
     noise = (f" (for scale: the baseline's std over the paper's {len(seeds)} seeds is {mean_std(seeds)[1]:.2f})"
              if len(seeds) > 1 else "")
     if same:
@@ -106,7 +107,7 @@ def other_cpu(metrics: dict, timings: dict, reference: Path, root: Path = Path("
     else:
         verdict = f": the same CPU model, so the code or the data changed since the paper's runs{noise}."
     return (f" Seed {meta['seeds'][0]}'s baseline: {metrics['baseline']['miou']:.2f} here ({here}), "
-            f"{ref['baseline']['miou']:.2f} in the paper's reference run (`{reference.name}`, {meta['cpu']})"
+            f"{ref['baseline']['miou']:.2f} in the paper's run (`{reference.name}`, {meta['cpu']})"
             + verdict)
 
 

@@ -1,7 +1,7 @@
 """The words and tables of every report, from :class:`pipeline.results.Results`: ``reports/report.md`` (the
-``report`` stage, one run of the pipeline) and ``reports/paper.md``, the ablations and the README's table
-(:mod:`pipeline.paper`, several DVC experiments). Both render the same rows with the same functions; the
-numbers, names and settings in them come from the results and the params they ran with, none is typed here.
+``report`` stage, one run of the pipeline) and the paired comparisons that ``reports/paper.md`` is made of
+(:mod:`pipeline.verdicts` asks docs/protocol.md's questions with them, :mod:`pipeline.protocol` writes it).
+The numbers, names and settings come from the results and the params they ran with, none is typed here.
 The figures are :mod:`pipeline.figures`.
 """
 
@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.overlays import yaml_value
 from pipeline.results import Results, mean_std
 from pipeline.roles import COMPARE_PREFIX, EVALUATIONS, ROLES
 
@@ -223,17 +222,6 @@ def teachers_table(res: Results) -> str:
                            [res.name] * len(lines))
 
 
-def summary_table(*results: Results) -> str:
-    """The README's short table: every student and teacher, mean ± std, Δ against the baseline, train s."""
-    main = results[0]
-    rows = [[row.method, mean_pm(row.res.miou(row.key)), "—" if row.key == "baseline" else versus(row.res, row.key),
-             fmt(row.res.train_seconds(row.key), 0)] for row in student_rows(*results)]
-    rows += [[f"{'Conventional' if k == 'conventional_teacher' else 'LAD'} teacher, {what}", mean_pm(main.miou(k)),
-              versus(main, k), fmt(main.train_seconds(k), 0)] for k, what in TEACHERS if k in main.eval]
-    return markdown_table(["Model", f"mIoU (mean ± std, {len(main.seeds)} seeds)", "Δ vs baseline [95 % CI]",
-                           "train s"], rows)
-
-
 def seeds_table(res: Results) -> str:
     """Every evaluation's mIoU on each seed."""
     return markdown_table(["seed", *res.eval], [[str(s)] + [fmt(runs[i]["miou"]) for runs in res.eval.values()]
@@ -248,20 +236,83 @@ def methods_note(res: Results) -> str:
 
 
 # -- the questions, answered only as far as the intervals allow -----------------------------------
+Ref = tuple[str, str]  # (experiment, evaluation); the workspace's experiment is its Results.name
+FRAGILE = 1.0  # mIoU: a finding whose interval bound is this close to zero is called fragile
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``a`` - ``b``, named for the report."""
+
+    a: Ref
+    b: Ref
+    a_name: str
+    b_name: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A :class:`Comparison` on the seeds both rows ran: the per-seed differences."""
+
+    comparison: Comparison
+    seeds: list[int]
+    diffs: list[float]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.diffs))
+
+    @property
+    def half(self) -> float:
+        return paired_interval(self.diffs, [0.0] * len(self.diffs))[1]
+
+    @property
+    def wins(self) -> int:
+        return sum(d > 0 for d in self.diffs)
+
+    @property
+    def finding(self) -> bool:
+        return len(self.diffs) > 1 and abs(self.mean) > self.half
+
+    def sentence(self) -> str:
+        c, n = self.comparison, len(self.diffs)
+        head = (f"{c.a_name[0].upper()}{c.a_name[1:]} − {c.b_name}: {self.mean:+.2f} mIoU over {n} seed"
+                f"{'s' if n > 1 else ''}, higher on {self.wins} of {n}")
+        if n < 2:
+            return f"{head} (one seed: no interval)."
+        lo, hi = self.mean - self.half, self.mean + self.half
+        if self.finding:
+            what = f"{c.a_name} is {'higher' if lo > 0 else 'lower'}; the interval excludes zero"
+            if min(abs(lo), abs(hi)) < FRAGILE:
+                what += f" (fragile: a bound within {FRAGILE:g} mIoU of zero)"
+        else:
+            sd = float(np.std(self.diffs, ddof=1))
+            what = (f"the interval includes zero: {n} seeds cannot tell them apart (they had 80 % power for a "
+                    f"difference of {fmt(detectable(sd, n), 1)} mIoU)")
+        return f"{head}; 95 % interval [{lo:+.2f}, {hi:+.2f}]: {what}."
+
+
+def paired(runs: dict[str, Results], c: Comparison) -> Outcome | None:
+    """``c`` on the seeds both rows ran (None when a row is missing); an error if a seed's two runs were made
+    on different CPU models."""
+    (ea, ka), (eb, kb) = c.a, c.b
+    if ea not in runs or eb not in runs or ka not in runs[ea].eval or kb not in runs[eb].eval:
+        return None
+    ra, rb = runs[ea], runs[eb]
+    seeds = sorted(set(ra.seeds) & set(rb.seeds))
+    for s in seeds:
+        if ra.cpu(s) != rb.cpu(s):
+            raise ValueError(f"seed {s}: {ea} ran on {ra.cpu(s)} and {eb} on {rb.cpu(s)}; a paired difference "
+                             "needs both on one CPU model (rerun one of them there)")
+    diffs = [ra.miou(ka)[ra.seeds.index(s)] - rb.miou(kb)[rb.seeds.index(s)] for s in seeds]
+    return Outcome(c, seeds, diffs) if seeds else None
+
+
 def compare(res: Results, a: str, b: str, a_name: str, b_name: str) -> str:
     """One sentence on evaluation ``a`` against ``b`` of ``res``, paired over its seeds."""
-    mean, half, n = paired_interval(res.miou(a), res.miou(b))
-    head = f"{a_name[0].upper()}{a_name[1:]} − {b_name}: {mean:+.2f} mIoU"
-    if n < 2:
-        return f"{head} (one seed: no interval)."
-    lo, hi = mean - half, mean + half
-    if lo > 0:
-        what = f"{a_name} is higher; the interval excludes zero"
-    elif hi < 0:
-        what = f"{a_name} is lower; the interval excludes zero"
-    else:
-        what = f"the interval includes zero, so {n} seeds cannot tell {a_name} from {b_name}"
-    return f"{head}, 95 % interval [{lo:+.2f}, {hi:+.2f}]: {what}."
+    outcome = paired({res.name: res}, Comparison((res.name, a), (res.name, b), a_name, b_name))
+    assert outcome is not None, (a, b)  # both are evaluations of res
+    return outcome.sentence()
 
 
 def lad_name(res: Results) -> str:
@@ -304,55 +355,6 @@ def conclusions(*results: Results) -> str:
     student = "**Does its student beat the baseline?** " + " ".join(student_sentences(r) for r in results)
     others = methods_paragraph(c) if (c := compared(*results)) is not None else ""
     return "\n\n".join(p for p in (opening, teacher, student, others) if p)
-
-
-# -- ablations ------------------------------------------------------------------------------------
-ABLATION_SHOWN = (("teacher_fixed", "LAD teacher (fixed code)", "#ff7f0e"), ("lad_student", "LAD student", "#1f77b4"))
-
-
-def ablation_order(runs: list[Results]) -> list[Results]:
-    """The ablations' reference (params.yaml as committed) first, then the ablations by name; an error without
-    the reference."""
-    if not any(r.meta["ablation"] == "reference" for r in runs):
-        raise FileNotFoundError("the ablations' reference experiment is missing")
-    return sorted(runs, key=lambda r: (r.meta["ablation"] != "reference", r.meta["ablation"]))
-
-
-def ablation_mious(runs: list[Results]) -> list[tuple[str, dict[str, float]]]:
-    """Per ablation, in :func:`ablation_order`: its name and its first seed's mIoU per evaluation."""
-    return [(r.meta["ablation"], {k: r.miou(k)[0] for k in r.eval}) for r in ablation_order(runs)]
-
-
-def ablations_table(runs: list[Results]) -> str:
-    """One row per ablation experiment, Δ against the reference's first seed."""
-    ordered = ablation_order(runs)
-    entries = ablation_mious(ordered)
-    ref = entries[0][1]  # the reference comes first
-    rows = []
-    for r, (name, m) in zip(ordered, entries, strict=True):
-        sets = {k: v for k, v in r.meta["sets"].items() if k != "seeds"}
-        cells = [c for key, _, _ in ABLATION_SHOWN for c in (
-            fmt(m.get(key)), "—" if name == "reference" or key not in m or key not in ref
-            else f"{m[key] - ref[key]:+.2f}")]
-        rows.append([name, r.meta["what"], ", ".join(f"`{k}={yaml_value(v)}`" for k, v in sets.items()) or "none",
-                     *cells, f"`{r.name}`"])
-    return markdown_table(["ablation", "what it tests", "params set", "teacher mIoU (fixed code)", "Δ teacher",
-                           "LAD student mIoU", "Δ student", "DVC experiment"], rows)
-
-
-def ablations_markdown(runs: list[Results], main: Results | None) -> str:
-    """reports/ablations.md: the ablations' table, the scale to read it by, and the figure's link."""
-    ref = ablation_order(runs)[0]
-    scale = ""
-    if main is not None and len(main.seeds) > 1:
-        scale = (f" For scale, the sample std over the main table's {len(main.seeds)} seeds: LAD student "
-                 f"{fmt(mean_std(main.miou('lad_student'))[1])}, teacher {fmt(mean_std(main.miou('teacher_fixed'))[1])}"
-                 "; a Δ within about twice that is not a finding.")
-    return (f"Seed {', '.join(map(str, ref.seeds))} only, one run per row (`python -m stages.paper run`, ablation "
-            f"part); each reruns only the stages its params change. Δ: against the reference, params.yaml as "
-            f"committed.{scale} `kl` is pixel-wise KL at temperature T, multiplied by T² (`pipeline.losses.kd`, as "
-            "CIRKD's KD), not the official code's unused `kl_kd` (no T², 1e-5 smoothing).\n\n"
-            f"{ablations_table(runs)}\n\n![ablations](ablations.png)\n")
 
 
 # -- the lines around the tables --------------------------------------------------------------------
@@ -452,63 +454,16 @@ The ablations and the table over seeds are DVC experiments of their own (`make p
 ![examples](figures/examples.png)
 """
 
-# reports/paper.md: `python -m stages.paper report`, from the collected DVC experiments
-PAPER = """# The paper's table: {dataset}
-
-Written by `python -m stages.paper report` (`make paper`) from the {experiments} DVC experiments in
-`reports/paper/runs/`, run at commit {commits} on {cpus} by `python -m stages.paper run`: {minutes} min of
-wall time in all (the table below, "wall s"). Seeds: {seeds}; the seeds the defaults were chosen on are listed
-in docs/results.md. mIoU: mean ± sample std over seeds. Δ: the mean of the per-seed differences from the
-baseline of the same seed, with its 95 % Student-t interval. Train s: mean over seeds.
-""" + MIOU_NOTE + """
-
-## Students
-
-{students}
-
-Comparison methods from the conventional teacher: {compare_note}.
-"published mIoU": {published_note}
-
-## Teachers
-
-{teachers}
-
-## What the intervals allow
-
-{conclusions}
-
-## Ablations
-
-{ablations}
-## Time per experiment
-
-{timing}
-
-## Sources
-
-Every number above comes from the files in `reports/paper/runs/<DVC experiment>/`, copied from the
-workspace right after that experiment ran. A model restored from DVC's run cache names the MLflow run that
-trained it.
-
-{sources}
-"""
-
 
 def sources_table(runs: list[Results]) -> str:
-    """Per experiment and seed: its MLflow parent run, the evaluate run and each model's training run."""
+    """Per experiment and seed: its commit, its MLflow parent run, the evaluate run and each model's training
+    run."""
     roles = sorted({role for r in runs for role in r.train})
     rows = []
     for r in runs:
         for i, seed in enumerate(r.seeds):
-            rows.append([f"`{r.name}`", str(seed), r.parent_run(seed) or "—",
-                         r.eval["baseline"][i].get("mlflow_run_id") or "—"]
+            rows.append([f"`{r.name}`", str(seed), f"`{r.shard(seed).get('git_commit', '?')[:10]}`",
+                         r.parent_run(seed) or "—", r.eval["baseline"][i].get("mlflow_run_id") or "—"]
                         + [(r.train[role][i].get("mlflow_run_id") or "—") if role in r.train else "" for role in roles])
-    return markdown_table(["DVC experiment", "seed", "MLflow parent run", "evaluate run"]
+    return markdown_table(["DVC experiment", "seed", "commit", "MLflow parent run", "evaluate run"]
                           + [f"{role} training run" for role in roles], rows)
-
-
-def timing_table(runs: list[Results]) -> str:
-    """Per experiment: what it is for, the params it set, its seeds and its wall time."""
-    rows = [[f"`{r.name}`", r.meta["what"], " ".join(f"`{k}={yaml_value(v)}`" for k, v in r.meta["sets"].items()),
-             ", ".join(map(str, r.seeds)), fmt(r.meta["seconds"], 0)] for r in runs]
-    return markdown_table(["DVC experiment", "what", "params set", "seeds", "wall s"], rows)

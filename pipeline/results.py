@@ -1,9 +1,10 @@
 """Results: what the evaluation and training stages left, for one seed or many, read in one way.
 
-The workspace after ``dvc repro`` and an experiment of the paper's table collected by ``make paper``
-(``reports/paper/runs/<name>/``) hold the same files under the same sub-folders, so one loader reads
-both: ``reports/eval/seed<N>/<evaluation>.json`` and ``reports/train/seed<N>/<role>.json`` for each seed.
-:mod:`pipeline.report` renders them; the ``report`` stage and :mod:`pipeline.paper` only load and write.
+The workspace after ``dvc repro`` and a seed of an experiment of the paper's table collected by ``make paper``
+(``reports/paper/protocol/<name>@seeds<N>/``) hold the same files under the same sub-folders, so one loader
+reads both: ``reports/eval/seed<N>/<evaluation>.json`` and ``reports/train/seed<N>/<role>.json`` for each
+seed. :mod:`pipeline.report` renders them; the ``report`` stage and :mod:`pipeline.protocol` only load and
+write.
 """
 
 from __future__ import annotations
@@ -127,10 +128,13 @@ class Results:
     def miou(self, key: str) -> list[float]:
         return [r["miou"] for r in self.eval[key]]
 
+    def shard(self, seed: int) -> dict[str, Any]:
+        """The meta.json of the run that gave ``seed`` (its shard's, when collected in shards)."""
+        return next((m for m in self.meta.get("shards", []) if seed in m.get("seeds", [])), self.meta)
+
     def cpu(self, seed: int) -> str:
-        """The CPU model the run of ``seed`` was made on (its shard's, when collected in shards)."""
-        shard = next((m for m in self.meta.get("shards", []) if seed in m.get("seeds", [])), self.meta)
-        return shard.get("cpu", "a CPU not recorded")
+        """The CPU model the run of ``seed`` was made on."""
+        return self.shard(seed).get("cpu", "a CPU not recorded")
 
     def mean(self, key: str, score: str = "miou") -> float:
         """Mean over seeds of ``score`` (a key of :data:`SCORES`) of evaluation ``key``."""

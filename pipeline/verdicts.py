@@ -8,85 +8,20 @@ to detect. :func:`pipeline.protocol.plan` names the experiments; ``python -m sta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from pipeline.report import detectable, fmt, mean_pm, method_title, paired_interval
+from pipeline.report import Comparison, Outcome, Ref, markdown_table, mean_pm, method_title, paired
 from pipeline.results import Results
 from pipeline.roles import COMPARE_PREFIX, METHOD_NAMES
 
-Ref = tuple[str, str]  # (experiment, evaluation)
 # evaluation -> the models its training needed besides its own (a warm start's baseline is added by the run)
 TEACHERS = {"lad_student": ("teacher_fixed",), "baseline_ft": ("baseline",), "conventional_teacher": (),
             **{f"{COMPARE_PREFIX}{m}": ("conventional_teacher",) for m in METHOD_NAMES}}
-FRAGILE = 1.0  # mIoU: a finding whose interval bound is this close to zero is called fragile
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """``a`` - ``b``, named for the report."""
-
-    a: Ref
-    b: Ref
-    a_name: str
-    b_name: str
-
-
-@dataclass(frozen=True)
-class Outcome:
-    comparison: Comparison
-    seeds: list[int]
-    diffs: list[float]
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.diffs))
-
-    @property
-    def half(self) -> float:
-        return paired_interval(self.diffs, [0.0] * len(self.diffs))[1]
-
-    @property
-    def wins(self) -> int:
-        return sum(d > 0 for d in self.diffs)
-
-    @property
-    def finding(self) -> bool:
-        return len(self.diffs) > 1 and abs(self.mean) > self.half
-
-    def sentence(self) -> str:
-        c, n = self.comparison, len(self.diffs)
-        head = (f"{c.a_name[0].upper()}{c.a_name[1:]} − {c.b_name}: {self.mean:+.2f} mIoU over {n} seed"
-                f"{'s' if n > 1 else ''}, higher on {self.wins} of {n}")
-        if n < 2:
-            return f"{head} (one seed: no interval)."
-        lo, hi = self.mean - self.half, self.mean + self.half
-        if self.finding:
-            what = f"{c.a_name} is {'higher' if lo > 0 else 'lower'}; the interval excludes zero"
-            if min(abs(lo), abs(hi)) < FRAGILE:
-                what += f" (fragile: a bound within {FRAGILE:g} mIoU of zero)"
-        else:
-            sd = float(np.std(self.diffs, ddof=1))
-            what = (f"the interval includes zero: {n} seeds cannot tell them apart (they had 80 % power for a "
-                    f"difference of {fmt(detectable(sd, n), 1)} mIoU)")
-        return f"{head}; 95 % interval [{lo:+.2f}, {hi:+.2f}]: {what}."
-
-
-def paired(runs: dict[str, Results], c: Comparison) -> Outcome | None:
-    """``c`` on the seeds both rows ran (None when a row is missing); an error if a seed's two runs were made
-    on different CPU models."""
-    (ea, ka), (eb, kb) = c.a, c.b
-    if ea not in runs or eb not in runs or ka not in runs[ea].eval or kb not in runs[eb].eval:
-        return None
-    ra, rb = runs[ea], runs[eb]
-    seeds = sorted(set(ra.seeds) & set(rb.seeds))
-    for s in seeds:
-        if ra.cpu(s) != rb.cpu(s):
-            raise ValueError(f"seed {s}: {ea} ran on {ra.cpu(s)} and {eb} on {rb.cpu(s)}; a paired difference "
-                             "needs both on one CPU model (rerun one of them there)")
-    diffs = [ra.miou(ka)[ra.seeds.index(s)] - rb.miou(kb)[rb.seeds.index(s)] for s in seeds]
-    return Outcome(c, seeds, diffs) if seeds else None
+def compared_methods(runs: dict[str, Results]) -> list[str]:
+    """The comparison methods of the collected table (none before its comparison part ran)."""
+    return list(runs["paper-compare"].cfg.compare.methods) if "paper-compare" in runs else []
 
 
 def questions(methods: list[str]) -> list[tuple[str, list[Comparison]]]:
@@ -119,17 +54,28 @@ def questions(methods: list[str]) -> list[tuple[str, list[Comparison]]]:
     ]
 
 
+def outcomes(runs: dict[str, Results], methods: list[str]) -> list[tuple[str, list[Outcome]]]:
+    """Every question with the outcomes of its comparisons that ran (none when its rows did not)."""
+    return [(title, [o for c in comparisons if (o := paired(runs, c)) is not None])
+            for title, comparisons in questions(methods)]
+
+
 def answers(runs: dict[str, Results], methods: list[str]) -> tuple[str, list[Outcome]]:
     """The questions' paragraphs (markdown), and every outcome where the LAD row is the lower one."""
     paragraphs, losses = [], []
-    for title, comparisons in questions(methods):
-        outcomes = [o for c in comparisons if (o := paired(runs, c)) is not None]
-        if not outcomes:
-            paragraphs.append(f"**{title}** Not run.")
-            continue
-        paragraphs.append(f"**{title}** " + " ".join(o.sentence() for o in outcomes))
-        losses += [o for o in outcomes if "LAD" in o.comparison.a_name and o.mean < 0]
+    for title, found in outcomes(runs, methods):
+        paragraphs.append(f"**{title}** " + (" ".join(o.sentence() for o in found) if found else "Not run."))
+        losses += [o for o in found if "LAD" in o.comparison.a_name and o.mean < 0]
     return "\n\n".join(paragraphs), losses
+
+
+def summary_table(runs: dict[str, Results], methods: list[str]) -> str:
+    """The README's short table: each comparison that ran, its paired difference, interval and wins."""
+    rows = [[title.split(" ", 1)[0].rstrip("."), f"{o.comparison.a_name} − {o.comparison.b_name}",
+             f"{o.mean:+.2f}", "—" if len(o.diffs) < 2 else f"[{o.mean - o.half:+.2f}, {o.mean + o.half:+.2f}]",
+             f"{o.wins} of {len(o.diffs)}"]
+            for title, found in outcomes(runs, methods) for o in found]
+    return markdown_table(["question", "comparison", "Δ mIoU", "95 % interval", "seeds higher"], rows)
 
 
 def losses_list(losses: list[Outcome]) -> str:

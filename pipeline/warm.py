@@ -39,12 +39,18 @@ from pathlib import Path
 ENV = "LAD_STAGE_SERVER"  # the socket of the server a stage hands itself to ("" or unset: run in-process)
 # Third-party modules worth holding: what a training, evaluation or report stage imports first.
 PRELOAD = ("numpy", "cv2", "torch", "timm", "yaml", "pydantic", "tqdm", "mlflow",
-           "mlflow.store.tracking.sqlalchemy_store", "mlflow.pytorch", "onnx")
+           "mlflow.store.tracking.sqlalchemy_store", "mlflow.pytorch", "onnx", "onnxruntime", "scipy.stats",
+           "matplotlib.pyplot")
+# Caches worth filling once: MLflow maps every installed distribution to its modules (~1.3 s) in each
+# process that logs a model, and the installed packages do not change while the server runs. (module,
+# function); a name missing in another MLflow version is skipped.
+WARM_CALLS = (("mlflow.utils.requirements_utils", "_init_modules_to_packages_map"),)
 PROJECT = ("pipeline", "stages", "benchmarks", "examples", "tests")  # never inherited: each child imports its own
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 HEADER = struct.Struct("!Q")  # request length, sent with the three standard streams
 EXIT = struct.Struct("!i")  # the child's exit status, as a shell reports it (128 + N when killed by signal N)
 READY_TIMEOUT_S = 300  # preloading takes ~10 s on 2 cores; far longer means the server failed
+STARTING = ".starting"  # beside the socket while the server preloads: a stage started meanwhile waits for it
 
 
 # --- the stage's side -------------------------------------------------------------------------------
@@ -57,6 +63,9 @@ def handoff(path: str) -> None:
     argv = sys.orig_argv[sys.orig_argv.index("-m") + 1:]
     if "LOCAL_RANK" in os.environ:
         return
+    deadline = time.monotonic() + READY_TIMEOUT_S  # the wrapper does not wait for the server: a stage does
+    while not os.path.exists(path) and os.path.exists(path + STARTING) and time.monotonic() < deadline:
+        time.sleep(0.05)
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(path)
@@ -90,8 +99,13 @@ def recv_exact(conn: socket.socket, size: int) -> bytes:
 def serve(path: str) -> None:
     """Preload, listen on ``path`` and fork a supervisor per stage until SIGTERM."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no telemetry thread to fork
+    import matplotlib
+
+    matplotlib.use("Agg")  # as pipeline/figures.py: no display
     for name in PRELOAD:
         __import__(name)
+    for module, function in WARM_CALLS:
+        getattr(sys.modules.get(module) or __import__(module, fromlist=[function]), function, lambda: None)()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path + ".tmp")
     listener.listen(64)
@@ -181,17 +195,28 @@ def run_child(request: dict, fds: list[int]) -> None:
 
 
 def run_warm(command: list[str]) -> int:
-    """Run ``command`` with a stage server; its exit status."""
+    """Run ``command`` with a stage server; its exit status. The command starts at once, while the server
+    preloads (its own start-up overlaps: a stage started meanwhile waits in :func:`handoff` while the
+    :data:`STARTING` file is there); if the server ends before it is ready, the file goes and stages run in
+    their own processes."""
     folder = Path(tempfile.mkdtemp(prefix="lad-warm-"))
     path = str(folder / "socket")
+    starting = Path(path + STARTING)
+    starting.touch()
     server = subprocess.Popen([sys.executable, "-m", "pipeline.warm", "--serve", path])
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not os.path.exists(path):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"error: the stage server did not start (exit status {server.poll()})")
-            time.sleep(0.05)
-        return subprocess.call(command, env={**os.environ, ENV: path})
+        with subprocess.Popen(command, env={**os.environ, ENV: path}) as proc:
+            try:
+                while proc.poll() is None:
+                    if starting.exists() and server.poll() is not None and not os.path.exists(path):
+                        print(f"note: the stage server ended before it was ready (exit status {server.poll()}); "
+                              "stages run in their own processes", file=sys.stderr)
+                        starting.unlink()
+                    time.sleep(0.05)
+            except BaseException:  # as subprocess.call: Ctrl-C and the like end the command too
+                proc.kill()
+                raise
+            return proc.returncode
     finally:
         server.terminate()
         server.wait()

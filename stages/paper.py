@@ -1,11 +1,14 @@
-"""The paper's table on the embedded data: run its DVC experiments, then tabulate them (pipeline/paper.py).
+"""docs/protocol.md's table on the embedded data: run its DVC experiments seed by seed, then tabulate them.
 
-    python -m stages.paper list                  # the experiments and the params each sets
-    python -m stages.paper run [--part ablation] # dvc exp run each, one after another; results to reports/paper/runs
-    python -m stages.paper report                # reports/paper.md, reports/ablations.md (+ .png), the README table
+    python -m stages.paper list                  # every shard (experiment, seed) and the params it sets
+    python -m stages.paper run [--part ablation] [--seeds 0 2] [--experiments paper] [--commit]
+                                                 # dvc exp run each shard not yet collected at this code and
+                                                 # params; its results to reports/paper/protocol/<name>@seeds<s>
+    python -m stages.paper report                # reports/paper.md, its figure, the README's table, in MLflow
+    python -m stages.paper run --part calibration && python -m stages.paper calibrate   # the probes
 
-``make paper`` runs both, then ``dvc repro`` to bring the workspace back to params.yaml (every stage
-then comes from the run cache) so that reports/report.md includes the ablations.
+``make paper`` runs and commits every shard, reports, then ``dvc repro`` brings the workspace back to
+params.yaml (every stage from the run cache). The plan is :mod:`pipeline.protocol`'s.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pipeline import protocol
 from pipeline.ablations import ABLATIONS
 from pipeline.config import load_yaml
 from pipeline.overlays import set_args
-from pipeline.paper import ABLATION_SEEDS, SEEDS, Experiment, calibration_plan, collect, plan
+from pipeline.paper import Experiment, calibration_plan, collect
 from pipeline.results import PARAMS
 from pipeline.tracking import parent_run_id, stage_run
 from stages.common import EXPERIMENT
@@ -40,10 +43,10 @@ def restore_committed() -> None:
         Path("dvc.lock").unlink(missing_ok=True)
 
 
-def run(exps: list[Experiment], resume: bool = False, commit: bool = False) -> None:
-    """``dvc exp run`` each experiment in the workspace, from the committed params.yaml, and collect it
-    (``resume``: skip one collected at the same digest, :func:`pipeline.protocol.done`; ``commit``: commit
-    each collected folder as soon as it exists)."""
+def run(exps: list[Experiment], commit: bool = False) -> None:
+    """``dvc exp run`` each experiment in the workspace, from the committed params.yaml, and collect it; one
+    collected already at the same digest is skipped (:func:`pipeline.protocol.done`); ``commit``: commit each
+    collected folder as soon as it exists."""
     if git("status", "--porcelain", "params.yaml", "dvc.yaml", "dvc.lock").strip():
         sys.exit("error: params.yaml, dvc.yaml or dvc.lock has uncommitted changes; the table runs from the "
                  "committed params and leaves the committed lock (commit or stash them first)")
@@ -51,8 +54,8 @@ def run(exps: list[Experiment], resume: bool = False, commit: bool = False) -> N
     try:
         for i, exp in enumerate(exps, 1):
             git("checkout", "HEAD", "--", "params.yaml")  # each experiment sets its params on the committed ones
-            extra = {"digest": protocol.digest(exp)} if resume else None
-            if extra and protocol.done(exp, current=extra["digest"]):
+            extra = {"digest": protocol.digest(exp)}
+            if protocol.done(exp, current=extra["digest"]):
                 print(f"[{i}/{len(exps)}] {exp.folder}: collected already at this code and params", flush=True)
                 continue
             subprocess.run(["dvc", "exp", "remove", exp.name], capture_output=True)  # a rerun replaces the old one
@@ -76,16 +79,13 @@ def run(exps: list[Experiment], resume: bool = False, commit: bool = False) -> N
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["list", "run", "report", "calibrate"])
-    parser.add_argument("--part", nargs="+", choices=["main", "warm", "ablation", "calibration", "compare", "long"],
+    parser.add_argument("--part", nargs="+", choices=[*protocol.PART_ORDER, "calibration"],
                         help="only these parts (calibration: only when named; docs/protocol.md)")
-    parser.add_argument("--seeds", nargs="+", type=int,
-                        help=f"seeds of the table (default {list(SEEDS)}; with --protocol: every part on these)")
-    parser.add_argument("--ablation-seeds", nargs="+", type=int, default=list(ABLATION_SEEDS),
-                        help="seeds of the ablations")
+    parser.add_argument("--seeds", nargs="+", type=int, help="every part on these seeds (a share of the table)")
+    parser.add_argument("--experiments", nargs="+", metavar="NAME",
+                        help="only these experiments of the plan (python -m stages.paper list names them)")
     parser.add_argument("--ablations", nargs="*", choices=list(ABLATIONS), help="these ablations only")
     parser.add_argument("--imagenet", metavar="PATH", help="add the ImageNet-initialised student (timm weights)")
-    parser.add_argument("--protocol", action="store_true",
-                        help="docs/protocol.md's table, seed by seed, skipping what is collected already")
     parser.add_argument("--commit", action="store_true", help="commit each collected experiment at once")
     args = parser.parse_args(argv)
     if args.imagenet and not Path(args.imagenet).is_file():
@@ -95,15 +95,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    exps = [e for e in plan(tuple(args.seeds or SEEDS), tuple(args.ablation_seeds), args.ablations, args.imagenet)
-            if not args.part or e.part in args.part]
     params = load_yaml(Path(PARAMS).read_text())
+    seeds = {part: tuple(args.seeds) for part in protocol.PART_ORDER} if args.seeds else None
+    planned = protocol.plan(params, ablations=args.ablations, seeds=seeds, imagenet=args.imagenet)
+    if unknown := set(args.experiments or ()) - {e.name for e in planned}:
+        sys.exit(f"error: --experiments: {sorted(unknown)} not in the plan; expected some of "
+                 f"{[e.name for e in planned]}")
+    exps = protocol.shards([e for e in planned if (not args.part or e.part in args.part)
+                            and (not args.experiments or e.name in args.experiments)])
     if args.part and "calibration" in args.part:
         exps += calibration_plan(params)
-    if args.protocol:
-        seeds = {part: tuple(args.seeds) for part in protocol.PART_ORDER} if args.seeds else None
-        exps = protocol.shards([e for e in protocol.plan(params, ablations=args.ablations, seeds=seeds)
-                                if not args.part or e.part in args.part])
     if args.command == "calibrate":
         from pipeline.calibration import write
 
@@ -112,16 +113,12 @@ def main(argv: list[str] | None = None) -> None:
         for e in exps:
             print(f"{e.folder:28s} {' '.join(set_args(e.sets)):70s} {e.what}")
     elif args.command == "run":
-        run(exps, resume=args.protocol, commit=args.commit)
-    elif args.protocol:
+        run(exps, commit=args.commit)
+    else:
         print(protocol.write_report())
         with stage_run("paper_table", EXPERIMENT, {"protocol": "docs/protocol.md"}, {"seeds": "all"}) as mlflow_run:
             for path in (protocol.PAPER_MD, protocol.COMPUTE_PNG):  # the table and its figure, in MLflow too
                 mlflow_run.log_artifact(path, "paper")
-    else:
-        from pipeline.paper import write_report
-
-        print(write_report())
 
 
 if __name__ == "__main__":

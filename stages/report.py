@@ -126,7 +126,9 @@ def main(cfg: Config) -> None:
         run.log_metrics(mious)
         # the parent run: headline metrics and what this experiment changed, side by side in the MLflow UI
         run.log_metrics(mious, parent=True)
-        run.log_params(changed_params(), parent=True)
+        # one parent holds every seed's run of an experiment (stages.paper runs the table seed by seed), and
+        # MLflow keeps a param's first value: the seeds are each stage's own params
+        run.log_params({k: v for k, v in changed_params().items() if k != "seeds"}, parent=True)
         register_student(run, cfg, mious["lad_student_miou"])
         for target_parent in (False, True):
             run.log_artifact(REPORT, parent=target_parent)

@@ -1,171 +1,190 @@
-"""The paper's table: its plan, and `make paper`'s commands end to end on a shrunk repository copy: after the
-default `dvc repro` (seed 0), the table's experiments on two seeds with every comparison method, and one
-ablation. The networks differ from the default's: an STDC1 student, an OCRNet LAD teacher and a PSPNet
-conventional teacher. The statistics and the wording are tests/test_report.py's."""
+"""The paper's table end to end, as a team builds it (docs/scale.md): clone A runs the default and pushes to a
+DVC remote; clone B pulls, trains nothing, and runs its share of docs/protocol.md's table (seed 2's main rows);
+A runs seed 0's main and comparison parts, resumes without training, merges B's share and writes the table.
+One MLflow server holds both clones' runs. The networks differ from the default's: an STDC1 student, an OCRNet
+LAD teacher and a PSPNet conventional teacher. The statistics and the wording are tests/test_report.py's and
+tests/test_verdicts.py's; the plan and the digest tests/test_protocol.py's."""
 
-import json
+from __future__ import annotations
+
+import time
 
 import pytest
 
+from pipeline import protocol
 from pipeline.methods import METHODS
-from pipeline.overlays import set_args
-from pipeline.paper import plan
-from pipeline.readme import markers, with_block
-from pipeline.report import fmt_interval, method_title, paired_interval
-from pipeline.results import Results
-from tests.conftest import copy_repo, run, runs, tiny_params
+from pipeline.readme import block, markers
+from pipeline.report import Comparison, method_title, paired
+from pipeline.results import load_collected
+from pipeline.roles import METHOD_NAMES
+from pipeline.verdicts import compared_methods, summary_table
+from tests.conftest import MlflowServer, copy_repo, run, tiny_params
 
-
-def test_plan_and_readme_markers(tmp_path):
-    exps = plan((0, 1), (0,), ["single-path"])
-    assert [e.name for e in exps] == ["paper", "paper-warm", "paper-abl-reference", "paper-abl-single-path"]
-    assert set_args(exps[1].sets) == ["-S", "seeds=[0,1]", "-S", "compare.enabled=true", "-S", "distill.init=baseline"]
-    assert set_args(exps[3].sets) == ["-S", "seeds=[0]", "-S", "lad.dual_path=false"]
-    # other seeds than the table's are a share of it (docs/scale.md): collected apart, merged when tabulated
-    assert [e.folder for e in exps] == ["paper@seeds0-1", "paper-warm@seeds0-1", "paper-abl-reference",
-                                        "paper-abl-single-path"]
-    start, end = markers("paper-table")
-    readme = f"intro\n{start}\nold\n{end}\nrest\n"
-    assert with_block(readme, "paper-table", "| new |") == f"intro\n{start}\n| new |\n{end}\nrest\n"
-    with pytest.raises(ValueError, match="markers"):
-        with_block("no markers\n", "paper-table", "| new |")
-
-
+pytestmark = pytest.mark.e2e
+GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+GIT_ID = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 STDC = {"arch": "stdc", "backbone": "stdc1", "output_stride": 32, "channels": [], "stem_width": 0}
-PARAMS = tiny_params(compare={"methods": sorted(METHODS)},
+# the controls and no latency loops as the table runs them: seed 0's main rows all come from the default run
+PARAMS = tiny_params(compare={"methods": sorted(METHODS)}, controls={"enabled": True}, evaluate={"latency_reps": 0},
                      model={"student": STDC, "teacher": {"arch": "ocrnet"}, "conventional_teacher": {"arch": "pspnet"}})
-RUNS = "reports/paper/runs"
-MAIN = f"{RUNS}/paper@seeds0-1"  # two of the table's three seeds: collected as a share of the table
+PAPER = ["python", "-m", "stages.paper"]
+SEED0 = [*PAPER, "run", "--part", "main", "compare", "--seeds", "0", "--commit"]  # clone A's share
 
 
 @pytest.fixture(scope="module")
-def paper_repo(tmp_path_factory):
-    repo = copy_repo(tmp_path_factory.mktemp("paper"), PARAMS)
-    run(["dvc", "repro"], repo, env={"PIPELINE_RUN_ID": "default"})  # the default first: seed 0, no comparison
-    run(["git", "add", "dvc.lock"], repo)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "the default's lock"], repo)
-    (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + "\n")
-    refused = run(["python", "-m", "stages.paper", "run"], repo, check=False)
-    assert refused.returncode == 1 and "params.yaml, dvc.yaml or dvc.lock has uncommitted changes" in refused.stderr
-    run(["git", "checkout", "-q", "--", "params.yaml"], repo)
-    args = ["--seeds", "0", "1", "--ablations"]  # no ablation but the reference: tests/test_report.py has the Δs
-    proc = run(["python", "-m", "stages.paper", "run", *args], repo)
-    (repo / "paper.log").write_text(proc.stdout + proc.stderr)
-    readme = (repo / "README.md").read_text()
-    (repo / "README.md").write_text(readme.replace(markers("paper-table")[0], ""))
-    refused = run(["python", "-m", "stages.paper", "report"], repo, check=False)
-    assert refused.returncode == 1 and "markers" in refused.stderr and not (repo / "reports/paper.md").exists()
-    (repo / "README.md").write_text(readme)
-    run(["python", "-m", "stages.paper", "report"], repo)
-    return repo
+def clones(tmp_path_factory):
+    root = tmp_path_factory.mktemp("share")
+    server = MlflowServer(root)
+    server.start()
+    try:  # the server stops even when a step below fails
+        yield share(root, server)
+    finally:
+        server.stop()
 
 
-e2e = pytest.mark.e2e
+def share(root, server) -> dict:
+    """Clone A trains and pushes; clone B pulls, reruns and runs seed 2; A runs seed 0, merges, tabulates."""
+    env = {"MLFLOW_TRACKING_URI": server.uri}
+    a, b, times, t0 = copy_repo(root / "a", PARAMS), root / "b", {}, time.perf_counter()
+    run(["dvc", "remote", "add", "-d", "shared", str(root / "remote")], a)
+    run(["dvc", "repro"], a, env={**env, "PIPELINE_RUN_ID": "clone-a"})
+    run(["dvc", "push", "--run-cache"], a)
+    run(["git", "add", "-A"], a)  # dvc.lock, the remote, and the outputs kept in git (reports/: cache: false)
+    run([*GIT, "commit", "-qm", "trained on clone a"], a)
+    times["a: dvc repro + push"], t0 = time.perf_counter() - t0, time.perf_counter()
+    run(["git", "clone", "-q", str(a), str(b)], root)
+    run(["dvc", "pull"], b)
+    repro_b = run(["dvc", "repro"], b, env={**env, "PIPELINE_RUN_ID": "clone-b"})
+    times["b: clone + dvc pull + dvc repro"], t0 = time.perf_counter() - t0, time.perf_counter()
+    (b / "params.yaml").write_text((b / "params.yaml").read_text() + "\n")
+    refused = run([*PAPER, "run"], b, check=False)  # the table runs from the committed params only
+    run(["git", "checkout", "-q", "--", "params.yaml"], b)
+    wrong = run([*PAPER, "run", "--experiments", "paper-typo"], b, check=False)
+    run([*PAPER, "run", "--experiments", "paper", "--seeds", "2", "--commit"], b, env={**env, **GIT_ID})
+    times["b: seed 2's main rows"], t0 = time.perf_counter() - t0, time.perf_counter()
+    run(SEED0, a, env={**env, **GIT_ID})
+    again = run(SEED0, a, env={**env, **GIT_ID})  # every shard collected at this code and params
+    times["a: seed 0's main and comparison parts"], t0 = time.perf_counter() - t0, time.perf_counter()
+    run(["git", "fetch", "-q", str(b), "HEAD"], a)
+    run([*GIT, "merge", "-q", "--no-edit", "FETCH_HEAD"], a)
+    readme = (a / "README.md").read_text()
+    (a / "README.md").write_text(readme.replace(markers("paper-table")[0], ""))
+    no_markers = run([*PAPER, "report"], a, check=False)  # checked before anything is written
+    written_without_markers = (a / protocol.PAPER_MD).exists()
+    (a / "README.md").write_text(readme)
+    report = run([*PAPER, "report"], a, env=env)
+    times["a: merge + report"] = time.perf_counter() - t0
+    print("two-clone timings (s):", {k: round(v, 1) for k, v in times.items()})
+    return {"a": a, "b": b, "server": server, "repro_b": repro_b.stdout + repro_b.stderr, "refused": [refused, wrong],
+            "again": again.stdout, "no_markers": no_markers, "written_without_markers": written_without_markers,
+            "report": report.stdout}
 
 
-def logged(repo, name: str) -> set[str]:
-    df = runs(repo, **{"lad.pipeline_id": name})
+def mlflow_runs(server: MlflowServer, **tags: str):
+    import mlflow
+
+    mlflow.set_tracking_uri(server.uri)
+    df = mlflow.search_runs(experiment_names=["lad"], output_format="pandas")
+    for k, v in tags.items():
+        df = df[df[f"tags.{k}"] == v]
+    return df
+
+
+def logged(clones: dict, pipeline: str) -> set[str]:
+    """The stages that ran (and logged) in DVC experiment ``pipeline``, on either clone."""
+    df = mlflow_runs(clones["server"], **{"lad.pipeline_id": pipeline})
     return set(df[df["tags.lad.role"] == "stage"]["tags.stage"])
 
 
-def students(text: str) -> list[str]:
-    """The rows of the students' table of a report."""
-    table = text.split("## Students")[1].split("## Teachers")[0]
-    return [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+def test_the_second_clone_trains_nothing_and_predicts(clones, tmp_path):
+    assert "Running stage" not in clones["repro_b"] and "up to date" in clones["repro_b"]
+    image = next((clones["b"] / "data/prepared/synthetic/JPEGImages").iterdir())  # pulled from the remote
+    run(["lad-predict", str(image), "--out", "masks", "--tracking-uri", clones["server"].uri], tmp_path)  # @candidate
+    assert (tmp_path / "masks" / f"{image.stem}.png").is_file()
 
 
-@e2e
-def test_each_experiment_reruns_only_what_it_changes(paper_repo):
-    # params.yaml and dvc.lock as committed
-    assert not run(["git", "status", "--porcelain", "params.yaml", "dvc.lock"], paper_repo).stdout
-    main = logged(paper_repo, "paper")  # a second seed and the comparison rows: seed 0's LAD models are reused
-    assert {"train_baseline@1", "train_teacher@1", "distill@1", "train_conventional_teacher@0",
-            "distill_compare@1-cirkd", "evaluate@0", "evaluate@1", "report"} <= main
-    assert not {"prepare", "train_baseline@0", "train_teacher@0", "distill@0"} & main
-    warm = logged(paper_repo, "paper-warm")
-    assert {"distill@0", "distill@1", "train_baseline_ft@0", "train_baseline_ft@1", "report"} <= warm
+def test_both_clones_runs_are_in_one_experiment(clones):
+    stages = set(mlflow_runs(clones["server"])["tags.stage"].dropna())
+    assert {"train_baseline@0", "evaluate@0", "report"} <= stages  # clone a's pipeline
+    assert {"train_baseline@2", "train_teacher@2", "distill@2", "evaluate@2"} <= stages  # clone b's share
+    assert "clone-a" in set(mlflow_runs(clones["server"])["tags.lad.pipeline_id"])
+    assert "paper_table" in stages  # the table and its figure, logged by `report`
+
+
+def test_each_shard_reruns_only_what_it_changes_is_committed_and_resumes(clones):
+    a, b = clones["a"], clones["b"]
+    refused, wrong = clones["refused"]
+    assert refused.returncode == 1 and "params.yaml, dvc.yaml or dvc.lock has uncommitted changes" in refused.stderr
+    assert wrong.returncode == 1 and "--experiments: ['paper-typo'] not in the plan" in wrong.stderr
+    main = logged(clones, "paper")  # seed 0's rows are the default run's: b's seed 2 alone trained
+    assert main == {"train_baseline@2", "train_teacher@2", "distill@2", "train_baseline_matched@2", "distill_label@2",
+                    "evaluate@2", "report"}
+    compare = logged(clones, "paper-compare")
+    assert {"train_conventional_teacher@0", *{f"distill_compare@0-{m}" for m in METHODS}} <= compare
+    assert not {s for s in compare if s.startswith(("train_baseline@", "train_teacher", "distill@"))}
+    warm = logged(clones, "paper-warm")
+    assert {"distill@0", "train_baseline_ft@0"} <= warm
     assert not {s for s in warm if s.startswith(("train_baseline@", "train_teacher", "train_conv", "distill_compare"))}
-    assert not {s for s in logged(paper_repo, "paper-abl-reference")
-                if s.startswith(("train", "distill", "evaluate"))}  # the default run's seed 0, from the run cache
-    assert "[3/3] paper-abl-reference" in (paper_repo / "paper.log").read_text()
+    log = run(["git", "log", "--format=%s"], a).stdout
+    for folder in ("paper@seeds0", "paper-compare@seeds0", "paper-warm@seeds0", "paper@seeds2"):
+        assert f"paper table: {folder} collected" in log, folder  # b's through the merge
+    for repo in (a, b):
+        assert not run(["git", "status", "--porcelain", "params.yaml", "dvc.lock"], repo).stdout  # as committed
+    assert clones["again"].count("collected already at this code and params") == 3
+    assert "dvc exp run" not in clones["again"]
 
 
-@e2e
-def test_the_table_comes_from_the_collected_runs(paper_repo):
-    main = Results.collected(paper_repo / MAIN)
-    assert main.seeds == [0, 1] and main.meta["sets"] == {"seeds": [0, 1], "compare.enabled": True}
-    assert main.cfg.compare.enabled and (paper_repo / MAIN / "params.yaml").is_file()
-    text = (paper_repo / "reports/paper.md").read_text()
-    rows = {line.split(" | ")[2]: line for line in students(text)}
-    assert {"Baseline", "KD", "CIRKD", "LAD (from scratch)", "LAD (warm start from the baseline)",
-            "Baseline + 4 more iterations (equal-budget control)"} <= set(rows)
-    lad, base = main.miou("lad_student"), main.miou("baseline")
-    mean, half, _ = paired_interval(lad, base)
-    assert fmt_interval(mean, half) in rows["LAD (from scratch)"]
-    assert f"{sum(lad) / 2:.2f} ± " in rows["LAD (from scratch)"] and "`paper`" in rows["LAD (from scratch)"]
-    assert "`paper-warm`" in rows["LAD (warm start from the baseline)"]
-    for question in ("stronger than the same network without the label", "beat the baseline",
-                     " / ".join(method_title(m) for m in sorted(METHODS))):
-        assert question in text
-    readme = (paper_repo / "README.md").read_text()
-    assert "LAD (from scratch)" in readme.split(markers("paper-table")[0])[1].split(markers("paper-table")[1])[0]
-    # the experiment's metrics.json averages its seeds as the report does
-    metrics = json.loads((paper_repo / MAIN / "metrics.json").read_text())["baseline"]
-    assert metrics["seeds"] == 2 and metrics["miou"] == pytest.approx(sum(base) / 2, abs=1e-3)
-    assert metrics["miou_std"] == pytest.approx(abs(base[0] - base[1]) / 2**0.5, abs=1e-3)
+def test_the_table_comes_from_both_clones_shares(clones):
+    a = clones["a"]
+    assert clones["no_markers"].returncode == 1 and "markers" in clones["no_markers"].stderr
+    assert not clones["written_without_markers"]
+    runs = load_collected(a / protocol.RUNS)
+    main = runs["paper"]
+    assert main.seeds == [0, 2] and len(main.meta["shards"]) == 2 and main.cpu(0) == main.cpu(2)
+    # one experiment, one MLflow parent run (found on the server by the experiment's name), both seeds under it
+    assert main.parent_run(0) == main.parent_run(2) is not None
+    assert len({r["mlflow_run_id"] for r in main.eval["baseline"]}) == 2
+    text = (a / protocol.PAPER_MD).read_text()
+    assert "## What the intervals allow" in clones["report"]  # printed as written
+    assert "| LAD student from scratch | `paper` | 0, 2 |" in text and "| KD student | `paper-compare` | 0 |" in text
+    lad = paired(runs, Comparison(("paper", "lad_student"), ("paper", "baseline"), "the LAD student",
+                                  "the baseline (equal student steps)"))
+    assert lad.seeds == [0, 2] and lad.sentence() in text
+    assert (a / protocol.COMPUTE_PNG).read_bytes()[:4] == b"\x89PNG"
+    assert block((a / "README.md").read_text(), "paper-table") == summary_table(runs, compared_methods(runs))
+    timing = text.split("## Wall time per part")[1]
+    assert "| main | `paper`, `paper-warm` | 3 |" in timing and "| compare | `paper-compare` | 1 |" in timing
 
 
-@e2e
-def test_every_comparison_method_trains_and_is_a_row(paper_repo):
-    main = Results.collected(paper_repo / MAIN)
+def test_every_comparison_method_trains_and_is_a_row(clones):
+    compare = load_collected(clones["a"] / protocol.RUNS)["paper-compare"]
     for name in ["conventional_teacher"] + [f"distill_{m}" for m in METHODS]:
-        for r in main.eval[name]:
+        for r in compare.eval[name]:
             assert 0 <= r["miou"] <= 100 and r["iterations"] == 4 and r["params_m"] > 0 and r["gflops"] > 0, name
-    assert (main.first("distill_cirkd")["arch"], main.first("distill_cirkd")["backbone"]) == ("stdc", "stdc1")
-    assert main.first("conventional_teacher")["arch"] == "pspnet" and main.first("teacher_fixed")["arch"] == "ocrnet"
-    text = (paper_repo / "reports/paper.md").read_text()
-    table = students(text)
-    methods = [line.split(" | ")[2] for line in table]
-    assert methods[2:-2] == [method_title(m) for m in sorted(METHODS)]
-    for line in table[2:-2]:
-        assert line.startswith("| PSPNet-resnet18d (widths 16/32/64/128) | STDC-stdc1 |")
-    assert table[-1].startswith("| OCRNet-resnet18d (widths 16/32/64/128) + label (LAD) | STDC-stdc1 | LAD")
-    assert "| PSPNet-resnet18d (widths 16/32/64/128) | image only (the comparison rows' teacher) |" in text
-    assert "CIRKD (w_kd=1, kd_temperature=1, w_pair=1, w_memory_pixel=0.1" in text
-    df = runs(paper_repo, **{"lad.pipeline_id": "paper"})
+    assert (compare.first("distill_cirkd")["arch"], compare.first("distill_cirkd")["backbone"]) == ("stdc", "stdc1")
+    assert compare.first("conventional_teacher")["arch"] == "pspnet"
+    assert compare.first("teacher_fixed")["arch"] == "ocrnet"
+    text = (clones["a"] / protocol.PAPER_MD).read_text()
+    for m in METHODS:
+        assert f"| {method_title(m)} student | `paper-compare` | 0 |" in text, m
+        assert f"the {method_title(m)} student" in text.split("## What the intervals allow")[1], m
+    df = mlflow_runs(clones["server"], **{"lad.pipeline_id": "paper-compare"})
     cirkd = df[df["tags.stage"] == "distill_compare@0-cirkd"].iloc[0]
-    assert cirkd["params.compare.methods"] == str(sorted(METHODS))
+    assert cirkd["params.compare.methods"] == str(list(METHOD_NAMES))  # the protocol's order
     for term in ("kd", "pair", "memory_pixel", "memory_region", "ce", "aux"):  # every loss term, logged
         assert cirkd[f"metrics.train_{term}"] >= 0, term
     assert df[df["tags.stage"] == "distill_compare@0-cwd"].iloc[0]["metrics.train_cwd_features"] >= 0
-    assert {f"distill_compare@{s}-{m}" for s in (0, 1) for m in METHODS} <= logged(paper_repo, "paper")
 
 
-@e2e
-def test_every_number_names_its_mlflow_runs(paper_repo):
-    main = Results.collected(paper_repo / MAIN)
-    df = runs(paper_repo)
-    by_id = df.set_index("run_id")
-    teacher_run = main.train["teacher"][1]["mlflow_run_id"]
-    assert by_id.loc[teacher_run, "tags.stage"] == "train_teacher@1"
-    evaluate_run = main.eval["lad_student"][0]["mlflow_run_id"]
+def test_every_number_names_its_mlflow_runs(clones):
+    main = load_collected(clones["a"] / protocol.RUNS)["paper"]
+    by_id = mlflow_runs(clones["server"]).set_index("run_id")
+    teacher_run = main.train["teacher"][main.seeds.index(2)]["mlflow_run_id"]
+    assert by_id.loc[teacher_run, "tags.stage"] == "train_teacher@2"
+    evaluate_run = main.eval["lad_student"][main.seeds.index(0)]["mlflow_run_id"]
     assert by_id.loc[evaluate_run, "tags.stage"] == "evaluate@0"
     parent = by_id.loc[main.meta["mlflow_parent_run"]]
     assert parent["tags.lad.role"] == "pipeline" and parent["tags.lad.pipeline_id"] == "paper"
-    # the parent shows what the experiment changed and its headline metrics (the MLflow UI's compare view)
-    assert parent["params.compare.enabled"] == "True" and parent["params.seeds"] == "[0, 1]"
-    assert "params.lad.noise_std" not in df.columns or parent.isna()["params.lad.noise_std"]
-    assert parent["metrics.lad_student_miou"] == pytest.approx(sum(main.miou("lad_student")) / 2, abs=1e-3)
-    sources = (paper_repo / "reports/paper.md").read_text().split("## Sources")[1]
+    assert parent["metrics.lad_student_miou"] >= 0  # the headline, beside the other experiments' in the UI
+    sources = (clones["a"] / protocol.PAPER_MD).read_text().split("## Sources")[1]
     assert teacher_run in sources and evaluate_run in sources and main.meta["mlflow_parent_run"] in sources
-
-
-@e2e
-def test_ablations_table_and_figure(paper_repo):
-    table = (paper_repo / "reports/ablations.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    ref = Results.collected(paper_repo / RUNS / "paper-abl-reference")
-    assert len(rows) == 1 and rows[0].startswith("| reference | params.yaml as committed | none |")
-    assert f"| {ref.miou('lad_student')[0]:.2f} | — |" in rows[0] and ref.seeds == [0]
-    assert (paper_repo / "reports/ablations.png").read_bytes()[:4] == b"\x89PNG"
-    assert "## Ablations" in (paper_repo / "reports/paper.md").read_text()

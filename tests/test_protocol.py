@@ -1,12 +1,13 @@
-"""docs/protocol.md's table: its parts and seeds, seed-by-seed shards, and the digest that lets a rerun skip."""
+"""docs/protocol.md's table: its parts and seeds, seed-by-seed shards, the digest that lets a rerun skip, and the
+table written from known shards (tests/test_paper.py runs it end to end)."""
 
 import json
 
-import pytest
 import yaml
 
 from pipeline import protocol
 from pipeline.paper import collect
+from pipeline.readme import block, markers
 from tests.conftest import REPO, copy_repo, tiny_params
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -50,12 +51,13 @@ def test_a_collected_shard_is_skipped_until_its_code_or_params_change(tmp_path):
     assert protocol.done(shard, repo)  # the report's code makes no result
 
 
-def collected_shard(root, name: str, seed: int, mious: dict[str, float], cpu: str = "Intel") -> None:
-    """A collected shard as `stages.paper run --protocol` leaves it: params, meta and one JSON per evaluation."""
+def collected_shard(root, name: str, seed: int, mious: dict[str, float], cpu: str = "Intel", part: str = "main",
+                    what: str = "") -> None:
+    """A collected shard as `stages.paper run` leaves it: params, meta and one JSON per evaluation."""
     folder = root / protocol.RUNS / f"{name}@seeds{seed}"
     (folder / f"reports/eval/seed{seed}").mkdir(parents=True)
     (folder / "params.yaml").write_text(yaml.safe_dump({**PARAMS, "seeds": [seed]}))
-    (folder / "meta.json").write_text(json.dumps({"name": name, "folder": folder.name, "part": "main", "what": "",
+    (folder / "meta.json").write_text(json.dumps({"name": name, "folder": folder.name, "part": part, "what": what,
                                                   "sets": {}, "seeds": [seed], "seconds": 60.0, "git_commit": "c" * 40,
                                                   "cpu": cpu, "mlflow_parent_run": None}))
     for key, m in mious.items():
@@ -69,8 +71,17 @@ def test_the_table_is_written_from_the_shards(tmp_path):
         collected_shard(tmp_path, "paper", seed, {"baseline": 30.0 + seed, "lad_student": lad, "teacher_fixed": 70.0,
                                                   "teacher_zero": 20.0, "baseline_matched": 41.0 + seed,
                                                   "label_student": 33.0})
+    teachers = {"baseline": 30.0, "teacher_random": 60.0, "teacher_fixed": 70.0}
+    for seed, (ref, single) in zip((0, 2, 3), ((36.0, 30.0), (37.0, 33.0), (35.0, 33.0)), strict=True):
+        collected_shard(tmp_path, "paper-abl-reference", seed, {**teachers, "lad_student": ref}, part="ablation")
+        collected_shard(tmp_path, "paper-abl-single-path", seed, {**teachers, "lad_student": single}, part="ablation",
+                        what="dual path off")
+    start, end = markers("paper-table")
+    (tmp_path / "README.md").write_text(f"# title\n{start}\nold\n{end}\n")
     text = protocol.write_report(tmp_path)
     assert (tmp_path / protocol.COMPUTE_PNG).read_bytes()[:4] == b"\x89PNG"
+    assert "| 2 | the LAD student − the baseline (equal student steps) | +9.33 |" in block(
+        (tmp_path / "README.md").read_text(), "paper-table")
     assert "| LAD student from scratch | `paper` | 0, 2, 3 | 41.00 ± 3.61 |" in text
     # training TFLOP: 1000 steps x batch 8 x (3 x 0.1 + the teacher's forward 0.2) = 4.0, + the teacher's 1000 x 8 x
     # 2 paths x 3 x 0.2 = 9.6
@@ -80,27 +91,9 @@ def test_the_table_is_written_from_the_shards(tmp_path):
     assert "**4. Does it beat conventional distillation at equal teacher cost?** Not run." in text
     lower = text.split("## Where LAD is lower")[1]
     assert "the LAD student below the compute-matched baseline (the LAD pipeline's training FLOPs): -1.67 mIoU" in lower
-
-
-@pytest.mark.e2e
-def test_the_protocol_runs_seed_by_seed_commits_and_resumes(tmp_path):
-    """`stages.paper run --protocol`: each seed's shards collected and committed at once; a second run trains
-    nothing (every shard at the same digest); `report --protocol` tabulates them."""
-    from tests.conftest import run
-
-    repo = copy_repo(tmp_path / "repo", tiny_params())
-    git_id = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-              "GIT_COMMITTER_EMAIL": "t@t"}
-    args = ["python", "-m", "stages.paper", "run", "--protocol", "--seeds", "0", "--part", "main", "compare",
-            "--commit"]
-    run(args, repo, env=git_id)
-    folders = ["paper@seeds0", "paper-compare@seeds0", "paper-warm@seeds0"]
-    assert sorted(p.name for p in (repo / protocol.RUNS).iterdir()) == sorted(folders)
-    log = run(["git", "log", "--format=%s"], repo).stdout
-    assert all(f"paper table: {f} collected" in log for f in folders)
-    assert not run(["git", "status", "--porcelain", "params.yaml", "dvc.lock"], repo).stdout  # as committed
-    again = run(args, repo, env=git_id).stdout
-    assert again.count("collected already at this code and params") == 3 and "dvc exp run" not in again
-    text = run(["python", "-m", "stages.paper", "report", "--protocol"], repo).stdout
-    assert "| LAD student from scratch | `paper` | 0 |" in text and "| KD student | `paper-compare` | 0 |" in text
-    assert (repo / protocol.COMPUTE_PNG).read_bytes()[:4] == b"\x89PNG"
+    # single path - reference, student: -6, -4, -2 (mean -4, sd 2: half 2 x 4.303 / sqrt 3 = 4.97)
+    ablations = text.split("## Ablations")[1].split("##")[0]
+    assert "| single-path | dual path off | +0.00 [+0.00, +0.00], 0/3 | -4.00 [-8.97, +0.97], 0/3 |" in ablations
+    timing = text.split("## Wall time per part")[1].split("##")[0]
+    assert "| main | `paper` | 3 | 3.0 |" in timing and "9.0 min of wall time" in text
+    assert "| ablation | `paper-abl-reference`, `paper-abl-single-path` | 6 | 6.0 |" in timing

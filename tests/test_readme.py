@@ -6,10 +6,9 @@ import json
 
 import pytest
 
-from pipeline import readme
-from pipeline.paper import RUNS, plan
-from pipeline.report import summary_table
+from pipeline import protocol, readme
 from pipeline.results import load_collected
+from pipeline.verdicts import compared_methods, summary_table
 from tests.conftest import REPO
 
 TEXT = (REPO / "README.md").read_text()
@@ -18,9 +17,9 @@ TEXT = (REPO / "README.md").read_text()
 def test_the_readme_holds_what_the_committed_files_give():
     for name, body in readme.run_blocks(REPO).items():
         assert readme.block(TEXT, name) == body, f"README block {name!r} is stale: python -m pipeline.readme"
-    runs = load_collected(REPO / RUNS, [e.name for e in plan()], REPO / "params.yaml")
-    parts = {r.meta["part"]: r for r in reversed(runs.values())}
-    assert readme.block(TEXT, "paper-table") == summary_table(parts["main"], parts["warm"]), \
+    runs = load_collected(REPO / protocol.RUNS, list(protocol.EXPERIMENTS), REPO / "params.yaml")
+    methods = compared_methods(runs)
+    assert readme.block(TEXT, "paper-table") == summary_table(runs, methods), \
         "README's paper table is stale: python -m stages.paper report"
 
 

@@ -15,11 +15,12 @@ from pipeline import tracking
 
 
 class FakeClient:
-    """Just enough of MlflowClient; ``fail_on`` makes that call raise, like a server going down."""
+    """Just enough of MlflowClient; ``fail_on`` makes that call raise, like a server going down; ``refuse``
+    makes a params batch fail as MLflow refuses a param logged again with another value."""
 
-    def __init__(self, fail_on: str | None = None) -> None:
+    def __init__(self, fail_on: str | None = None, refuse: bool = False) -> None:
         self.calls: list[tuple] = []
-        self.fail_on, self.runs = fail_on, 0
+        self.fail_on, self.runs, self.refuse = fail_on, 0, refuse
 
     def _call(self, name: str, *args) -> None:
         if name == self.fail_on:
@@ -38,6 +39,11 @@ class FakeClient:
         return SimpleNamespace(info=SimpleNamespace(run_id=f"id{self.runs}-{run_name}"))
 
     def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        if params and self.refuse:
+            from mlflow.exceptions import MlflowException
+            from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+            raise MlflowException("Changing param values is not allowed", error_code=INVALID_PARAMETER_VALUE)
         self._call("log_batch", run_id, tuple(m.key for m in metrics))
 
     def set_terminated(self, run_id, status):
@@ -68,6 +74,24 @@ def test_replay_resumes_after_a_failure_without_duplicates(tmp_path, monkeypatch
     assert tracking.sync_pending(up) == [(journal.path, 2)]
     assert up.calls == [("log_batch", "id2-c", ("train_loss",)), ("set_terminated", "id2-c", "FINISHED")]
     assert not journal.path.exists()
+
+
+def test_a_refused_operation_is_skipped_not_taken_for_an_outage(tmp_path, monkeypatch, capsys):
+    """A param logged again with another value (two seeds' runs under one parent) is refused by MLflow: the
+    stage keeps logging, and a journal holding such an operation still replays the rest."""
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    client = FakeClient(refuse=True)
+    run = tracking.StageRun(client, "report", "id-c", "id-p", {})
+    run.log_params({"seeds": [3]}, parent=True)
+    run.log_metrics({"miou": 1.0})
+    assert run.offline_reason is None and run.journal is None and client.calls == [("log_batch", "id-c", ("miou",))]
+    assert "MLflow refused a batch operation of report" in capsys.readouterr().err
+    journal = tracking.Journal("report")
+    journal.append({"op": "batch", "run": "id-p", "params": [["seeds", "[3]"]]})
+    journal.append({"op": "batch", "run": "id-c", "metrics": [["miou", 1.0, 0, 0]]})
+    journal.close()
+    assert tracking.sync_pending(client) == [(journal.path, 1)] and not journal.path.exists()
+    assert client.calls[-1] == ("log_batch", "id-c", ("miou",))
 
 
 def test_importing_tracking_changes_no_environment():

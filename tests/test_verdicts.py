@@ -2,9 +2,9 @@
 
 import pytest
 
-from pipeline.report import detectable, power
+from pipeline.report import Comparison, detectable, paired, power
 from pipeline.results import Results
-from pipeline.verdicts import Comparison, answers, losses_list, paired
+from pipeline.verdicts import answers, losses_list, summary_table
 
 CPU = "Intel(R) Xeon(R) Processor, 2 cores"
 
@@ -32,6 +32,9 @@ def test_a_comparison_pairs_seeds_both_rows_ran():
     text, losses = answers(runs, ["kd"])
     assert "**3. Does the teacher teach more than its label?** Not run." in text
     assert losses == [lower] and "the LAD student below the KD student: -5.00 mIoU" in losses_list(losses)
+    table = summary_table(runs, ["kd"]).splitlines()
+    assert table[2] == "| 2 | the LAD student − the baseline (equal student steps) | +9.00 | [+6.52, +11.48] | 3 of 3 |"
+    assert table[3] == "| 4 | the LAD student − the KD student | -5.00 | [-5.00, -5.00] | 0 of 2 |" and len(table) == 4
 
 
 def test_noise_is_called_noise_and_cpus_are_never_mixed_in_a_pair():

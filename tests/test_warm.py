@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.warm import ENV
+from pipeline.warm import ENV, STARTING
 from tests.conftest import REPO
 
 PROBE = '''
@@ -93,3 +93,17 @@ def test_without_a_server_the_stage_runs_in_its_own_process(project, tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and out.split()[0] == "cold"
     assert "no stage server" in err
+
+
+def test_a_stage_waits_for_a_starting_server_and_runs_alone_when_it_never_comes(project, tmp_path):
+    """The wrapper does not wait for its server: a stage started while the server preloads waits for it, and
+    runs in its own process when the server ends before it was ready (the wrapper removes the marker)."""
+    socket_path = tmp_path / "socket"
+    marker = Path(f"{socket_path}{STARTING}")
+    marker.touch()
+    proc = start(project, str(socket_path), "exit", "0")
+    time.sleep(1.0)
+    assert proc.poll() is None  # waiting for the socket
+    marker.unlink()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and out.split()[0] == "cold" and "no stage server" in err

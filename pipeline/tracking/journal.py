@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,16 @@ def register(client: Any, source: str, name: str, tags: dict[str, str], alias: s
     if alias:
         client.set_registered_model_alias(name, alias, version)
     return str(version)
+
+
+# the tracker answered and refused the operation (a param logged again with another value, say): retrying it
+# cannot help, so it is dropped with a warning instead of holding back every later operation as an outage does
+REFUSED = ("INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS")
+
+
+def refused(err: Exception) -> bool:
+    """``err`` is the tracker's refusal of an operation (:data:`REFUSED`), not an outage."""
+    return getattr(err, "error_code", None) in REFUSED
 
 
 def execute(client: Any, op: Operation, refs: dict[str, str]) -> None:
@@ -152,7 +163,8 @@ def replay(client: Any, path: Path) -> int:
     """Replay one journal; on success delete it (and its files) and return the operations done.
 
     If the tracker fails part-way, the journal is rewritten with what is left (the runs already
-    created are remembered), so a later replay neither repeats nor loses anything; the error is raised.
+    created are remembered), so a later replay neither repeats nor loses anything; the error is raised. An
+    operation the tracker refuses (:func:`refused`) is skipped with a warning.
     """
     ops = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     refs: dict[str, str] = {}
@@ -165,7 +177,11 @@ def replay(client: Any, path: Path) -> int:
             continue
         try:
             execute(client, op, refs)
-        except Exception:
+        except Exception as err:
+            if refused(err):
+                print(f"warning: {path.name}: the tracker refused a {op['op']} operation ({err}); skipped",
+                      file=sys.stderr)
+                continue
             head = [o for o in ops[:1] if o["op"] == "open"]  # keeps who wrote it: replayable once they are gone
             rest = head + [{"op": "resolved", "refs": refs}] + [o for o in ops[i:]
                                                                   if o["op"] not in ("resolved", "open")]

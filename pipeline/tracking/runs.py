@@ -19,7 +19,7 @@ from typing import Any
 
 from pipeline.config import flatten, stable_hash
 from pipeline.io import git_commit
-from pipeline.tracking.journal import LOCAL, Journal, Operation, alive, execute, find_parent, sync_pending
+from pipeline.tracking.journal import LOCAL, Journal, Operation, alive, execute, find_parent, refused, sync_pending
 from pipeline.tracking.store import GROUP_TAG, ROLE_TAG, connect, describe, local_store, lock_path, tracking_uri
 
 
@@ -84,6 +84,10 @@ class StageRun:
                 execute(self.client, op, self.refs)
                 return
             except Exception as err:  # noqa: BLE001 - any failure of the tracker: keep training
+                if refused(err):  # the tracker is up: the stage goes on logging the rest
+                    print(f"warning: MLflow refused a {op['op']} operation of {self.stage} ({describe(err)}); "
+                          "not logged", file=sys.stderr, flush=True)
+                    return
                 self.offline_reason = describe(err)
         if self.journal is None:
             self.journal = Journal(self.stage)
