@@ -72,14 +72,19 @@ def full_palette(palette: list[list[int]]) -> np.ndarray:
 
 def plot_compute(points: list[tuple[str, float, float, float]], path: Path) -> None:
     """mIoU against total training TFLOP (teachers included), one point per row (label, TFLOP, mean, std over
-    its seeds), the std as an error bar; a log TFLOP axis."""
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for i, (label, tflop, mean, std) in enumerate(points):
-        ax.errorbar(tflop, mean, yerr=std, fmt="o", capsize=3, color=f"C{i % 10}", label=label)
+    its seeds), the std as an error bar; a log TFLOP axis labelled 1, 2, 5, 10, ...; the legend beside it."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    for i, (label, tflop, mean, std) in enumerate(points):  # ten colours, then the next marker
+        ax.errorbar(tflop, mean, yerr=std, fmt="osD^v"[i // 10 % 5], capsize=3, color=f"C{i % 10}", label=label)
     ax.set(xscale="log", xlabel="training TFLOP, teachers included (log)", ylabel="val mIoU (%)",
            title="mIoU against training compute (error bars: std over seeds)")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

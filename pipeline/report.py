@@ -54,10 +54,12 @@ def describe(method: str, hp: Any) -> str:
     return f"{method_title(method)} (" + ", ".join(f"{k}={v:g}" for k, v in hp.model_dump().items()) + ")"
 
 
-def published(res: Results, row: str, key: str) -> float | None:
-    """The published mIoU of ``row`` where evaluation ``key`` of ``res`` has the published setting: the
-    dataset, decode head and backbone family (resnet18d and resnet18 both count as ResNet-18), at the
-    backbone's full widths and from ImageNet weights; None elsewhere."""
+def published(res: Results, key: str) -> float | None:
+    """The published mIoU of evaluation ``key`` of ``res`` (its row of :data:`PUBLISHED`: ``lad`` for the LAD
+    student, the method for a comparison row) where it has the published setting: the dataset, decode head
+    and backbone family (resnet18d and resnet18 both count as ResNet-18), at the backbone's full widths and
+    from ImageNet weights; None elsewhere."""
+    row = "lad" if key == "lad_student" else key.removeprefix(COMPARE_PREFIX)
     r = res.first(key)
     if r.get("channels") or not ROLES[EVALUATIONS[key].role].net(res.cfg).pretrained:
         return None  # narrowed or from scratch: no published number has that setting
@@ -147,14 +149,13 @@ def methods(res: Results) -> list[str]:
 
 @dataclass(frozen=True)
 class Row:
-    """One row of the students' table: the run it comes from, its evaluation, what it is called, its teacher's
-    evaluation and its row of :data:`PUBLISHED`."""
+    """One row of the students' table: the run it comes from, its evaluation, what it is called and its
+    teacher's evaluation."""
 
     res: Results
     key: str
     method: str
     teacher: str | None
-    paper_row: str
 
 
 def student_rows(*results: Results) -> list[Row]:
@@ -162,12 +163,12 @@ def student_rows(*results: Results) -> list[Row]:
     run's baseline, each run's equal-budget control, the comparison rows of the first run that has them, and
     each run's LAD student."""
     main = results[0]
-    rows = [Row(main, "baseline", "Baseline", None, "baseline")]
+    rows = [Row(main, "baseline", "Baseline", None)]
     rows += [Row(r, "baseline_ft", f"Baseline + {r.first('baseline_ft')['iterations']} more iterations "
-                 "(equal-budget control)", None, "baseline_ft") for r in results if r.warm]
+                 "(equal-budget control)", None) for r in results if r.warm]
     if (c := compared(*results)) is not None:
-        rows += [Row(c, f"{COMPARE_PREFIX}{m}", method_title(m), "conventional_teacher", m) for m in methods(c)]
-    return rows + [Row(r, "lad_student", lad_title(r), "teacher_fixed", "lad") for r in results]
+        rows += [Row(c, f"{COMPARE_PREFIX}{m}", method_title(m), "conventional_teacher") for m in methods(c)]
+    return rows + [Row(r, "lad_student", lad_title(r), "teacher_fixed") for r in results]
 
 
 def with_experiment(header: list[str], rows: list[list[str]], names: list[str]) -> str:
@@ -196,7 +197,7 @@ def students_table(rows: list[Row]) -> str:
                       fmt(onnx["ort_median_ms"]) if onnx else "—", str(r["iterations"]),
                       fmt(res.train_seconds(key), 0), mean_pm(res.miou(t)) if t else "—",
                       fmt(res.train_seconds(t), 0) if t else "—",
-                      fmt(published(res, row.paper_row, key))])
+                      fmt(published(res, key))])
     return with_experiment(["Teacher", "Student", "Method", "mIoU", "Δ vs baseline [95 % CI]", "pixel acc",
                             "params (M)", "GFLOPs", "latency ms", "ONNX max abs diff", "ONNX ms", "iterations",
                             "train s", "teacher mIoU", "teacher train s", "published mIoU"], lines,
@@ -215,7 +216,7 @@ def teachers_table(res: Results) -> str:
     lines = [[teacher_name(res, k), what, mean_pm(res.miou(k)), versus(res, k),
               fmt(res.mean(k, "pixel_acc")), fmt(res.first(k)["params_m"]),
               fmt(res.first(k)["gflops"], 3), latency(res.first(k)), fmt(res.train_seconds(k), 0),
-              fmt(published(res, k, k))]
+              fmt(published(res, k))]
              for k, what in keys]
     return with_experiment(["Teacher", "input at evaluation", "mIoU", "Δ vs baseline [95 % CI]", "pixel acc",
                             "params (M)", "GFLOPs", "latency ms", "train s", "published mIoU"], lines,

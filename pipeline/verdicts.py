@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.report import Comparison, Outcome, Ref, markdown_table, mean_pm, method_title, paired
+from pipeline.report import Comparison, Outcome, Ref, fmt, markdown_table, mean_pm, method_title, paired, published
 from pipeline.results import Results
 from pipeline.roles import COMPARE_PREFIX, METHOD_NAMES
 
@@ -110,15 +110,17 @@ Point = tuple[str, float, float, float]  # a row of the compute figure: label, T
 
 
 def rows_table(runs: dict[str, Results], rows: list[tuple[Ref, str]]) -> tuple[str, list[Point]]:
-    """mIoU (mean ± std over its seeds) and total training TFLOP of every row that ran; and the points of
-    :func:`pipeline.figures.plot_compute`."""
-    lines = ["| row | experiment | seeds | mIoU | training TFLOP, teachers included |", "|---|---|---|---|---|"]
+    """mIoU (mean ± std over its seeds), total training TFLOP and the published mIoU (:func:`published`:
+    where the setting matches it) of every row that ran; and the points of :func:`pipeline.figures.plot_compute`."""
+    lines = ["| row | experiment | seeds | mIoU | training TFLOP, teachers included | published mIoU |",
+             "|---|---|---|---|---|---|"]
     points: list[Point] = []
     for (exp, key), title in rows:
         if exp in runs and key in runs[exp].eval:
             r, values = runs[exp], runs[exp].miou(key)
             tflop = total_tflop(r, key)
-            lines.append(f"| {title} | `{exp}` | {', '.join(map(str, r.seeds))} | {mean_pm(values)} | {tflop:.2f} |")
+            lines.append(f"| {title} | `{exp}` | {', '.join(map(str, r.seeds))} | {mean_pm(values)} | {tflop:.2f} | "
+                         f"{fmt(published(r, key))} |")
             points.append((title, tflop, float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1
                            else 0.0))
     return "\n".join(lines), points

@@ -169,7 +169,7 @@ def test_a_published_number_only_where_the_setting_matches():
     def res(c, r):
         return Results(c, [0], {"baseline": [r]}, {}, "x", {})
 
-    assert published(res(pretrained, full), "baseline", "baseline") == 73.21  # the LAD paper's VOC baseline
-    assert published(res(pretrained, narrow), "baseline", "baseline") is None  # narrowed widths
-    assert published(res(voc, full), "baseline", "baseline") is None  # from scratch
-    assert published(res(cfg.model_copy(update={"model": pretrained.model}), full), "baseline", "baseline") is None
+    assert published(res(pretrained, full), "baseline") == 73.21  # the LAD paper's VOC baseline
+    assert published(res(pretrained, narrow), "baseline") is None  # narrowed widths
+    assert published(res(voc, full), "baseline") is None  # from scratch
+    assert published(res(cfg.model_copy(update={"model": pretrained.model}), full), "baseline") is None
