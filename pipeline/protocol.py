@@ -116,8 +116,13 @@ PAPER_MD = Path("reports/paper.md")
 COMPUTE_PNG = Path("reports/paper_compute.png")  # mIoU against training TFLOP (dvc.yaml plots)
 
 
-def rows(methods: list[str]) -> list[tuple[tuple[str, str], str]]:
-    """Every row of the table: (experiment, evaluation) and its title."""
+def rows(runs: dict[str, Results]) -> list[tuple[tuple[str, str], str]]:
+    """Every row of the table: (experiment, evaluation) and its title (the comparison rows' from
+    ``runs["paper-compare"]``: its methods and its teacher's steps)."""
+    methods, teacher = compared_methods(runs), "the student's network"
+    if "paper-compare" in runs:
+        cfg = runs["paper-compare"].cfg
+        teacher += f", {cfg.compare.teacher_iters / cfg.train.iters:g}x the steps"
     return [(("paper", "baseline"), "baseline"),
             (("paper", "teacher_random"), "LAD teacher, random code book (as it trained)"),
             (("paper", "teacher_fixed"), "LAD teacher, fixed code book (as it distils)"),
@@ -125,7 +130,7 @@ def rows(methods: list[str]) -> list[tuple[tuple[str, str], str]]:
             (("paper", "lad_student"), "LAD student from scratch"),
             (("paper", "baseline_matched"), "compute-matched baseline"),
             (("paper", "label_student"), "label-only control"),
-            (("paper-compare", "conventional_teacher"), "conventional teacher (the student's network, 2x steps)"),
+            (("paper-compare", "conventional_teacher"), f"conventional teacher ({teacher})"),
             *[(("paper-compare", f"distill_{m}"), f"{method_title(m)} student") for m in methods],
             (("paper-warm", "lad_student"), "LAD student warm-started from the baseline"),
             (("paper-warm", "baseline_ft"), "its control: the baseline trained on for as many steps"),
@@ -176,7 +181,7 @@ def write_report(root: Path = Path(".")) -> str:
         raise FileNotFoundError(f"{root / RUNS}: the table's main experiment was not collected yet")
     methods = compared_methods(runs)
     readme = with_block((root / README).read_text(), "paper-table", summary_table(runs, methods), root / README)
-    table, points = rows_table(runs, rows(methods))
+    table, points = rows_table(runs, rows(runs))
     text, losses = answers(runs, methods)
     metas = [m for r in runs.values() for m in r.meta.get("shards", [r.meta])]
     timing, seconds = timing_table(runs)
