@@ -25,7 +25,7 @@ from pipeline.config import load_yaml
 from pipeline.io import atomic_write
 from pipeline.paper import Experiment
 from pipeline.readme import README, with_block
-from pipeline.report import Comparison, fmt, markdown_table, method_title, paired, sources_table
+from pipeline.report import Comparison, fmt, fmt_interval, markdown_table, method_title, paired, sources_table
 from pipeline.results import Results, load_collected
 from pipeline.roles import METHOD_NAMES
 from pipeline.verdicts import answers, compared_methods, losses_list, rows_table, summary_table
@@ -150,7 +150,7 @@ def ablations_section(runs: dict[str, Any]) -> str:
         cells = []
         for key in ("teacher_random", "lad_student"):
             o = paired(runs, Comparison((name, key), ("paper-abl-reference", key), name, "the reference"))
-            cells.append("—" if o is None else f"{o.mean:+.2f} [{o.mean - o.half:+.2f}, {o.mean + o.half:+.2f}], "
+            cells.append("—" if o is None else f"{fmt_interval(o.mean, o.half)}, "
                                                f"{o.wins}/{len(o.diffs)}" + (" **finding**" if o.finding else ""))
         lines.append(f"| {name.removeprefix('paper-abl-')} | {runs[name].meta['what']} | {' | '.join(cells)} |")
     return "\n".join(lines)
@@ -163,7 +163,7 @@ def timing_table(runs: dict[str, Results]) -> tuple[str, float]:
     """Per part of the protocol: its experiments, the seeds collected and the wall time; and the total, s."""
     parts: dict[str, list[dict[str, Any]]] = {}
     for r in runs.values():
-        parts.setdefault(r.meta["part"], []).extend(r.meta.get("shards", [r.meta]))
+        parts.setdefault(r.meta["part"], []).extend(r.metas)
     lines = [[part, ", ".join(f"`{n}`" for n in sorted({m["name"] for m in metas})), str(len(metas)),
               fmt(sum(m["seconds"] for m in metas) / 60, 1)]
              for part in [p for p in PART_ORDER if p in parts] for metas in [parts[part]]]
@@ -183,7 +183,7 @@ def write_report(root: Path = Path(".")) -> str:
     readme = with_block((root / README).read_text(), "paper-table", summary_table(runs, methods), root / README)
     table, points = rows_table(runs, rows(runs))
     text, losses = answers(runs, methods)
-    metas = [m for r in runs.values() for m in r.meta.get("shards", [r.meta])]
+    metas = [m for r in runs.values() for m in r.metas]
     timing, seconds = timing_table(runs)
     body = "\n\n".join([
         "# The paper's table, by docs/protocol.md",

@@ -128,9 +128,14 @@ class Results:
     def miou(self, key: str) -> list[float]:
         return [r["miou"] for r in self.eval[key]]
 
+    @property
+    def metas(self) -> list[dict[str, Any]]:
+        """The meta.json of each run behind it: its shards', when collected in shards."""
+        return self.meta.get("shards", [self.meta])
+
     def shard(self, seed: int) -> dict[str, Any]:
-        """The meta.json of the run that gave ``seed`` (its shard's, when collected in shards)."""
-        return next((m for m in self.meta.get("shards", []) if seed in m.get("seeds", [])), self.meta)
+        """The meta.json of the run that gave ``seed``."""
+        return next((m for m in self.metas if seed in m.get("seeds", [])), self.meta)
 
     def cpu(self, seed: int) -> str:
         """The CPU model the run of ``seed`` was made on."""
