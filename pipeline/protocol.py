@@ -28,7 +28,7 @@ from pipeline.readme import README, with_block
 from pipeline.report import Comparison, fmt, fmt_interval, markdown_table, method_title, paired, sources_table
 from pipeline.results import Results, load_collected
 from pipeline.roles import METHOD_NAMES
-from pipeline.verdicts import answers, compared_methods, losses_list, rows_table, summary_table
+from pipeline.verdicts import answers, compared_methods, losses_list, outcomes, rows_table, summary_table
 
 RUNS = Path("reports/paper/protocol")
 MAIN_SEEDS = (0, 2, 3, 4, 5, 6, 7, 8)  # seed 1 is never reported: the defaults were chosen on it
@@ -179,10 +179,10 @@ def write_report(root: Path = Path(".")) -> str:
     runs = load_collected(root / RUNS, list(EXPERIMENTS))
     if "paper" not in runs:
         raise FileNotFoundError(f"{root / RUNS}: the table's main experiment was not collected yet")
-    methods = compared_methods(runs)
-    readme = with_block((root / README).read_text(), "paper-table", summary_table(runs, methods), root / README)
+    found = outcomes(runs, compared_methods(runs))
+    readme = with_block((root / README).read_text(), "paper-table", summary_table(found), root / README)
     table, points = rows_table(runs, rows(runs))
-    text, losses = answers(runs, methods)
+    text, losses = answers(found)
     metas = [m for r in runs.values() for m in r.metas]
     timing, seconds = timing_table(runs)
     body = "\n\n".join([

@@ -275,6 +275,11 @@ class Outcome:
     def finding(self) -> bool:
         return len(self.diffs) > 1 and abs(self.mean) > self.half
 
+    @property
+    def bounds(self) -> str:
+        """``[+1.50, +4.60]``, or ``—`` for one seed (no interval)."""
+        return "—" if len(self.diffs) < 2 else f"[{self.mean - self.half:+.2f}, {self.mean + self.half:+.2f}]"
+
     def sentence(self) -> str:
         c, n = self.comparison, len(self.diffs)
         head = (f"{c.a_name[0].upper()}{c.a_name[1:]} − {c.b_name}: {self.mean:+.2f} mIoU over {n} seed"
@@ -290,7 +295,7 @@ class Outcome:
             sd = float(np.std(self.diffs, ddof=1))
             what = (f"the interval includes zero: {n} seeds cannot tell them apart (they had 80 % power for a "
                     f"difference of {fmt(detectable(sd, n), 1)} mIoU)")
-        return f"{head}; 95 % interval [{lo:+.2f}, {hi:+.2f}]: {what}."
+        return f"{head}; 95 % interval {self.bounds}: {what}."
 
 
 def paired(runs: dict[str, Results], c: Comparison) -> Outcome | None:

@@ -48,33 +48,35 @@ def questions(methods: list[str]) -> list[tuple[str, list[Comparison]]]:
          [Comparison(("paper-warm", "lad_student"), ("paper-warm", "baseline_ft"), "the warm-started LAD student",
                      "its control, the baseline trained on for as many student steps")]),
         ("6. Does it hold at three times the steps?",
-         [Comparison((long, "lad_student"), (long, "baseline"), "the LAD student", "the baseline"),
-          Comparison((long, "lad_student"), (long, "baseline_matched"), "the LAD student",
-                     "the compute-matched baseline")]),
+         [Comparison((long, "lad_student"), (long, "baseline"), "the LAD student (3x steps)",
+                     "the baseline (3x steps)"),
+          Comparison((long, "lad_student"), (long, "baseline_matched"), "the LAD student (3x steps)",
+                     "the compute-matched baseline (3x steps)")]),
     ]
 
 
-def outcomes(runs: dict[str, Results], methods: list[str]) -> list[tuple[str, list[Outcome]]]:
+Found = list[tuple[str, list[Outcome]]]  # each question with the outcomes of its comparisons that ran
+
+
+def outcomes(runs: dict[str, Results], methods: list[str]) -> Found:
     """Every question with the outcomes of its comparisons that ran (none when its rows did not)."""
     return [(title, [o for c in comparisons if (o := paired(runs, c)) is not None])
             for title, comparisons in questions(methods)]
 
 
-def answers(runs: dict[str, Results], methods: list[str]) -> tuple[str, list[Outcome]]:
+def answers(found: Found) -> tuple[str, list[Outcome]]:
     """The questions' paragraphs (markdown), and every outcome where the LAD row is the lower one."""
     paragraphs, losses = [], []
-    for title, found in outcomes(runs, methods):
-        paragraphs.append(f"**{title}** " + (" ".join(o.sentence() for o in found) if found else "Not run."))
-        losses += [o for o in found if "LAD" in o.comparison.a_name and o.mean < 0]
+    for title, outs in found:
+        paragraphs.append(f"**{title}** " + (" ".join(o.sentence() for o in outs) if outs else "Not run."))
+        losses += [o for o in outs if "LAD" in o.comparison.a_name and o.mean < 0]
     return "\n\n".join(paragraphs), losses
 
 
-def summary_table(runs: dict[str, Results], methods: list[str]) -> str:
+def summary_table(found: Found) -> str:
     """The README's short table: each comparison that ran, its paired difference, interval and wins."""
     rows = [[title.split(" ", 1)[0].rstrip("."), f"{o.comparison.a_name} − {o.comparison.b_name}",
-             f"{o.mean:+.2f}", "—" if len(o.diffs) < 2 else f"[{o.mean - o.half:+.2f}, {o.mean + o.half:+.2f}]",
-             f"{o.wins} of {len(o.diffs)}"]
-            for title, found in outcomes(runs, methods) for o in found]
+             f"{o.mean:+.2f}", o.bounds, f"{o.wins} of {len(o.diffs)}"] for title, outs in found for o in outs]
     return markdown_table(["question", "comparison", "Δ mIoU", "95 % interval", "seeds higher"], rows)
 
 
@@ -83,8 +85,9 @@ def losses_list(losses: list[Outcome]) -> str:
     if not losses:
         return "None: in every comparison the LAD row has the higher mean."
     return "\n".join(f"- {o.comparison.a_name} below {o.comparison.b_name}: {o.mean:+.2f} mIoU "
-                     f"[{o.mean - o.half:+.2f}, {o.mean + o.half:+.2f}], higher on {o.wins} of {len(o.diffs)} seeds"
-                     + (" (the interval excludes zero)" if o.finding else "") for o in losses)
+                     + (f"{o.bounds}, " if len(o.diffs) > 1 else "(one seed: no interval), ")
+                     + f"higher on {o.wins} of {len(o.diffs)} seeds" + (" (the interval excludes zero)" if o.finding
+                                                                        else "") for o in losses)
 
 
 def own_tflop(res: Results, key: str) -> float:
@@ -112,15 +115,15 @@ Point = tuple[str, float, float, float]  # a row of the compute figure: label, T
 def rows_table(runs: dict[str, Results], rows: list[tuple[Ref, str]]) -> tuple[str, list[Point]]:
     """mIoU (mean ± std over its seeds), total training TFLOP and the published mIoU (:func:`published`:
     where the setting matches it) of every row that ran; and the points of :func:`pipeline.figures.plot_compute`."""
-    lines = ["| row | experiment | seeds | mIoU | training TFLOP, teachers included | published mIoU |",
-             "|---|---|---|---|---|---|"]
+    cells: list[list[str]] = []
     points: list[Point] = []
     for (exp, key), title in rows:
         if exp in runs and key in runs[exp].eval:
             r, values = runs[exp], runs[exp].miou(key)
             tflop = total_tflop(r, key)
-            lines.append(f"| {title} | `{exp}` | {', '.join(map(str, r.seeds))} | {mean_pm(values)} | {tflop:.2f} | "
-                         f"{fmt(published(r, key))} |")
+            cells.append([title, f"`{exp}`", ", ".join(map(str, r.seeds)), mean_pm(values), f"{tflop:.2f}",
+                          fmt(published(r, key))])
             points.append((title, tflop, float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1
                            else 0.0))
-    return "\n".join(lines), points
+    header = ["row", "experiment", "seeds", "mIoU", "training TFLOP, teachers included", "published mIoU"]
+    return markdown_table(header, cells), points

@@ -17,7 +17,7 @@ from pipeline.readme import block, markers
 from pipeline.report import Comparison, method_title, paired
 from pipeline.results import load_collected
 from pipeline.roles import METHOD_NAMES
-from pipeline.verdicts import compared_methods, summary_table
+from pipeline.verdicts import compared_methods, outcomes, summary_table
 from tests.conftest import MlflowServer, copy_repo, run, tiny_params
 
 pytestmark = pytest.mark.e2e
@@ -151,7 +151,7 @@ def test_the_table_comes_from_both_clones_shares(clones):
                                   "the baseline (equal student steps)"))
     assert lad.seeds == [0, 2] and lad.sentence() in text
     assert (a / protocol.COMPUTE_PNG).read_bytes()[:4] == b"\x89PNG"
-    assert block((a / "README.md").read_text(), "paper-table") == summary_table(runs, compared_methods(runs))
+    assert block((a / "README.md").read_text(), "paper-table") == summary_table(outcomes(runs, compared_methods(runs)))
     timing = text.split("## Wall time per part")[1]
     assert "| main | `paper`, `paper-warm` | 3 |" in timing and "| compare | `paper-compare` | 1 |" in timing
 

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline import protocol, readme
 from pipeline.results import load_collected
-from pipeline.verdicts import compared_methods, summary_table
+from pipeline.verdicts import compared_methods, outcomes, summary_table
 from tests.conftest import REPO
 
 TEXT = (REPO / "README.md").read_text()
@@ -19,7 +19,7 @@ def test_the_readme_holds_what_the_committed_files_give():
         assert readme.block(TEXT, name) == body, f"README block {name!r} is stale: python -m pipeline.readme"
     runs = load_collected(REPO / protocol.RUNS, list(protocol.EXPERIMENTS), REPO / "params.yaml")
     methods = compared_methods(runs)
-    assert readme.block(TEXT, "paper-table") == summary_table(runs, methods), \
+    assert readme.block(TEXT, "paper-table") == summary_table(outcomes(runs, methods)), \
         "README's paper table is stale: python -m stages.paper report"
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from pipeline.report import Comparison, detectable, paired, power
 from pipeline.results import Results
-from pipeline.verdicts import answers, losses_list, summary_table
+from pipeline.verdicts import answers, losses_list, outcomes, summary_table
 
 CPU = "Intel(R) Xeon(R) Processor, 2 cores"
 
@@ -29,10 +29,14 @@ def test_a_comparison_pairs_seeds_both_rows_ran():
     lower = paired(runs, Comparison(("paper-compare", "lad_student"), ("paper-compare", "distill_kd"),
                                     "the LAD student", "the KD student"))
     assert lower.diffs == [-5, -5] and "lower" in lower.sentence()
-    text, losses = answers(runs, ["kd"])
+    text, losses = answers(outcomes(runs, ["kd"]))
     assert "**3. Does the teacher teach more than its label?** Not run." in text
-    assert losses == [lower] and "the LAD student below the KD student: -5.00 mIoU" in losses_list(losses)
-    table = summary_table(runs, ["kd"]).splitlines()
+    assert losses == [lower] and "the LAD student below the KD student: -5.00 mIoU [-5.00, -5.00], higher on 0 of 2" in losses_list(losses)
+    one = paired({"paper-long": run("paper-long", [0], {"lad_student": [50], "baseline": [52]})},
+                 Comparison(("paper-long", "lad_student"), ("paper-long", "baseline"), "the LAD student", "the baseline"))
+    assert one.bounds == "—" and losses_list([one]) == \
+        "- the LAD student below the baseline: -2.00 mIoU (one seed: no interval), higher on 0 of 1 seeds"
+    table = summary_table(outcomes(runs, ["kd"])).splitlines()
     assert table[2] == "| 2 | the LAD student − the baseline (equal student steps) | +9.00 | [+6.52, +11.48] | 3 of 3 |"
     assert table[3] == "| 4 | the LAD student − the KD student | -5.00 | [-5.00, -5.00] | 0 of 2 |" and len(table) == 4
 
