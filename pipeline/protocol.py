@@ -140,20 +140,25 @@ def rows(runs: dict[str, Results]) -> list[tuple[tuple[str, str], str]]:
 
 
 def ablations_section(runs: dict[str, Any]) -> str:
-    """Each ablation against the reference on the seeds both ran: the teacher as it trained and the student."""
+    """Each ablation against the reference on the seeds both ran: the teacher as it trained and the student; then
+    which differences are beyond noise (docs/protocol.md: a paired interval that excludes zero)."""
     names = sorted(n for n in runs if n.startswith("paper-abl-") and n != "paper-abl-reference")
     if "paper-abl-reference" not in runs or not names:
         return "Not run."
-    lines = ["| ablation | what it tests | Δ teacher as trained [95 %], wins | Δ LAD student [95 %], wins |",
-             "|---|---|---|---|"]
+    rows, beyond, within = [], [], []
     for name in names:
-        cells = []
-        for key in ("teacher_random", "lad_student"):
+        short, cells = name.removeprefix("paper-abl-"), []
+        for key, model in (("teacher_random", "teacher"), ("lad_student", "student")):
             o = paired(runs, Comparison((name, key), ("paper-abl-reference", key), name, "the reference"))
             cells.append("—" if o is None else f"{fmt_interval(o.mean, o.half)}, "
                                                f"{o.wins}/{len(o.diffs)}" + (" **finding**" if o.finding else ""))
-        lines.append(f"| {name.removeprefix('paper-abl-')} | {runs[name].meta['what']} | {' | '.join(cells)} |")
-    return "\n".join(lines)
+            if o is not None:
+                (beyond if o.finding else within).append(f"{short}'s {model} ({o.mean:+.2f})")
+        rows.append([short, runs[name].meta["what"], *cells])
+    table = markdown_table(["ablation", "what it tests", "Δ teacher as trained [95 %], wins",
+                            "Δ LAD student [95 %], wins"], rows)
+    return (f"{table}\n\nBeyond noise (the interval excludes zero): {', '.join(beyond) or 'none'}. "
+            f"Within noise on these seeds: {', '.join(within) or 'none'}.")
 
 
 EXPERIMENTS = ("paper", "paper-compare", "paper-warm", "paper-long", "paper-abl-reference")  # the table's order

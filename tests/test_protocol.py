@@ -94,6 +94,8 @@ def test_the_table_is_written_from_the_shards(tmp_path):
     # single path - reference, student: -6, -4, -2 (mean -4, sd 2: half 2 x 4.303 / sqrt 3 = 4.97)
     ablations = text.split("## Ablations")[1].split("##")[0]
     assert "| single-path | dual path off | +0.00 [+0.00, +0.00], 0/3 | -4.00 [-8.97, +0.97], 0/3 |" in ablations
+    assert "Beyond noise (the interval excludes zero): none. Within noise on these seeds: single-path's teacher " \
+           "(+0.00), single-path's student (-4.00)." in ablations
     timing = text.split("## Wall time per part")[1].split("##")[0]
     assert "| main | `paper` | 3 | 3.0 |" in timing and "9.0 min of wall time" in text
     assert "| ablation | `paper-abl-reference`, `paper-abl-single-path` | 6 | 6.0 |" in timing
