@@ -189,12 +189,13 @@ def write_report(root: Path = Path(".")) -> str:
     table, points = rows_table(runs, rows(runs))
     text, losses = answers(found)
     metas = [m for r in runs.values() for m in r.metas]
+    dtypes = sorted({"float32" if r.cfg.train.amp == "none" else f"{r.cfg.train.amp} autocast" for r in runs.values()})
     timing, seconds = timing_table(runs)
     body = "\n\n".join([
         "# The paper's table, by docs/protocol.md",
         f"Written by `python -m stages.paper report` from {len(metas)} collected runs in `{RUNS}` "
         f"({len({m['git_commit'] for m in metas})} commits, each run's under Sources; CPUs: "
-        f"{'; '.join(sorted({m.get('cpu', '?') for m in metas}))}; float32; "
+        f"{'; '.join(sorted({m.get('cpu', '?') for m in metas}))}; {', '.join(dtypes)}; "
         f"{seconds / 60:.1f} min of wall time). Every difference is paired by seed, "
         "both rows of a seed from one CPU model; 95 % Student-t intervals; wins: the seeds the first row is "
         "higher on.",

@@ -97,5 +97,5 @@ def test_the_table_is_written_from_the_shards(tmp_path):
     assert "Beyond noise (the interval excludes zero): none. Within noise on these seeds: single-path's teacher " \
            "(+0.00), single-path's student (-4.00)." in ablations
     timing = text.split("## Wall time per part")[1].split("##")[0]
-    assert "| main | `paper` | 3 | 3.0 |" in timing and "9.0 min of wall time" in text
+    assert "| main | `paper` | 3 | 3.0 |" in timing and "; float32; 9.0 min of wall time" in text
     assert "| ablation | `paper-abl-reference`, `paper-abl-single-path` | 6 | 6.0 |" in timing
