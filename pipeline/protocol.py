@@ -152,7 +152,7 @@ def ablations_section(runs: dict[str, Any]) -> str:
             o = paired(runs, Comparison((name, key), ("paper-abl-reference", key), name, "the reference"))
             cells.append("—" if o is None else f"{fmt_interval(o.mean, o.half)}, "
                                                f"{o.wins}/{len(o.diffs)}" + (" **finding**" if o.finding else ""))
-            if o is not None:
+            if o is not None and len(o.diffs) > 1:  # one seed has no interval: neither
                 (beyond if o.finding else within).append(f"{short}'s {model} ({o.mean:+.2f})")
         rows.append([short, runs[name].meta["what"], *cells])
     table = markdown_table(["ablation", "what it tests", "Δ teacher as trained [95 %], wins",
