@@ -145,11 +145,14 @@ def ablations_section(runs: dict[str, Any]) -> str:
     names = sorted(n for n in runs if n.startswith("paper-abl-") and n != "paper-abl-reference")
     if "paper-abl-reference" not in runs or not names:
         return "Not run."
-    rows, beyond, within = [], [], []
+    ref, rows, beyond, within = runs["paper-abl-reference"], [], [], []
+    # evaluation of a run -> ...: its teacher with the code book it trained with (and its own noise), its student
+    keys = (("teacher", lambda r: f"teacher_{r.cfg.lad.codebook}"), ("student", lambda r: "lad_student"))
     for name in names:
         short, cells = name.removeprefix("paper-abl-"), []
-        for key, model in (("teacher_random", "teacher"), ("lad_student", "student")):
-            o = paired(runs, Comparison((name, key), ("paper-abl-reference", key), name, "the reference"))
+        for model, key in keys:
+            o = paired(runs, Comparison((name, key(runs[name])), ("paper-abl-reference", key(ref)), name,
+                                        "the reference"))
             cells.append("—" if o is None else f"{fmt_interval(o.mean, o.half)}, "
                                                f"{o.wins}/{len(o.diffs)}" + (" **finding**" if o.finding else ""))
             if o is not None and len(o.diffs) > 1:  # one seed has no interval: neither

@@ -52,11 +52,13 @@ def test_a_collected_shard_is_skipped_until_its_code_or_params_change(tmp_path):
 
 
 def collected_shard(root, name: str, seed: int, mious: dict[str, float], cpu: str = "Intel", part: str = "main",
-                    what: str = "") -> None:
-    """A collected shard as `stages.paper run` leaves it: params, meta and one JSON per evaluation."""
+                    what: str = "", lad: dict | None = None) -> None:
+    """A collected shard as `stages.paper run` leaves it: params (``lad``: its LAD params set), meta and one JSON
+    per evaluation."""
     folder = root / protocol.RUNS / f"{name}@seeds{seed}"
     (folder / f"reports/eval/seed{seed}").mkdir(parents=True)
-    (folder / "params.yaml").write_text(yaml.safe_dump({**PARAMS, "seeds": [seed]}))
+    params = {**PARAMS, "seeds": [seed], "lad": {**PARAMS["lad"], **(lad or {})}}
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
     (folder / "meta.json").write_text(json.dumps({"name": name, "folder": folder.name, "part": part, "what": what,
                                                   "sets": {}, "seeds": [seed], "seconds": 60.0, "git_commit": "c" * 40,
                                                   "cpu": cpu, "mlflow_parent_run": None}))
@@ -76,6 +78,9 @@ def test_the_table_is_written_from_the_shards(tmp_path):
         collected_shard(tmp_path, "paper-abl-reference", seed, {**teachers, "lad_student": ref}, part="ablation")
         collected_shard(tmp_path, "paper-abl-single-path", seed, {**teachers, "lad_student": single}, part="ablation",
                         what="dual path off")
+        collected_shard(tmp_path, "paper-abl-codebook-fixed", seed, {**teachers, "teacher_fixed": 90.0 + seed,
+                                                                     "lad_student": ref}, part="ablation",
+                        what="fixed code book", lad={"codebook": "fixed"})
     start, end = markers("paper-table")
     (tmp_path / "README.md").write_text(f"# title\n{start}\nold\n{end}\n")
     text = protocol.write_report(tmp_path)
@@ -94,8 +99,11 @@ def test_the_table_is_written_from_the_shards(tmp_path):
     # single path - reference, student: -6, -4, -2 (mean -4, sd 2: half 2 x 4.303 / sqrt 3 = 4.97)
     ablations = text.split("## Ablations")[1].split("##")[0]
     assert "| single-path | dual path off | +0.00 [+0.00, +0.00], 0/3 | -4.00 [-8.97, +0.97], 0/3 |" in ablations
-    assert "Beyond noise (the interval excludes zero): none. Within noise on these seeds: single-path's teacher " \
-           "(+0.00), single-path's student (-4.00)." in ablations
+    # the fixed-code-book teacher is scored with the code book it trained with against the reference's random one
+    assert "| codebook-fixed | fixed code book | +31.67 [+27.87, +35.46], 3/3 **finding** | +0.00" in ablations
+    assert "Beyond noise (the interval excludes zero): codebook-fixed's teacher (+31.67). Within noise on these " \
+           "seeds: codebook-fixed's student (+0.00), single-path's teacher (+0.00), single-path's student " \
+           "(-4.00)." in ablations
     timing = text.split("## Wall time per part")[1].split("##")[0]
-    assert "| main | `paper` | 3 | 3.0 |" in timing and "; float32; 9.0 min of wall time" in text
-    assert "| ablation | `paper-abl-reference`, `paper-abl-single-path` | 6 | 6.0 |" in timing
+    assert "| main | `paper` | 3 | 3.0 |" in timing and "; float32; 12.0 min of wall time" in text
+    assert "| ablation | `paper-abl-codebook-fixed`, `paper-abl-reference`, `paper-abl-single-path` | 9 | 9.0 |" in timing
