@@ -106,4 +106,5 @@ def test_the_table_is_written_from_the_shards(tmp_path):
            "(-4.00)." in ablations
     timing = text.split("## Wall time per part")[1].split("##")[0]
     assert "| main | `paper` | 3 | 3.0 |" in timing and "; float32; 12.0 min of wall time" in text
-    assert "| ablation | `paper-abl-codebook-fixed`, `paper-abl-reference`, `paper-abl-single-path` | 9 | 9.0 |" in timing
+    assert "| ablation | `paper-abl-codebook-fixed`, `paper-abl-reference`, `paper-abl-single-path` | 9 | 9.0 |" \
+        in timing

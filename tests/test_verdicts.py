@@ -31,9 +31,11 @@ def test_a_comparison_pairs_seeds_both_rows_ran():
     assert lower.diffs == [-5, -5] and "lower" in lower.sentence()
     text, losses = answers(outcomes(runs, ["kd"]))
     assert "**3. Does the teacher teach more than its label?** Not run." in text
-    assert losses == [lower] and "the LAD student below the KD student: -5.00 mIoU [-5.00, -5.00], higher on 0 of 2" in losses_list(losses)
+    assert losses == [lower]
+    assert "the LAD student below the KD student: -5.00 mIoU [-5.00, -5.00], higher on 0 of 2" in losses_list(losses)
     one = paired({"paper-long": run("paper-long", [0], {"lad_student": [50], "baseline": [52]})},
-                 Comparison(("paper-long", "lad_student"), ("paper-long", "baseline"), "the LAD student", "the baseline"))
+                 Comparison(("paper-long", "lad_student"), ("paper-long", "baseline"), "the LAD student",
+                            "the baseline"))
     assert one.bounds == "—" and losses_list([one]) == \
         "- the LAD student below the baseline: -2.00 mIoU (one seed: no interval), higher on 0 of 1 seeds"
     table = summary_table(outcomes(runs, ["kd"])).splitlines()
