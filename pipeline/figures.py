@@ -76,8 +76,9 @@ def plot_compute(points: list[tuple[str, float, float, float]], path: Path) -> N
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     fig, ax = plt.subplots(figsize=(11, 5.5))
-    for i, (label, tflop, mean, std) in enumerate(points):  # ten colours, then the next marker
-        ax.errorbar(tflop, mean, yerr=std, fmt="osD^v"[i // 10 % 5], capsize=3, color=f"C{i % 10}", label=label)
+    colours = plt.get_cmap("tab20").colors  # 20 colours and a marker cycle: no two of the table's rows look alike
+    for i, (label, tflop, mean, std) in enumerate(points):
+        ax.errorbar(tflop, mean, yerr=std, fmt="osD^v"[i % 5], capsize=3, color=colours[i % 20], label=label)
     ax.set(xscale="log", xlabel="training TFLOP, teachers included (log)", ylabel="val mIoU (%)",
            title="mIoU against training compute (error bars: std over seeds)")
     ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
