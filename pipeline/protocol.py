@@ -139,20 +139,19 @@ def rows(runs: dict[str, Results]) -> list[tuple[tuple[str, str], str]]:
             (("paper-long", "baseline_matched"), f"compute-matched baseline, {LONG}x steps")]
 
 
-def ablations_section(runs: dict[str, Any]) -> str:
-    """Each ablation against the reference on the seeds both ran: the teacher as it trained and the student; then
-    which differences are beyond noise (docs/protocol.md: a paired interval that excludes zero)."""
+def ablations_section(runs: dict[str, Results]) -> str:
+    """Each ablation against the reference on the seeds both ran: the teacher as it trained (the code book it
+    trained with, its own noise) and the student; then which differences are beyond noise (docs/protocol.md: a
+    paired interval that excludes zero)."""
     names = sorted(n for n in runs if n.startswith("paper-abl-") and n != "paper-abl-reference")
     if "paper-abl-reference" not in runs or not names:
         return "Not run."
     ref, rows, beyond, within = runs["paper-abl-reference"], [], [], []
-    # evaluation of a run -> ...: its teacher with the code book it trained with (and its own noise), its student
-    keys = (("teacher", lambda r: f"teacher_{r.cfg.lad.codebook}"), ("student", lambda r: "lad_student"))
     for name in names:
         short, cells = name.removeprefix("paper-abl-"), []
-        for model, key in keys:
-            o = paired(runs, Comparison((name, key(runs[name])), ("paper-abl-reference", key(ref)), name,
-                                        "the reference"))
+        teachers = (f"teacher_{runs[name].cfg.lad.codebook}", f"teacher_{ref.cfg.lad.codebook}")
+        for model, (key, ref_key) in (("teacher", teachers), ("student", ("lad_student", "lad_student"))):
+            o = paired(runs, Comparison((name, key), ("paper-abl-reference", ref_key), name, "the reference"))
             cells.append("—" if o is None else f"{fmt_interval(o.mean, o.half)}, "
                                                f"{o.wins}/{len(o.diffs)}" + (" **finding**" if o.finding else ""))
             if o is not None and len(o.diffs) > 1:  # one seed has no interval: neither
