@@ -218,10 +218,43 @@ def signature(num_classes: int, in_chans: int = 3) -> Any:
                           outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, num_classes, -1, -1), "logits")]))
 
 
-def log_model(run: Any, model: nn.Module, name: str, preprocess: Preprocess) -> str:
-    """Log ``Predictor(model)`` to the MLflow run ``run`` as ``name``, with its signature, an input example
-    of the training crop's size and ``preprocess`` in its metadata; returns its ``runs:/`` URI."""
+def save_mlflow_model(model: nn.Module, path: str | Path, preprocess: Preprocess) -> None:
+    """Save ``model`` as an MLflow pyfunc model at ``path`` (a new folder): :mod:`pipeline.mlflow_model` as its
+    code, the weights as safetensors and the spec as JSON (nothing pickled), the ``pipeline`` package as its
+    code path, its signature, an input example of the training crop's size, and ``preprocess`` in its
+    metadata (key :data:`KEY`)."""
+    import tempfile
+
+    import mlflow
+    from safetensors.torch import save_file
+
+    from pipeline import mlflow_model
+
     spec, size = model.spec, preprocess.window
-    example = np.zeros((1, spec["in_chans"], size, size), np.float32)
-    return run.log_pytorch_model(Predictor(model), name, example, signature(spec["num_classes"], spec["in_chans"]),
-                                 {KEY: preprocess.to_json()})
+    with tempfile.TemporaryDirectory() as tmp:
+        weights, network = Path(tmp) / "model.safetensors", Path(tmp) / "network.json"
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(weights))
+        network.write_text(json.dumps(spec, sort_keys=True))
+        mlflow.pyfunc.save_model(
+            str(path), python_model=mlflow_model.__file__,
+            artifacts={mlflow_model.WEIGHTS: str(weights), mlflow_model.NETWORK: str(network)},
+            code_paths=[str(Path(__file__).parent)], signature=signature(spec["num_classes"], spec["in_chans"]),
+            input_example=np.zeros((1, spec["in_chans"], size, size), np.float32),
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "timm", "safetensors"],
+            metadata={KEY: preprocess.to_json()})
+
+
+def log_model(run: Any, model: nn.Module, name: str, preprocess: Preprocess, step: int,
+              metrics: dict[str, float] | None = None, dataset: dict[str, str] | None = None,
+              tags: dict[str, Any] | None = None) -> str:
+    """Log ``model`` to the MLflow stage run ``run`` as the LoggedModel ``name`` (:func:`save_mlflow_model`) at
+    ``step``, ``metrics`` (evaluated on ``dataset``) linked to it, its weights digest among its ``tags``;
+    returns the model's reference (:meth:`pipeline.tracking.StageRun.log_model`)."""
+    import tempfile
+
+    from pipeline.tracking.journal import WEIGHTS_TAG
+
+    with tempfile.TemporaryDirectory() as tmp:
+        save_mlflow_model(model, Path(tmp) / name, preprocess)
+        return run.log_model(Path(tmp) / name, name, step, metrics, dataset,
+                             {**(tags or {}), WEIGHTS_TAG: weights_digest(model)})

@@ -97,12 +97,29 @@ def load_onnx_model(path: Path, device: torch.device) -> Loaded:
     return Loaded(logits, Preprocess.from_json(meta[KEY], str(path)), torch.device("cpu"), str(path))
 
 
+def tracking_store(tracking_uri: str | None) -> str:
+    """The tracking URI an MLflow model URI is looked up in: ``--tracking-uri``, else the project's own store when
+    run in the project folder. Without either it is an error, before MLflow would create an empty store
+    (``mlflow.db``) in the user's folder."""
+    local = Path(".mlflow/mlflow.db")  # the project's own store, when run in the project folder
+    if tracking_uri:
+        return tracking_uri
+    if local.is_file():
+        return f"sqlite:///{local.resolve()}"
+    raise ValueError("no MLflow store to look the model up in: give --tracking-uri (or MLFLOW_TRACKING_URI), run "
+                     "lad-predict in the project folder (its .mlflow/mlflow.db), or pass a .pt or .onnx file")
+
+
 def load_mlflow_model(uri: str, device: torch.device, tracking_uri: str | None) -> Loaded:
+    """An MLflow model of this pipeline: the pyfunc model of :mod:`pipeline.mlflow_model` (safetensors weights,
+    nothing unpickled), or one logged by older versions (MLflow's PyTorch flavour, a pickled module: loaded
+    with MLflow's pickle gate opened for this model only, as it comes from the project's own runs)."""
     import mlflow
 
-    local = Path(".mlflow/mlflow.db")  # the project's own store, when run in the project folder
-    if tracking_uri or local.is_file():
-        mlflow.set_tracking_uri(tracking_uri or f"sqlite:///{local.resolve()}")
+    from pipeline.tracking.store import quiet
+
+    quiet()
+    mlflow.set_tracking_uri(tracking_store(tracking_uri))
     try:
         info = mlflow.models.get_model_info(uri)
     except Exception as err:  # noqa: BLE001 - MLflow raises many kinds: no such model, alias, server
@@ -112,8 +129,16 @@ def load_mlflow_model(uri: str, device: torch.device, tracking_uri: str | None) 
     if meta is None:
         raise ValueError(f"{uri}: the MLflow model has no {KEY!r} metadata (logged by an older version of the "
                          "pipeline: predict from its checkpoint)")
-    model = mlflow.pytorch.load_model(uri, map_location=device).to(device).eval()  # a Predictor: logits at size
-    return Loaded(model, Preprocess.from_json(meta, uri), device, uri)
+    if "pytorch" in info.flavors:  # before LoggedModels: a pickled Predictor
+        gate, before = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION", os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION")
+        os.environ[gate] = "true"
+        try:
+            model = mlflow.pytorch.load_model(uri, map_location=device)
+        finally:
+            os.environ.pop(gate) if before is None else os.environ.update({gate: before})
+    else:
+        model = mlflow.pyfunc.load_model(uri).unwrap_python_model().net  # a Predictor: logits at the image's size
+    return Loaded(model.to(device).eval(), Preprocess.from_json(meta, uri), device, uri)
 
 
 def load(model: str, device: str = "auto", tracking_uri: str | None = None) -> Loaded:

@@ -52,7 +52,8 @@ class Role:
         schedule: iterations and peak learning rate under the params.
         skip: why it has nothing to train under the params (None: it trains).
         warm_start: the role whose trained weights it starts from under the params (None: fresh).
-        logs_model: its stage logs the trained network as an MLflow model (the student that ships).
+        registered: the report registers its trained network (every role's stage logs its network as an
+            MLflow LoggedModel) in the model registry, as ``evaluate.registered_model``: the student that ships.
     """
 
     name: str
@@ -67,7 +68,7 @@ class Role:
     schedule: Callable[[Config], tuple[int, float]] = _train_schedule
     skip: Callable[[Config], str | None] = _never
     warm_start: Callable[[Config], str | None] = _never
-    logs_model: bool = False
+    registered: bool = False
 
     @property
     def in_chans(self) -> int:
@@ -139,7 +140,7 @@ ROLES: dict[str, Role] = {r.name: r for r in [
     Role("student", "distill", "student", "lad_distill",
          ("data", "model.student", "model.teacher", "train", "lad.scale", "distill"), ("teacher", "baseline"),
          "student.pt", teacher="teacher", schedule=_distill_schedule, warm_start=_baseline_if_warm,
-         logs_model=True),  # the baseline: its warm start with distill.init: baseline
+         registered=True),  # the baseline: its warm start with distill.init: baseline
     Role("baseline_ft", "train_baseline_ft", "student", "supervised",
          ("data", "model.student", "train", "distill.init", "distill.iters", "distill.lr"), ("baseline",),
          "baseline_ft", schedule=_distill_schedule, skip=_without_warm_start, warm_start=lambda cfg: "baseline"),

@@ -99,18 +99,23 @@ def train(role: Role, cfg: Config, seed: int = 0, run: Any = None, ctx: dist.Con
 
 
 def log_summary(run: Any, role: Role, summary: dict[str, Any], paths: SeedPaths, cfg: Config) -> None:
-    """The finished stage's summary, curves and (for the role that ships) the MLflow model."""
+    """The finished stage's summary, curves and its network as an MLflow 3 LoggedModel, at its last step with
+    its validation metrics (on the validation dataset) linked to it."""
+    from pipeline.tracking.datasets import describe
+
     if summary.get("resumed_from"):
         run.set_tags({"resumed_from": summary["resumed_from"]})
     run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
     run.log_artifact(paths.train_report(role.name))
     for kind in ("train", "val"):
         run.log_artifact(paths.curve(role.name, kind), "curves")
-    if role.logs_model:
+    if paths.model(role.name).is_file():
         model, ckpt = load_trained(paths.model(role.name))
-        uri = log_model(run, model, role.name, Preprocess.from_checkpoint(ckpt))
-        run.set_tags({"model_uri": uri})
-        print(f"{role.name} logged to MLflow as {uri}")
+        val = describe(load_index(INDEX), "val", cfg.data.val_split)
+        log_model(run, model, role.name, Preprocess.from_checkpoint(ckpt), summary["iters"],
+                  {k: summary[k] for k in ("val_miou", "val_pixel_acc")}, val,
+                  {"role": role.name, "seed": summary["seed"], "git_commit": ckpt.get("git_commit", "")})
+        print(f"{role.name} logged to MLflow as a LoggedModel of run {run.tracked_id or '(journaled)'}")
 
 
 def run_role(role_name: str, cfg: Config, seed: int) -> None:
@@ -123,7 +128,12 @@ def run_role(role_name: str, cfg: Config, seed: int) -> None:
               "effective_batch": cfg.train.batch_size * ctx.world_size}
     try:
         with stage_run(role.run_name(seed), EXPERIMENT, params, {"role_model": role.network, "seed": seed},
-                       enabled=ctx.is_main) as run:
+                       enabled=ctx.is_main, system_metrics=True) as run:
+            if run is not None:
+                from pipeline.tracking.datasets import describe_all
+
+                names = {"train": cfg.data.train_split, "val": cfg.data.val_split}
+                run.log_inputs(describe_all(load_index(INDEX), names))
             summary = train(role, cfg, seed, run, ctx)
             if run is not None:
                 log_summary(run, role, summary, SeedPaths(seed), cfg)

@@ -73,6 +73,9 @@ def handoff(path: str) -> None:
         print(f"note: {ENV}={path}: no stage server ({err.strerror}); running in this process", file=sys.stderr)
         conn.close()
         return
+    from pipeline.tracking.invocation import pin
+
+    pin()  # the forked stage is not below `dvc`: it learns its pipeline invocation (MLflow parent) from here
     request = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
     socket.send_fds(conn, [HEADER.pack(len(request))], [0, 1, 2])
     conn.sendall(request)

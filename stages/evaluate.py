@@ -32,6 +32,7 @@ from pipeline.optim import AMP_DTYPES
 from pipeline.paths import EXPERIMENT, INDEX, SeedPaths
 from pipeline.roles import EVALUATIONS
 from pipeline.tracking import stage_run
+from pipeline.tracking.datasets import describe_all
 from stages.common import run_stage, stage_args
 
 # the params this stage reads (dvc.yaml lists the same; tests/test_roles.py checks)
@@ -157,7 +158,9 @@ def deployment_metrics(results: dict[str, dict[str, Any]]) -> dict[str, float]:
 
 
 def main(cfg: Config, seed: int) -> None:
-    with stage_run(f"evaluate@{seed}", EXPERIMENT, {**cfg.sections(*SECTIONS), "seed": seed}, {"seed": seed}) as run:
+    with stage_run(f"evaluate@{seed}", EXPERIMENT, {**cfg.sections(*SECTIONS), "seed": seed}, {"seed": seed},
+                   system_metrics=True) as run:
+        run.log_inputs(describe_all(load_index(INDEX), {"val": cfg.data.val_split}, roles=("val",)))
         results = evaluate_all(cfg, seed, run.tracked_id if run else None)
         run.log_metrics({f"{n}_{m}": r[m] for n, r in results.items() for m in ("miou", "pixel_acc")})
         run.log_metrics(deployment_metrics(results))

@@ -25,6 +25,7 @@ from pipeline.paths import EXPERIMENT, INDEX, METRICS, SeedPaths
 from pipeline.results import Results
 from pipeline.roles import HEADLINE, ROLES
 from pipeline.tracking import stage_run
+from pipeline.tracking.datasets import describe
 from pipeline.tracking.journal import WEIGHTS_TAG
 from stages.common import run_stage
 
@@ -33,7 +34,7 @@ FIGURES = Path("reports/figures")
 PER_CLASS = Path("reports/per_class_iou.tsv")
 ALIAS = "candidate"  # the registry alias of the latest report's student: models:/lad-student@candidate
 # the params this stage reads (dvc.yaml lists the same; tests/test_roles.py checks)
-SECTIONS = ("seeds", "data.name", "data.root", "synthetic.seed", "compare",
+SECTIONS = ("seeds", "data.name", "data.root", "data.val_split", "synthetic.seed", "compare",
             "evaluate.multi_scale", "evaluate.flip", "evaluate.mode", "evaluate.crop", "evaluate.stride",
             "evaluate.registered_model", "train.crop_size")
 
@@ -94,19 +95,41 @@ def build_report(cfg: Config) -> dict[str, float]:
     return {f"{n}_miou": r["miou"] for n, r in summary.items()}
 
 
+def description(cfg: Config, ckpt: dict[str, Any], index: dict[str, Any], miou: float, seed: int) -> str:
+    """The registered version's description: what the model is (the first paragraph, also the registered model's
+    own description), then its data, score and commit."""
+    spec, commit = ckpt["spec"], ckpt.get("git_commit") or git_commit()
+    return (f"The student of Label Assisted Distillation (LAD, ECCV 2024): a {spec['arch']}-{spec['backbone']} "
+            f"segmentation network that sees the image only, distilled from a teacher that also saw a noised copy "
+            f"of the label. Predict with `lad-predict photos/ --model models:/{cfg.evaluate.registered_model}@"
+            f"{ALIAS} --out masks/`.\n\n"
+            f"Trained on {index['name']} ({index['stats']['train']['images']} training images, "
+            f"{len(index['classes'])} classes) for {ckpt.get('iteration', '?')} steps, seed {seed}; mIoU "
+            f"{miou:.2f} on its {index['stats']['val']['images']} validation images; commit {commit[:10]}"
+            + (f", DVC experiment {os.environ['DVC_EXP_NAME']}" if os.environ.get("DVC_EXP_NAME") else "") + ".")
+
+
 def register_student(run: Any, cfg: Config, miou: float) -> None:
-    """Log the LAD student of the first seed as an MLflow model (signature, input example, what prediction
-    needs) and register it under ``evaluate.registered_model``, tagged with the experiment, commit, mIoU and
-    weights digest: a new version only when the weights differ from the latest version's. The alias
+    """Register the LAD student of the first seed under ``evaluate.registered_model``: the LoggedModel its
+    distillation stage logged (found by its weights digest; logged here when that stage's run is not in this
+    store, e.g. restored from another clone's cache), tagged with the experiment, commit, mIoU and weights
+    digest, described. A new version only when the weights differ from the latest version's; the alias
     :data:`ALIAS` names the version either way."""
     name = cfg.evaluate.registered_model
     if not name or run is None:
         return
-    model, ckpt = load_trained(SeedPaths(cfg.seeds[0]).model("student"))
-    log_model(run, model, "lad_student", Preprocess.from_checkpoint(ckpt))
-    run.register_model(name, "lad_student", {"dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
-                                               "git_commit": git_commit(), "miou": f"{miou:.3f}",
-                                               "seed": cfg.seeds[0], WEIGHTS_TAG: weights_digest(model)}, ALIAS)
+    seed, role = cfg.seeds[0], next(r for r in ROLES.values() if r.registered)
+    model, ckpt = load_trained(SeedPaths(seed).model(role.name))
+    digest, index = weights_digest(model), json.loads(INDEX.read_text())
+    logged = run.find_model({WEIGHTS_TAG: digest})
+    if logged is None:
+        logged = log_model(run, model, role.name, Preprocess.from_checkpoint(ckpt), ckpt.get("iteration", 0),
+                           {"miou": miou}, describe(index, "val", cfg.data.val_split),
+                           {"role": role.name, "seed": seed, "git_commit": ckpt.get("git_commit", "")})
+    tags = {"dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""), "git_commit": git_commit(), "miou": f"{miou:.3f}",
+            "seed": seed, WEIGHTS_TAG: digest}
+    run.register_model(name, logged, {k: v for k, v in tags.items() if v != ""}, ALIAS,
+                       description(cfg, ckpt, index, miou, seed))
     print(f"LAD student registered in MLflow as models:/{name}@{ALIAS}")
 
 

@@ -7,12 +7,25 @@
 * :mod:`~pipeline.tracking.journal`: if the tracker cannot be reached, a stage's operations go to a
   journal in ``.mlflow/pending/``, replayed by the next stage that reaches it or ``python -m stages.sync``.
 
-Importing it changes nothing: the client's environment defaults are set when a stage connects.
+* :mod:`~pipeline.tracking.invocation`: which pipeline invocation (``dvc repro``, ``dvc exp run``, a queued
+  experiment) a stage belongs to, and so which parent run.
+
+Importing it changes nothing: the client's environment defaults are set when a stage connects. Its names
+load on first use, so the stage server's hand-off imports :mod:`~pipeline.tracking.invocation` alone.
 """
 
-from pipeline.tracking.journal import Journal, pending_dir, replay, replayable, sync_pending
-from pipeline.tracking.runs import StageRun, parent_run_id, pipeline_id, stage_run
-from pipeline.tracking.store import connect, describe, tracking_uri
+from __future__ import annotations
 
-__all__ = ["Journal", "StageRun", "connect", "describe", "parent_run_id", "pending_dir", "pipeline_id", "replay",
-           "replayable", "stage_run", "sync_pending", "tracking_uri"]
+import importlib
+from typing import Any
+
+_WHERE = {"Journal": "journal", "pending_dir": "journal", "replay": "journal", "replayable": "journal",
+          "sync_pending": "journal", "StageRun": "runs", "parent_run_id": "runs", "stage_run": "runs",
+          "connect": "store", "describe": "store", "tracking_uri": "store"}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

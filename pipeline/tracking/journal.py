@@ -40,19 +40,66 @@ def find_parent(client: Any, exp_id: str, group: str) -> str | None:
 WEIGHTS_TAG = "weights_sha256"  # a registered version's weights: equal weights, no new version
 
 
-def register(client: Any, source: str, name: str, tags: dict[str, str], alias: str) -> str:
-    """Register ``source`` as model ``name`` (created on first use), unless the latest version carries the
-    same :data:`WEIGHTS_TAG`; point ``alias`` at the version. Returns the version."""
-    import mlflow
-
+def register(client: Any, source: str, name: str, tags: dict[str, str], alias: str, description: str = "",
+             model_id: str | None = None, run_id: str | None = None) -> str:
+    """Register ``source`` (``models:/<model id>`` of a LoggedModel, or an older ``runs:/`` URI) as model ``name``
+    (created on first use, with the first part of ``description`` as its own), unless the latest version carries
+    the same :data:`WEIGHTS_TAG`; point ``alias`` at the version. Returns the version."""
     latest = client.search_model_versions(f"name = '{name}'", order_by=["version_number DESC"], max_results=1)
     if latest and tags.get(WEIGHTS_TAG) and latest[0].tags.get(WEIGHTS_TAG) == tags[WEIGHTS_TAG]:
         version = latest[0].version
     else:
-        version = mlflow.register_model(source, name, tags=tags).version
+        try:
+            client.create_registered_model(name, description=description.split("\n\n")[0])
+        except Exception as err:  # noqa: BLE001 - MLflow's "already exists" comes in two codes
+            if getattr(err, "error_code", None) not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise
+        version = client.create_model_version(name, source, run_id=run_id, tags=tags, description=description or None,
+                                              model_id=model_id).version
     if alias:
         client.set_registered_model_alias(name, alias, version)
     return str(version)
+
+
+def log_logged_model(client: Any, op: Operation, refs: dict[str, str], run_id: str) -> None:
+    """An MLflow 3 LoggedModel of run ``run_id`` from the saved model folder ``op["path"]``: created, its files
+    uploaded, READY, an output of the run at ``op["step"]``, with ``op["metrics"]`` linked to it (and to their
+    dataset), and the run's ``model_uri`` tag naming it. A replay that failed after creating it reuses it."""
+    from mlflow.entities import LoggedModelOutput, Metric
+    from mlflow.models import Model
+
+    if op["ref"] in refs:
+        model = client.get_logged_model(refs[op["ref"]])
+    else:
+        exp_id = client.get_run(run_id).info.experiment_id
+        model = client.create_logged_model(exp_id, name=op["name"], source_run_id=run_id, params=op.get("params"),
+                                           tags=op.get("tags"), model_type=op.get("model_type"))
+        refs[op["ref"]] = model.model_id
+    mlmodel = Path(op["path"]) / "MLmodel"
+    saved = Model.load(str(mlmodel))  # its identity, as mlflow.pyfunc.log_model writes it
+    saved.model_id, saved.model_uuid, saved.run_id = model.model_id, model.model_id, run_id
+    saved.artifact_path = model.artifact_location
+    saved.save(str(mlmodel))
+    client.log_model_artifacts(model.model_id, op["path"])
+    client.finalize_logged_model(model.model_id, "READY")
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=op.get("step", 0))])
+    dataset = op.get("dataset") or {}
+    metrics = [Metric(k, v, ts, step, model_id=model.model_id, dataset_name=dataset.get("name"),
+                      dataset_digest=dataset.get("digest")) for k, v, ts, step in op.get("metrics", [])]
+    if metrics:
+        client.log_batch(run_id, metrics=metrics)
+    client.set_tag(run_id, "model_uri", f"models:/{model.model_id}")
+
+
+def log_inputs(client: Any, op: Operation, run_id: str) -> None:
+    """Datasets as inputs of run ``run_id``: each ``{name, digest, source_type, source, schema, profile, context}``
+    (what ``mlflow.data`` datasets carry), ``context`` the split's role (``training``, ``evaluation``)."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    inputs = [DatasetInput(Dataset(d["name"], d["digest"], d["source_type"], d["source"], d.get("schema"),
+                                   d.get("profile")), [InputTag("mlflow.data.context", d["context"])])
+              for d in op["datasets"]]
+    client.log_inputs(run_id, datasets=inputs)
 
 
 # the tracker answered and refused the operation (a param logged again with another value, say): retrying it
@@ -97,10 +144,18 @@ def execute(client: Any, op: Operation, refs: dict[str, str]) -> None:
             client.log_artifacts(run_id(op["run"]), str(path), op.get("artifact_path"))
         elif path.is_file():
             client.log_artifact(run_id(op["run"]), str(path), op.get("artifact_path"))
-    elif kind == "model_uri":  # known only once the run id is
+    elif kind == "model":
+        log_logged_model(client, op, refs, run_id(op["run"]))
+    elif kind == "inputs":
+        log_inputs(client, op, run_id(op["run"]))
+    elif kind == "model_uri":  # journals of older versions: a run artifact's URI, known once the run id is
         client.set_tag(run_id(op["run"]), "model_uri", f"runs:/{run_id(op['run'])}/{op['name']}")
-    elif kind == "register":
+    elif kind == "register" and "artifact" in op:  # journals of older versions: a run artifact
         register(client, f"runs:/{run_id(op['run'])}/{op['artifact']}", op["name"], op["tags"], op.get("alias", ""))
+    elif kind == "register":  # a LoggedModel: one of this journal's (a local reference) or an existing id
+        model_id = run_id(op["model"])
+        register(client, f"models:/{model_id}", op["name"], op["tags"], op.get("alias", ""), op.get("description", ""),
+                 model_id, run_id(op["run"]))
     elif kind == "terminate":
         client.set_terminated(run_id(op["run"]), status=op["status"])
     else:
@@ -116,7 +171,7 @@ class Journal:
         self.count = 0
 
     def append(self, op: Operation) -> None:
-        if op["op"] == "artifact" and Path(op["path"]).exists():  # the file may change before the replay
+        if op["op"] in ("artifact", "model") and Path(op["path"]).exists():  # the file may change before the replay
             src = Path(op["path"])
             dest = self.files / f"{self.count}" / src.name
             dest.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
 """One parent MLflow run per pipeline run, one child run per stage (:func:`stage_run`).
 
-Group id of a pipeline run: ``DVC_EXP_NAME`` (``dvc exp run``), else ``PIPELINE_RUN_ID``, else the pid
-and start time of the calling ``dvc`` process, else a new id (a stage run by hand). Outages never stop
-a stage: what cannot be delivered is journaled (:mod:`pipeline.tracking.journal`).
+The parent is found by the invocation's key (:mod:`pipeline.tracking.invocation`: ``PIPELINE_RUN_ID``, else
+the ``dvc`` process the stage runs under, else a new id), so one ``dvc repro`` or ``dvc exp run`` is one
+parent however its stages are started. Outages never stop a stage: what cannot be delivered is journaled
+(:mod:`pipeline.tracking.journal`).
 """
 
 from __future__ import annotations
@@ -12,33 +13,26 @@ import os
 import socket
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import flatten, stable_hash
 from pipeline.io import git_commit
+from pipeline.tracking import invocation, system
+from pipeline.tracking.invocation import Invocation
 from pipeline.tracking.journal import LOCAL, Journal, Operation, alive, execute, find_parent, refused, sync_pending
-from pipeline.tracking.store import GROUP_TAG, ROLE_TAG, connect, describe, local_store, lock_path, tracking_uri
+from pipeline.tracking.store import (
+    GROUP_TAG,
+    INVOCATION_TAG,
+    ROLE_TAG,
+    connect,
+    describe,
+    local_store,
+    lock_path,
+    tracking_uri,
+)
 
-
-def _dvc_ancestor() -> str | None:
-    """``<pid>-<start time>`` of the nearest ``dvc`` process above this one (Linux /proc), or None."""
-    pid = os.getppid()
-    for _ in range(16):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return None
-        fields = stat[stat.rindex(")") + 2:].split()
-        if any(Path(c.decode(errors="replace")).name == "dvc" for c in cmd[:2]):
-            return f"dvc-{pid}-{fields[19]}"  # field 22 of stat: start time, makes pids unique
-        pid = int(fields[1])
-        if pid <= 1:
-            return None
-    return None
 
 def parent_run_id(experiment: str, group: str) -> str | None:
     """The MLflow parent run of pipeline run ``group`` (a DVC experiment's name), or None (none, or no tracker)."""
@@ -48,9 +42,14 @@ def parent_run_id(experiment: str, group: str) -> str | None:
         return None
 
 
-def pipeline_id() -> str:
-    return (os.environ.get("DVC_EXP_NAME") or os.environ.get("PIPELINE_RUN_ID") or _dvc_ancestor()
-            or f"manual-{uuid.uuid4().hex[:8]}")
+def parent_name(inv: Invocation, commit: str) -> str:
+    """The parent run's name in the MLflow UI: the DVC experiment's name, else what launched it and the commit
+    (``dvc repro @ 1a2b3c4``), else the id a user chose."""
+    if os.environ.get("DVC_EXP_NAME"):
+        return os.environ["DVC_EXP_NAME"]
+    if inv.command or inv.key.startswith("manual-"):
+        return f"{inv.command or 'by hand'} @ {commit[:7]}"
+    return inv.key
 
 class StageRun:
     """The MLflow child run of one stage: batched metrics, params, tags, artifacts, a model.
@@ -116,34 +115,48 @@ class StageRun:
         self.emit({"op": "artifact", "run": self.parent_ref if parent else self.run_ref, "path": str(path),
                    "artifact_path": artifact_path})
 
-    def log_pytorch_model(self, model: Any, name: str, input_example: Any = None, signature: Any = None,
-                          metadata: dict[str, Any] | None = None) -> str:
-        """Log ``model`` as an MLflow PyTorch model (pickled, with the ``pipeline`` package as code, ``metadata``
-        in its ``MLmodel`` file).
+    def log_model(self, path: str | Path, name: str, step: int, metrics: dict[str, float] | None = None,
+                  dataset: dict[str, str] | None = None, tags: dict[str, Any] | None = None) -> str:
+        """Log the saved MLflow model folder ``path`` as an MLflow 3 LoggedModel ``name`` of this run at ``step``,
+        ``metrics`` linked to it (evaluated on ``dataset``: its ``name`` and ``digest``), ``tags`` on it.
 
-        Returns its ``runs:/<run id>/<name>`` URI, also set as the run's ``model_uri`` tag (if the
-        tracker is down, the replay sets the tag with the real run id);
-        ``mlflow.pytorch.load_model(uri)`` gives the module back.
+        Returns its reference for :meth:`register_model`: the model id once the tracker has it, a local
+        reference while the run is journaled (the replay resolves it). The run's ``model_uri`` tag names it.
         """
-        import tempfile
+        ts = int(time.time() * 1000)
+        ref = f"{LOCAL}model-{name}-{len(self.refs)}"
+        self.emit({"op": "model", "ref": ref, "run": self.run_ref, "name": name, "path": str(path), "step": step,
+                   "metrics": [[k, float(v), ts, step] for k, v in (metrics or {}).items() if v is not None],
+                   "dataset": dataset, "tags": {k: str(v) for k, v in (tags or {}).items()},
+                   "model_type": "semantic-segmentation"})
+        return self.refs.get(ref, ref)
 
-        import mlflow
-        import torch
+    def log_inputs(self, datasets: list[dict[str, Any]]) -> None:
+        """The datasets this run reads (:func:`pipeline.tracking.journal.log_inputs` says their fields)."""
+        self.emit({"op": "inputs", "run": self.run_ref, "datasets": datasets})
 
-        with tempfile.TemporaryDirectory() as tmp:
-            mlflow.pytorch.save_model(model, f"{tmp}/{name}", input_example=input_example, signature=signature,
-                                      pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "timm"],
-                                      code_paths=[str(Path(__file__).parents[1])], serialization_format="pickle",
-                                      metadata=metadata)
-            self.log_artifact(f"{tmp}/{name}", name)
-        self.emit({"op": "model_uri", "run": self.run_ref, "name": name})
-        return f"runs:/{self.run_id}/{name}"
+    def find_model(self, tags: dict[str, str]) -> str | None:
+        """The id of this experiment's newest READY LoggedModel carrying ``tags``, or None (none, or the tracker
+        is unreachable)."""
+        if self.offline_reason is not None or self.tracked_id is None:
+            return None
+        try:
+            exp_id = self.client.get_run(self.run_id).info.experiment_id
+            where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+            newest = [{"field_name": "creation_timestamp", "ascending": False}]
+            found = self.client.search_logged_models([exp_id], filter_string=where, max_results=20, order_by=newest)
+        except Exception:  # noqa: BLE001 - not found is not an error: the caller logs the model itself
+            return None
+        ready = [m for m in found if str(m.status).endswith("READY")]
+        return ready[0].model_id if ready else None
 
-    def register_model(self, name: str, artifact: str, tags: dict[str, Any], alias: str = "") -> None:
-        """Register this run's logged model ``artifact`` as registered model ``name``: a new version unless
-        the latest one has the same ``weights_sha256`` tag; ``alias`` (if any) then names that version."""
-        self.emit({"op": "register", "run": self.run_ref, "name": name, "artifact": artifact,
-                   "tags": {k: str(v) for k, v in tags.items()}, "alias": alias})
+    def register_model(self, name: str, model: str, tags: dict[str, Any], alias: str = "",
+                       description: str = "") -> None:
+        """Register the LoggedModel ``model`` (an id, or a reference from :meth:`log_model`) as registered model
+        ``name`` with ``description``: a new version unless the latest one has the same ``weights_sha256`` tag;
+        ``alias`` (if any) then names that version."""
+        self.emit({"op": "register", "run": self.run_ref, "name": name, "model": model,
+                   "tags": {k: str(v) for k, v in tags.items()}, "alias": alias, "description": description})
 
     def terminate(self, status: str) -> None:
         self.emit({"op": "terminate", "run": self.run_ref, "status": status})
@@ -172,8 +185,11 @@ def _fail_killed_runs(client: Any, exp_id: str, stage: str, current_parent: str)
 
 @contextlib.contextmanager
 def stage_run(stage: str, experiment: str, params: dict[str, Any], tags: dict[str, Any] | None = None,
-              enabled: bool = True) -> Iterator[StageRun | None]:
+              enabled: bool = True, system_metrics: bool = False) -> Iterator[StageRun | None]:
     """Open the child run of ``stage`` under this pipeline run's parent (created on first use).
+
+    ``system_metrics``: sample CPU, memory and GPU use into the run while it is open
+    (:mod:`pipeline.tracking.system`; not while the tracker is unreachable).
 
     The child ends FINISHED, or FAILED if the stage raised. With ``enabled=False`` (DDP ranks
     other than 0) yields None and touches nothing. If the tracker cannot be reached the stage
@@ -184,11 +200,13 @@ def stage_run(stage: str, experiment: str, params: dict[str, Any], tags: dict[st
         return
     from filelock import FileLock
 
-    group = pipeline_id()
-    common = {GROUP_TAG: group, "git_commit": git_commit(), "dvc_exp_name": os.environ.get("DVC_EXP_NAME", "")}
-    parent_op = {"op": "parent", "ref": f"{LOCAL}parent", "experiment": experiment, "group": group,
-                 "name": os.environ.get("DVC_EXP_NAME") or f"pipeline {group}",
-                 "tags": {**common, ROLE_TAG: "pipeline"}}
+    inv, commit = invocation.current(), git_commit()
+    common = {GROUP_TAG: inv.key, "git_commit": commit}
+    if os.environ.get("DVC_EXP_NAME"):  # empty under a plain `dvc repro`: then no tag at all
+        common["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    parent_tags = {**common, ROLE_TAG: "pipeline", **({INVOCATION_TAG: inv.command} if inv.command else {})}
+    parent_op = {"op": "parent", "ref": f"{LOCAL}parent", "experiment": experiment, "group": inv.key,
+                 "name": parent_name(inv, commit), "tags": parent_tags}
     child_tags = {**common, ROLE_TAG: "stage", "stage": stage, "params_hash": stable_hash(params),
                   "lad.host": socket.gethostname(), "lad.pid": os.getpid(), **(tags or {})}
     child_op = {"op": "child", "ref": f"{LOCAL}{stage}", "experiment": experiment, "parent": f"{LOCAL}parent",
@@ -211,9 +229,12 @@ def stage_run(stage: str, experiment: str, params: dict[str, Any], tags: dict[st
         run.emit(parent_op)
     run.emit(child_op)
     run.log_params(params)
+    monitor = system.start(run.run_id, tracking_uri()) if system_metrics and run.offline_reason is None else None
     status = "FAILED"
     try:
         yield run
         status = "FINISHED"
     finally:
+        if monitor is not None:
+            monitor.finish()
         run.terminate(status)

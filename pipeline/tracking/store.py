@@ -13,10 +13,12 @@ from typing import Any
 
 GROUP_TAG = "lad.pipeline_id"
 ROLE_TAG = "lad.role"  # "pipeline" on the parent run, "stage" on children
+INVOCATION_TAG = "lad.invocation"  # on the parent: what launched it (`dvc repro`, `dvc exp exec-run`)
 # A tracking server that is down should cost seconds, not minutes of retries (MLflow's defaults:
 # 7 retries with backoff factor 2, 120 s timeout); the journal keeps what could not be sent.
 CLIENT_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-              "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+              "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+              "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # no progress bars of model files on stderr
 
 
 def project_root() -> Path:
@@ -51,6 +53,16 @@ def local_store() -> bool:
     return tracking_uri().startswith("sqlite:")
 
 
+def quiet() -> None:
+    """MLflow's and its database migrations' INFO lines ("Creating initial MLflow database tables...") off
+    stderr: warnings and errors still show. ``MLFLOW_LOGGING_LEVEL`` set by the user wins."""
+    import logging
+
+    if not os.environ.get("MLFLOW_LOGGING_LEVEL"):
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def connect(experiment: str) -> tuple[Any, str]:
     """A client of the tracking store and the id of ``experiment`` (created if new).
 
@@ -59,6 +71,8 @@ def connect(experiment: str) -> tuple[Any, str]:
     for key, value in CLIENT_ENV.items():
         os.environ.setdefault(key, value)
     import mlflow
+
+    quiet()
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri()
