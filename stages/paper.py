@@ -14,9 +14,11 @@ params.yaml (every stage from the run cache). The plan is :mod:`pipeline.protoco
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from pipeline import protocol
@@ -25,7 +27,7 @@ from pipeline.config import load_yaml
 from pipeline.overlays import set_args
 from pipeline.paper import Experiment, calibration_plan, collect
 from pipeline.results import PARAMS
-from pipeline.tracking import parent_run_id, stage_run
+from pipeline.tracking import invocation, parent_run_id, stage_run
 from stages.common import EXPERIMENT
 
 
@@ -62,11 +64,12 @@ def run(exps: list[Experiment], commit: bool = False) -> None:
             cmd = ["dvc", "exp", "run", "-n", exp.name, *set_args(exp.sets)]
             print(f"[{i}/{len(exps)}] {exp.folder}: {exp.what} ({' '.join(cmd)})", flush=True)
             t0 = time.perf_counter()
-            if (code := subprocess.run(cmd).returncode) != 0:
+            shard = f"{exp.folder}-{uuid.uuid4().hex[:8]}"  # its own MLflow parent run, named after the experiment
+            if (code := subprocess.run(cmd, env={**os.environ, invocation.ENV: shard}).returncode) != 0:
                 sys.exit(f"error: `{' '.join(cmd)}` failed (exit {code}); the experiments before it are "
                          "collected, and a rerun restores every finished stage from the run cache")
             seconds = time.perf_counter() - t0
-            dest = collect(exp, seconds, parent_run_id(EXPERIMENT, exp.name), extra=extra)
+            dest = collect(exp, seconds, parent_run_id(EXPERIMENT, shard), extra=extra)
             if commit:
                 git("add", str(dest))
                 git("commit", "-qm", f"paper table: {exp.folder} collected ({seconds:.0f} s)", "--", str(dest))

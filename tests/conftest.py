@@ -89,7 +89,7 @@ def copy_repo(dest: Path, params: dict) -> Path:
 
 
 def runs(repo: Path, **filters: str):
-    """The MLflow runs (pandas) of ``repo``'s own store, filtered by tag values."""
+    """The MLflow runs (pandas) of ``repo``'s own store, filtered by tag values (``dvc_exp_name="noise-01"``)."""
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{repo / '.mlflow' / 'mlflow.db'}")
@@ -115,9 +115,10 @@ def assert_same_weights(before: dict, after: dict) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A shrunk copy of the repo after one full ``dvc repro`` (shared by the end-to-end tests)."""
+    """A shrunk copy of the repo after one full ``dvc repro`` (shared by the end-to-end tests), as ``make run``
+    runs it: under ``make test`` the stages hand themselves to its stage server, and no id variable is set."""
     repo = copy_repo(tmp_path_factory.mktemp("repo"), tiny_params())
-    proc = run(["dvc", "repro"], repo, env={"PIPELINE_RUN_ID": "first-repro"})
+    proc = run(["dvc", "repro"], repo, env={"PIPELINE_RUN_ID": ""})
     (repo / "first_repro.log").write_text(proc.stdout + proc.stderr)
     return repo
 

@@ -92,7 +92,7 @@ def mlflow_runs(server: MlflowServer, **tags: str):
 
 def logged(clones: dict, pipeline: str) -> set[str]:
     """The stages that ran (and logged) in DVC experiment ``pipeline``, on either clone."""
-    df = mlflow_runs(clones["server"], **{"lad.pipeline_id": pipeline})
+    df = mlflow_runs(clones["server"], dvc_exp_name=pipeline)
     return set(df[df["tags.lad.role"] == "stage"]["tags.stage"])
 
 
@@ -141,8 +141,10 @@ def test_the_table_comes_from_both_clones_shares(clones):
     runs = load_collected(a / protocol.RUNS)
     main = runs["paper"]
     assert main.seeds == [0, 2] and len(main.meta["shards"]) == 2 and main.cpu(0) == main.cpu(2)
-    # one experiment, one MLflow parent run (found on the server by the experiment's name), both seeds under it
-    assert main.parent_run(0) == main.parent_run(2) is not None
+    # one shard, one MLflow parent run (stages.paper names each shard's invocation), named after the experiment
+    assert None not in (main.parent_run(0), main.parent_run(2)) and main.parent_run(0) != main.parent_run(2)
+    parents = mlflow_runs(clones["server"]).set_index("run_id").loc[[main.parent_run(0), main.parent_run(2)]]
+    assert (parents["tags.mlflow.runName"] == "paper").all() and (parents["tags.dvc_exp_name"] == "paper").all()
     assert len({r["mlflow_run_id"] for r in main.eval["baseline"]}) == 2
     text = (a / protocol.PAPER_MD).read_text()
     assert "## What the intervals allow" in clones["report"]  # printed as written
@@ -168,7 +170,7 @@ def test_every_comparison_method_trains_and_is_a_row(clones):
     for m in METHODS:
         assert f"| {method_title(m)} student | `paper-compare` | 0 |" in text, m
         assert f"the {method_title(m)} student" in text.split("## What the intervals allow")[1], m
-    df = mlflow_runs(clones["server"], **{"lad.pipeline_id": "paper-compare"})
+    df = mlflow_runs(clones["server"], dvc_exp_name="paper-compare")
     cirkd = df[df["tags.stage"] == "distill_compare@0-cirkd"].iloc[0]
     assert cirkd["params.compare.methods"] == str(list(METHOD_NAMES))  # the protocol's order
     for term in ("kd", "pair", "memory_pixel", "memory_region", "ce", "aux"):  # every loss term, logged
@@ -184,7 +186,7 @@ def test_every_number_names_its_mlflow_runs(clones):
     evaluate_run = main.eval["lad_student"][main.seeds.index(0)]["mlflow_run_id"]
     assert by_id.loc[evaluate_run, "tags.stage"] == "evaluate@0"
     parent = by_id.loc[main.meta["mlflow_parent_run"]]
-    assert parent["tags.lad.role"] == "pipeline" and parent["tags.lad.pipeline_id"] == "paper"
+    assert parent["tags.lad.role"] == "pipeline" and parent["tags.dvc_exp_name"] == "paper"
     assert parent["metrics.lad_student_miou"] >= 0  # the headline, beside the other experiments' in the UI
     sources = (clones["a"] / protocol.PAPER_MD).read_text().split("## Sources")[1]
     assert teacher_run in sources and evaluate_run in sources and main.meta["mlflow_parent_run"] in sources

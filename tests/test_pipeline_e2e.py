@@ -5,6 +5,7 @@ The tests share one repository copy and run in file order (each builds on the pr
 """
 
 import json
+import os
 import re
 
 import numpy as np
@@ -52,7 +53,10 @@ def test_outputs(tiny_repo):
     data = json.loads((tiny_repo / "data/prepared/stats.json").read_text())
     assert data["train"]["images"] == 16 and data["train"]["skipped"] == 0
     assert abs(sum(data["val"]["class_frequency"].values()) - 1) < 1e-6
-    assert "Running stage 'report'" in (tiny_repo / "first_repro.log").read_text()
+    log = (tiny_repo / "first_repro.log").read_text()
+    assert "Running stage 'report'" in log and log.index("Running stage 'check'") < log.index("Running stage 'prep")
+    for noise in ("INFO mlflow", "Creating initial MLflow database", "alembic", "UserWarning", "Downloading artif"):
+        assert noise not in log, noise  # MLflow's own lines stay off stderr unless something fails
 
 
 def test_latency_and_onnx_in_the_evaluation_and_report(tiny_repo):
@@ -88,6 +92,13 @@ def test_the_student_is_registered_and_predicts_from_another_folder(tiny_repo, t
     metrics = json.loads((tiny_repo / "reports/metrics.json").read_text())
     assert tags["git_commit"] and float(tags["miou"]) == pytest.approx(metrics["lad_student"]["miou"], abs=1e-3)
     assert len(tags["weights_sha256"]) == 64 and client.get_model_version_by_alias("lad-student", "candidate")
+    student = json.loads((tiny_repo / "reports/train/seed0/student.json").read_text())["mlflow_run_id"]
+    logged = client.get_logged_model(versions[0].source.removeprefix("models:/"))  # the distillation's LoggedModel
+    assert logged.source_run_id == student and logged.tags["weights_sha256"] == tags["weights_sha256"]
+    described = versions[0].description
+    assert "Label Assisted Distillation" in described and "Trained on synthetic (16 training images, 6 classes)" \
+        in described and f"mIoU {metrics['lad_student']['miou']:.2f}" in described
+    assert client.get_registered_model("lad-student").description == described.split("\n\n")[0]
     mlflow.set_tracking_uri(uri)
     info = mlflow.models.get_model_info("models:/lad-student@candidate")
     assert tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 3, -1, -1)
@@ -99,6 +110,9 @@ def test_the_student_is_registered_and_predicts_from_another_folder(tiny_repo, t
     for kind, model in sources.items():
         proc = run(["lad-predict", str(images), "--model", model, "--out", kind, "--tracking-uri", uri], tmp_path)
         assert "masks and overlays" in proc.stdout, proc.stderr
+    nowhere = run(["lad-predict", str(images), "--out", "masks"], tmp_path, check=False)  # no store to look in
+    assert nowhere.returncode == 1 and "no MLflow store" in nowhere.stderr and "Traceback" not in nowhere.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(sources)  # no mlflow.db, no masks/
     palette = {tuple(c) for c in json.loads((tiny_repo / "data/prepared/index.json").read_text())["palette"]}
     names = sorted(p.stem for p in images.iterdir())[:5]
     for name in names:
@@ -110,10 +124,17 @@ def test_the_student_is_registered_and_predicts_from_another_folder(tiny_repo, t
 
 
 def test_mlflow_parent_and_child_runs(tiny_repo):
-    df = runs(tiny_repo, **{"lad.pipeline_id": "first-repro"})
+    """One `dvc repro` whose stages ran in the stage server (as `make run`'s), no id variable set: one parent run,
+    named after what launched it, every stage that ran code its child."""
+    df = runs(tiny_repo)
     parents = df[df["tags.lad.role"] == "pipeline"]
     children = df[df["tags.lad.role"] == "stage"]
     assert len(parents) == 1 and set(children["tags.stage"]) == STAGES and len(children) == len(STAGES)
+    parent = parents.iloc[0]
+    assert parent["tags.lad.invocation"] == "dvc repro" and parent["tags.mlflow.runName"].startswith("dvc repro @ ")
+    assert not isinstance(parent.get("tags.dvc_exp_name"), str)  # no experiment: no empty tag either
+    if os.environ.get("LAD_STAGE_SERVER"):  # under `make test`: the stages ran forked from its server
+        assert "no stage server" not in (tiny_repo / "first_repro.log").read_text()
     for stage in SKIPPED:  # what a skipped stage leaves: the note, empty curves, a summary saying why
         role = {"train_baseline_ft@0": "baseline_ft", "train_conventional_teacher@0": "conventional_teacher"}.get(
             stage, f"distill_{stage.rsplit('-', 1)[-1]}")
@@ -127,15 +148,46 @@ def test_mlflow_parent_and_child_runs(tiny_repo):
     assert parents["metrics.lad_student_miou"].notna().all()
 
     import mlflow
-    import torch
 
     client = mlflow.MlflowClient()
     history = client.get_metric_history(teacher["run_id"], "train_loss")
     assert [m.step for m in history] == [2, 4]
     assert {"report.md", "figures"} <= {a.path for a in client.list_artifacts(parent_id)}
     model_uri = children[children["tags.stage"] == "distill@0"]["tags.model_uri"].iloc[0]
-    student = mlflow.pytorch.load_model(model_uri).eval()
-    assert student(torch.zeros(1, 3, 32, 32)).shape == (1, 6, 32, 32)  # image -> logits at its size
+    assert model_uri.startswith("models:/m-")
+    code = ("import mlflow, numpy as np, sys; mlflow.set_tracking_uri(sys.argv[1]); "
+            "m = mlflow.pyfunc.load_model(sys.argv[2]); print(m.predict(np.zeros((1, 3, 32, 40), np.float32)).shape)")
+    proc = run(["python", "-c", code, mlflow.get_tracking_uri(), model_uri], tiny_repo,
+               env={"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"})  # a fresh process, pickle refused
+    assert proc.stdout.strip().endswith("(1, 6, 32, 40)")  # image -> logits at its size
+
+
+def test_every_network_is_a_logged_model_with_its_metrics_data_and_system_use(tiny_repo):
+    import mlflow
+
+    df = runs(tiny_repo)
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name("lad").experiment_id
+    models = {m.name: m for m in client.search_logged_models([exp])}
+    assert set(models) == {"baseline", "teacher", "student"}  # every trained network; the report logs none more
+    train = json.loads((tiny_repo / "reports/train/seed0/student.json").read_text())
+    student = models["student"]
+    assert str(student.status).endswith("READY") and student.source_run_id == train["mlflow_run_id"]
+    linked = {m.key: m for m in student.metrics}
+    assert linked["val_miou"].value == pytest.approx(train["val_miou"]) and linked["val_miou"].step == 4
+    assert linked["val_miou"].dataset_name == "synthetic-val" and student.tags["weights_sha256"]
+    run = client.get_run(train["mlflow_run_id"])
+    assert [o.model_id for o in run.outputs.model_outputs] == [student.model_id]
+    for stage in ("prepare", "train_baseline@0", "distill@0", "evaluate@0"):  # the Dataset column
+        row = df[df["tags.stage"] == stage].iloc[0]
+        inputs = client.get_run(row["run_id"]).inputs.dataset_inputs
+        names = {i.dataset.name: [t.value for t in i.tags] for i in inputs}
+        assert names["synthetic-val"] == ["evaluation"] and (stage == "evaluate@0") != ("synthetic-train" in names)
+        digest = {i.dataset.name: i.dataset.digest for i in inputs}["synthetic-val"]
+        assert digest == linked["val_miou"].dataset_digest  # one digest of the prepared data everywhere
+        if stage != "prepare":  # training and evaluation: CPU and memory use
+            assert row["metrics.system/cpu_utilization_percentage"] >= 0, stage
+            assert row["metrics.system/system_memory_usage_megabytes"] > 0, stage
 
 
 def test_exp_show_leads_with_the_headline(tiny_repo):
@@ -175,6 +227,29 @@ def test_operational_keys_rerun_nothing(tiny_repo):
         params.write_text(before)
 
 
+def test_a_bad_value_is_refused_by_the_first_stage_and_a_good_one_leaves_the_data_alone(tiny_repo):
+    """An unknown backbone stops `dvc repro` in `check`, before anything else runs; a valid model change makes
+    `check` and the trained stages stale, not `prepare`."""
+    params = tiny_repo / "params.yaml"
+    before = params.read_text()
+    try:
+        data = yaml.safe_load(before)
+        data["model"]["student"]["backbone"] = "resnet18x"
+        params.write_text(yaml.safe_dump(data, sort_keys=False))
+        proc = run(["dvc", "repro"], tiny_repo, check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and "error: model.student.backbone:" in out and "resnet18x" in out
+        assert re.findall(r"Running stage '([^']+)'", out) == ["check"]
+        data["model"]["student"]["backbone"] = "resnet18d"
+        data["model"]["student"]["head_channels"] = 24
+        params.write_text(yaml.safe_dump(data, sort_keys=False))
+        changed = stale(tiny_repo)
+        assert {"check", "train_baseline@0", "distill@0"} <= changed and "prepare" not in changed, changed
+    finally:
+        params.write_text(before)
+    assert stale(tiny_repo) == set()
+
+
 def test_editing_a_distillation_loss_leaves_the_data_and_the_baseline_alone(tiny_repo):
     losses = tiny_repo / "pipeline/losses.py"
     before = losses.read_text()
@@ -202,15 +277,17 @@ def test_variations_rerun_only_what_they_change(tiny_repo):
         assert f"Running stage '{stage}'" not in out, stage
     table = run(["dvc", "exp", "show", "--md", "--no-pager"], tiny_repo).stdout
     assert "noise-01" in table and "0.1" in table
-    df = runs(tiny_repo, **{"lad.pipeline_id": "noise-01"})
+    df = runs(tiny_repo, dvc_exp_name="noise-01")
     stages = set(df[df["tags.lad.role"] == "stage"]["tags.stage"])
     assert stages == {"train_teacher@0", "distill@0", "evaluate@0", "report"}
-    assert (df[df["tags.lad.role"] == "pipeline"]["tags.mlflow.runName"] == "noise-01").all()
+    parents = df[df["tags.lad.role"] == "pipeline"]
+    assert len(parents) == 1 and (parents["tags.mlflow.runName"] == "noise-01").all()
+    assert (df[df["tags.lad.role"] == "stage"]["tags.mlflow.parentRunId"] == parents["run_id"].iloc[0]).all()
 
 
-def stages_logged(repo, pipeline_id: str) -> set[str]:
-    """The stages that ran code (and so logged an MLflow run) in the pipeline run ``pipeline_id``."""
-    df = runs(repo, **{"lad.pipeline_id": pipeline_id})
+def stages_logged(repo, experiment: str) -> set[str]:
+    """The stages that ran code (and so logged an MLflow run) in DVC experiment ``experiment``."""
+    df = runs(repo, dvc_exp_name=experiment)
     return set(df[df["tags.lad.role"] == "stage"]["tags.stage"])
 
 
@@ -226,11 +303,19 @@ def test_a_value_run_before_is_restored_from_the_run_cache(tiny_repo):
 
 
 def test_same_seed_same_weights_in_a_new_process(tiny_repo):
+    """Also a plain `dvc repro` (no stage server, no id variable): its two stages under one new parent run."""
     path = tiny_repo / "models/seed0/baseline.pt"
     before, before_bytes = weights(path), path.read_bytes()
-    run(["dvc", "repro", "--force", "--single-item", "train_baseline@0"], tiny_repo)
+    parents = set(runs(tiny_repo).query("`tags.lad.role` == 'pipeline'")["run_id"])
+    run(["dvc", "repro", "--force", "--single-item", "train_baseline@0", "evaluate@0"], tiny_repo,
+        env={"LAD_STAGE_SERVER": "", "PIPELINE_RUN_ID": ""})
     assert_same_weights(before, weights(path))
     assert path.read_bytes() == before_bytes  # byte for byte, so DVC sees nothing new downstream
+    df = runs(tiny_repo)
+    new = df[(df["tags.lad.role"] == "pipeline") & ~df["run_id"].isin(parents)]
+    assert len(new) == 1 and new["tags.lad.invocation"].iloc[0] == "dvc repro"
+    children = df[df["tags.mlflow.parentRunId"] == new["run_id"].iloc[0]]
+    assert set(children["tags.stage"]) == {"train_baseline@0", "evaluate@0"}
 
 
 def test_a_queued_experiment_runs_only_what_it_changes(tiny_repo):
@@ -247,7 +332,8 @@ def test_a_queued_experiment_runs_only_what_it_changes(tiny_repo):
     ran = stages_logged(tiny_repo, "q-kd0")
     assert {"distill@0", "evaluate@0", "report"} <= ran, ran
     assert not {s for s in ran if s.startswith(("train_baseline", "train_teacher", "prepare"))}, ran
-    assert (runs(tiny_repo, **{"lad.pipeline_id": "q-kd0"})["status"] == "FINISHED").all()
+    queued = runs(tiny_repo, dvc_exp_name="q-kd0")
+    assert (queued["status"] == "FINISHED").all() and (queued["tags.lad.role"] == "pipeline").sum() == 1
     run(["dvc", "exp", "apply", "q-kd0"], tiny_repo)
     assert_same_weights(weights(tiny_repo / "models/seed0/baseline.pt"), weights(tiny_repo / "models/seed0/student.pt"))
     run(["git", "checkout", "--", "params.yaml"], tiny_repo)  # the default again, for the tests after this one

@@ -137,3 +137,75 @@ def test_a_version_only_when_the_weights_change_and_the_alias_follows(tmp_path, 
     assert register(client, f"runs:/{runs[0]}/model", "m", {WEIGHTS_TAG: "aaa"}, "candidate") == "3"  # not the latest
     assert register(client, f"runs:/{runs[0]}/model", "m", {}, "") == "4"  # no digest: always a new version
     assert str(client.get_model_version_by_alias("m", "candidate").version) == "3"
+
+
+def test_the_invocation_is_the_nearest_dvc_process_above(tmp_path, monkeypatch):
+    """A process below a ``dvc`` (here a script of that name) belongs to that dvc's invocation, found through
+    psutil (no /proc walk); ``PIPELINE_RUN_ID`` wins; with no dvc above, a new id each time."""
+    from pipeline.tracking import invocation
+
+    probe = "from pipeline.tracking.invocation import current; print(current().key, '|', current().command)"
+    fake = tmp_path / "dvc"
+    fake.write_text(f"#!{sys.executable}\nimport subprocess, sys\nprint(subprocess.run([sys.executable, '-c', "
+                    f"{probe!r}], capture_output=True, text=True).stdout, end='')\n")
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != invocation.ENV}
+    env["PYTHONPATH"] = os.getcwd()
+    out = [subprocess.run([str(fake), "exp", "run", "-n", "x"], capture_output=True, text=True, env=env).stdout
+           for _ in range(2)]
+    keys = [o.split(" | ")[0] for o in out]
+    assert all(k.startswith("dvc-") for k in keys) and keys[0] != keys[1]  # one dvc process, one invocation
+    assert out[0].split(" | ")[1].strip() == "dvc exp run"
+    assert invocation.dvc_command(["/venv/bin/python", "/venv/bin/dvc", "repro", "-f"]) == "dvc repro"  # macOS
+    assert invocation.dvc_command(["python", "-m", "stages.train"]) is None
+    monkeypatch.delenv(invocation.ENV, raising=False)
+    if invocation.dvc_ancestor() is None:  # pytest run by hand, not under `dvc`
+        assert invocation.current().key.startswith("manual-") and invocation.current() != invocation.current()
+    monkeypatch.setenv(invocation.ENV, "mine")
+    assert invocation.current().key == "mine"
+
+
+def test_a_journaled_logged_model_dataset_and_registration_replay_into_mlflow(tmp_path, monkeypatch):
+    """Offline, a stage's LoggedModel, dataset inputs and registration go to the journal with the model's files;
+    the replay creates the run, a READY LoggedModel with its metrics linked, the inputs, and a registered
+    version made from that LoggedModel, which loads without unpickling."""
+    import mlflow
+    import numpy as np
+    from mlflow import MlflowClient
+
+    from pipeline.deploy import Preprocess, log_model
+    from pipeline.models import create_segmentor
+    from pipeline.tracking.datasets import describe_all
+
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))  # the journal's folder: .mlflow/pending
+    net = create_segmentor("fcn", "resnet18d", 3, head_channels=8, aux=False, channels=[8, 8, 16, 16], stem_width=8)
+    index = {"name": "toy", "root": str(tmp_path), "classes": ["a", "b", "c"], "ignore_index": 255, "files_md5": "f",
+             "samples": {"train": [["x.jpg", "x.png"]], "val": [["y.jpg", "y.png"]]},
+             "stats": {"train": {"images": 1}, "val": {"images": 1}}}
+    datasets = describe_all(index)
+    run = tracking.StageRun(None, "distill@0", "local:distill@0", "local:parent", {}, offline_reason="down")
+    run.emit({"op": "parent", "ref": "local:parent", "experiment": "lad", "group": "g", "name": "g", "tags": {}})
+    run.emit({"op": "child", "ref": "local:distill@0", "experiment": "lad", "parent": "local:parent",
+              "name": "distill@0", "tags": {}})
+    run.log_inputs(datasets)
+    pre = Preprocess.of(index["classes"], [[0, 0, 0], [1, 1, 1], [2, 2, 2]], [0.5] * 3, [0.2] * 3, "rgb", 32)
+    ref = log_model(run, net, "student", pre, 7, {"val_miou": 12.5}, datasets[1], {"role": "student"})
+    run.register_model("toy-student", ref, {"weights_sha256": "d"}, "candidate", "What it is.\n\nIts data.")
+    run.terminate("FINISHED")
+    assert ref.startswith("local:") and run.journal.files.is_dir()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)  # as connect() does: the registry resolves models:/ through it
+    client = MlflowClient(uri)
+    client.create_experiment("lad", artifact_location=(tmp_path / "artifacts").as_uri())
+    assert tracking.sync_pending(client)[0][1] > 0 and not run.journal.path.exists()
+    (model,) = client.search_logged_models([client.get_experiment_by_name("lad").experiment_id])
+    assert model.name == "student" and str(model.status).endswith("READY") and model.tags["weights_sha256"]
+    assert [(m.key, m.value, m.step, m.dataset_name) for m in model.metrics] == [("val_miou", 12.5, 7, "toy-val")]
+    inputs = client.get_run(model.source_run_id).inputs.dataset_inputs
+    assert {i.dataset.name for i in inputs} == {"toy-train", "toy-val"}
+    version = client.get_model_version_by_alias("toy-student", "candidate")
+    assert version.source == f"models:/{model.model_id}" and version.description == "What it is.\n\nIts data."
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    loaded = mlflow.pyfunc.load_model("models:/toy-student@candidate")
+    out = loaded.predict(np.zeros((2, 3, 24, 40), np.float32))
+    assert out.shape == (2, 3, 24, 40)
