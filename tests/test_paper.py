@@ -51,6 +51,12 @@ def share(root, server) -> dict:
     run(["dvc", "push", "--run-cache"], a)
     run(["git", "add", "-A"], a)  # dvc.lock, the remote, and the outputs kept in git (reports/: cache: false)
     run([*GIT, "commit", "-qm", "trained on clone a"], a)
+    for artifact in ("lad-student", "lad-student-onnx"):  # a version of each (GTO's tag format)
+        run([*GIT, "tag", "-a", f"{artifact}@v0.1.0", "-m", "the default run's LAD student"], a)
+    fetched = root / "fetched"  # an empty folder, no repository: the artifacts from clone a and its remote
+    fetched.mkdir()
+    run(["dvc", "artifacts", "get", str(a), "lad-student", "-o", "student.pt"], fetched)
+    run(["dvc", "artifacts", "get", str(a), "lad-student-onnx", "--rev", "v0.1.0"], fetched)
     times["a: dvc repro + push"], t0 = time.perf_counter() - t0, time.perf_counter()
     run(["git", "clone", "-q", str(a), str(b)], root)
     run(["dvc", "pull"], b)
@@ -94,6 +100,18 @@ def logged(clones: dict, pipeline: str) -> set[str]:
     """The stages that ran (and logged) in DVC experiment ``pipeline``, on either clone."""
     df = mlflow_runs(clones["server"], dvc_exp_name=pipeline)
     return set(df[df["tags.lad.role"] == "stage"]["tags.stage"])
+
+
+def test_the_student_is_a_dvc_artifact_fetched_into_an_empty_folder(clones, tmp_path):
+    fetched = clones["a"].parent / "fetched"
+    assert (fetched / "student.pt").read_bytes() == (clones["a"] / "models/seed0/student.pt").read_bytes()
+    onnx = clones["a"] / "models/seed0/onnx/lad_student.onnx"
+    assert (fetched / "lad_student.onnx").read_bytes() == onnx.read_bytes()
+    listed = run(["dvc", "artifacts", "get", str(clones["a"]), "lad-student", "--show-url"], tmp_path).stdout
+    assert str(clones["a"].parent / "remote") in listed  # from the DVC remote, not the clone's cache
+    proc = run(["lad-predict", str(next((clones["a"] / "data/prepared/synthetic/JPEGImages").iterdir())), "--model",
+                str(fetched / "student.pt"), "--out", "masks"], tmp_path)
+    assert "masks and overlays" in proc.stdout
 
 
 def test_the_second_clone_trains_nothing_and_predicts(clones, tmp_path):
@@ -141,10 +159,11 @@ def test_the_table_comes_from_both_clones_shares(clones):
     runs = load_collected(a / protocol.RUNS)
     main = runs["paper"]
     assert main.seeds == [0, 2] and len(main.meta["shards"]) == 2 and main.cpu(0) == main.cpu(2)
-    # one shard, one MLflow parent run (stages.paper names each shard's invocation), named after the experiment
-    assert None not in (main.parent_run(0), main.parent_run(2)) and main.parent_run(0) != main.parent_run(2)
-    parents = mlflow_runs(clones["server"]).set_index("run_id").loc[[main.parent_run(0), main.parent_run(2)]]
-    assert (parents["tags.mlflow.runName"] == "paper").all() and (parents["tags.dvc_exp_name"] == "paper").all()
+    # one shard, one MLflow parent run (stages.paper names each shard's invocation), named after the experiment;
+    # seed 0's shard trained nothing (its rows are the default run's, from the run cache): no stage, no parent
+    assert main.parent_run(0) is None and main.parent_run(2) is not None
+    parent = mlflow_runs(clones["server"]).set_index("run_id").loc[main.parent_run(2)]
+    assert parent["tags.mlflow.runName"] == "paper" and parent["tags.dvc_exp_name"] == "paper"
     assert len({r["mlflow_run_id"] for r in main.eval["baseline"]}) == 2
     text = (a / protocol.PAPER_MD).read_text()
     assert "## What the intervals allow" in clones["report"]  # printed as written
@@ -185,8 +204,8 @@ def test_every_number_names_its_mlflow_runs(clones):
     assert by_id.loc[teacher_run, "tags.stage"] == "train_teacher@2"
     evaluate_run = main.eval["lad_student"][main.seeds.index(0)]["mlflow_run_id"]
     assert by_id.loc[evaluate_run, "tags.stage"] == "evaluate@0"
-    parent = by_id.loc[main.meta["mlflow_parent_run"]]
+    parent = by_id.loc[main.parent_run(2)]
     assert parent["tags.lad.role"] == "pipeline" and parent["tags.dvc_exp_name"] == "paper"
     assert parent["metrics.lad_student_miou"] >= 0  # the headline, beside the other experiments' in the UI
     sources = (clones["a"] / protocol.PAPER_MD).read_text().split("## Sources")[1]
-    assert teacher_run in sources and evaluate_run in sources and main.meta["mlflow_parent_run"] in sources
+    assert teacher_run in sources and evaluate_run in sources and main.parent_run(2) in sources

@@ -101,7 +101,7 @@ def test_each_recipe_states_its_models_cost_and_status(path):
     assert "not yet run on real data or a GPU" in header
 
 
-ALL_STAGES = {"prepare", "train_baseline@0", "train_teacher@0", "distill@0", "train_baseline_ft@0",
+ALL_STAGES = {"check", "prepare", "train_baseline@0", "train_teacher@0", "distill@0", "train_baseline_ft@0",
               "train_conventional_teacher@0", "distill_compare@0-cirkd", "train_baseline_matched@0", "distill_label@0",
               "evaluate@0", "report"}
 

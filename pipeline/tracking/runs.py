@@ -183,6 +183,23 @@ def _fail_killed_runs(client: Any, exp_id: str, stage: str, current_parent: str)
             if parent and parent != current_parent and client.get_run(parent).info.status == "RUNNING":
                 client.set_terminated(parent, status="FAILED")
 
+def run_ops(stage: str, experiment: str, params: dict[str, Any], tags: dict[str, Any] | None
+            ) -> tuple[Operation, Operation]:
+    """The operations that find or create this invocation's parent run and create the stage's child run."""
+    inv, commit = invocation.current(), git_commit()
+    common = {GROUP_TAG: inv.key, "git_commit": commit}
+    if os.environ.get("DVC_EXP_NAME"):  # empty under a plain `dvc repro`: then no tag at all
+        common["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    parent_tags = {**common, ROLE_TAG: "pipeline", **({INVOCATION_TAG: inv.command} if inv.command else {})}
+    parent_op = {"op": "parent", "ref": f"{LOCAL}parent", "experiment": experiment, "group": inv.key,
+                 "name": parent_name(inv, commit), "tags": parent_tags}
+    child_tags = {**common, ROLE_TAG: "stage", "stage": stage, "params_hash": stable_hash(params),
+                  "lad.host": socket.gethostname(), "lad.pid": os.getpid(), **(tags or {})}
+    child_op = {"op": "child", "ref": f"{LOCAL}{stage}", "experiment": experiment, "parent": f"{LOCAL}parent",
+                "name": stage, "tags": {k: str(v) for k, v in child_tags.items()}}
+    return parent_op, child_op
+
+
 @contextlib.contextmanager
 def stage_run(stage: str, experiment: str, params: dict[str, Any], tags: dict[str, Any] | None = None,
               enabled: bool = True, system_metrics: bool = False) -> Iterator[StageRun | None]:
@@ -200,17 +217,7 @@ def stage_run(stage: str, experiment: str, params: dict[str, Any], tags: dict[st
         return
     from filelock import FileLock
 
-    inv, commit = invocation.current(), git_commit()
-    common = {GROUP_TAG: inv.key, "git_commit": commit}
-    if os.environ.get("DVC_EXP_NAME"):  # empty under a plain `dvc repro`: then no tag at all
-        common["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
-    parent_tags = {**common, ROLE_TAG: "pipeline", **({INVOCATION_TAG: inv.command} if inv.command else {})}
-    parent_op = {"op": "parent", "ref": f"{LOCAL}parent", "experiment": experiment, "group": inv.key,
-                 "name": parent_name(inv, commit), "tags": parent_tags}
-    child_tags = {**common, ROLE_TAG: "stage", "stage": stage, "params_hash": stable_hash(params),
-                  "lad.host": socket.gethostname(), "lad.pid": os.getpid(), **(tags or {})}
-    child_op = {"op": "child", "ref": f"{LOCAL}{stage}", "experiment": experiment, "parent": f"{LOCAL}parent",
-                "name": stage, "tags": {k: str(v) for k, v in child_tags.items()}}
+    parent_op, child_op = run_ops(stage, experiment, params, tags)
     refs: dict[str, str] = {}
     client, offline = None, None
     try:

@@ -28,15 +28,19 @@ def start(run_id: str, tracking_uri: str) -> Any:
 
     class StageMonitor(SystemMetricsMonitor):
         def finish(self) -> None:
-            if self._process is not None and self._logging_step == 0:  # nothing logged yet: one sample now
-                self._shutdown_event.set()
-                self._process.join()
-                self.collect_metrics()
-                self.publish_metrics(self.aggregate_metrics())
+            """Stop sampling; never raises (a tracker gone mid-run loses its system metrics, nothing else)."""
+            try:
+                if self._process is not None and self._logging_step == 0:  # nothing logged yet: one sample now
+                    self._shutdown_event.set()
+                    self._process.join()
+                    self._process = None
+                    self.collect_metrics()
+                    self.publish_metrics(self.aggregate_metrics())
+                    self.mlflow_logger.flush()
+                    return
+                super().finish()
+            except Exception:  # noqa: BLE001 - the journal keeps the stage's own records; these are samples
                 self._process = None
-                self.mlflow_logger.flush()
-                return
-            super().finish()
 
     try:
         monitor = StageMonitor(run_id, sampling_interval=INTERVAL_S, tracking_uri=tracking_uri)
