@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--role", default="baseline")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
+    import mlflow  # noqa: F401  (configures its loggers on import: quiet() after it)
+
     from pipeline.tracking.store import quiet
 
     quiet()
