@@ -130,12 +130,10 @@ def load_mlflow_model(uri: str, device: torch.device, tracking_uri: str | None) 
         raise ValueError(f"{uri}: the MLflow model has no {KEY!r} metadata (logged by an older version of the "
                          "pipeline: predict from its checkpoint)")
     if "pytorch" in info.flavors:  # before LoggedModels: a pickled Predictor
-        gate, before = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION", os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION")
-        os.environ[gate] = "true"
-        try:
+        from unittest import mock
+
+        with mock.patch.dict(os.environ, {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"}):  # restored after
             model = mlflow.pytorch.load_model(uri, map_location=device)
-        finally:
-            os.environ.pop(gate) if before is None else os.environ.update({gate: before})
     else:
         model = mlflow.pyfunc.load_model(uri).unwrap_python_model().net  # a Predictor: logits at the image's size
     return Loaded(model.to(device).eval(), Preprocess.from_json(meta, uri), device, uri)

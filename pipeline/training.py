@@ -98,11 +98,9 @@ def train(role: Role, cfg: Config, seed: int = 0, run: Any = None, ctx: dist.Con
     return summary
 
 
-def log_summary(run: Any, role: Role, summary: dict[str, Any], paths: SeedPaths, cfg: Config) -> None:
+def log_summary(run: Any, role: Role, summary: dict[str, Any], paths: SeedPaths, val: dict[str, Any]) -> None:
     """The finished stage's summary, curves and its network as an MLflow 3 LoggedModel, at its last step with
-    its validation metrics (on the validation dataset) linked to it."""
-    from pipeline.tracking.datasets import describe
-
+    its validation metrics linked to it and to ``val``, the validation dataset (:mod:`pipeline.tracking.datasets`)."""
     if summary.get("resumed_from"):
         run.set_tags({"resumed_from": summary["resumed_from"]})
     run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
@@ -111,7 +109,6 @@ def log_summary(run: Any, role: Role, summary: dict[str, Any], paths: SeedPaths,
         run.log_artifact(paths.curve(role.name, kind), "curves")
     if paths.model(role.name).is_file():
         model, ckpt = load_trained(paths.model(role.name))
-        val = describe(load_index(INDEX), "val", cfg.data.val_split)
         log_model(run, model, role.name, Preprocess.from_checkpoint(ckpt), summary["iters"],
                   {k: summary[k] for k in ("val_miou", "val_pixel_acc")}, val,
                   {"role": role.name, "seed": summary["seed"], "git_commit": ckpt.get("git_commit", "")})
@@ -132,10 +129,10 @@ def run_role(role_name: str, cfg: Config, seed: int) -> None:
             if run is not None:
                 from pipeline.tracking.datasets import describe_all
 
-                names = {"train": cfg.data.train_split, "val": cfg.data.val_split}
-                run.log_inputs(describe_all(load_index(INDEX), names))
+                datasets = describe_all(load_index(INDEX), cfg.data)  # train, val
+                run.log_inputs(datasets)
             summary = train(role, cfg, seed, run, ctx)
             if run is not None:
-                log_summary(run, role, summary, SeedPaths(seed), cfg)
+                log_summary(run, role, summary, SeedPaths(seed), datasets[-1])
     finally:
         dist.teardown(ctx)

@@ -160,7 +160,7 @@ def deployment_metrics(results: dict[str, dict[str, Any]]) -> dict[str, float]:
 def main(cfg: Config, seed: int) -> None:
     with stage_run(f"evaluate@{seed}", EXPERIMENT, {**cfg.sections(*SECTIONS), "seed": seed}, {"seed": seed},
                    system_metrics=True) as run:
-        run.log_inputs(describe_all(load_index(INDEX), {"val": cfg.data.val_split}, roles=("val",)))
+        run.log_inputs(describe_all(load_index(INDEX), cfg.data, roles=("val",)))
         results = evaluate_all(cfg, seed, run.tracked_id if run else None)
         run.log_metrics({f"{n}_{m}": r[m] for n, r in results.items() for m in ("miou", "pixel_acc")})
         run.log_metrics(deployment_metrics(results))

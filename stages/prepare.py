@@ -59,7 +59,7 @@ def files_digest(folder: Path) -> str:
 def main(cfg: Config) -> None:
     with stage_run("prepare", EXPERIMENT, cfg.sections(*SECTIONS)) as run:
         index = prepare(cfg)
-        run.log_inputs(describe_all(index, {"train": cfg.data.train_split, "val": cfg.data.val_split}))
+        run.log_inputs(describe_all(index, cfg.data))
         for split, st in index["stats"].items():
             run.log_metrics({f"{split}_images": st["images"], f"{split}_ignore_fraction": st["ignore_fraction"],
                              **{f"{split}_freq_{c}": f for c, f in zip(index["classes"], st["class_frequency"])}})

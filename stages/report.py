@@ -124,7 +124,7 @@ def register_student(run: Any, cfg: Config, miou: float) -> None:
     logged = run.find_model({WEIGHTS_TAG: digest})
     if logged is None:
         logged = log_model(run, model, role.name, Preprocess.from_checkpoint(ckpt), ckpt.get("iteration", 0),
-                           {"miou": miou}, describe(index, "val", cfg.data.val_split),
+                           {"miou": miou}, describe(index, "val", cfg.data),
                            {"role": role.name, "seed": seed, "git_commit": ckpt.get("git_commit", "")})
     tags = {"dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""), "git_commit": git_commit(), "miou": f"{miou:.3f}",
             "seed": seed, WEIGHTS_TAG: digest}

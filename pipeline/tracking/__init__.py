@@ -19,8 +19,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from pipeline.tracking import invocation  # noqa: F401  (light: the stage server's hand-off imports it)
-
 _WHERE = {"Journal": "journal", "pending_dir": "journal", "replay": "journal", "replayable": "journal",
           "sync_pending": "journal", "StageRun": "runs", "parent_run_id": "runs", "stage_run": "runs",
           "connect": "store", "describe": "store", "tracking_uri": "store"}

@@ -17,9 +17,10 @@ from typing import Any
 CONTEXT = {"train": "training", "val": "evaluation"}  # the split's role in a run, as MLflow's UI shows it
 
 
-def describe(index: dict[str, Any], role: str, split: str | None = None) -> dict[str, Any]:
-    """The MLflow dataset of split ``role`` (``train``/``val``) of a prepared ``index``; ``split`` its name on
-    disk (``train_aug``) when it differs from the role."""
+def describe(index: dict[str, Any], role: str, data: Any = None) -> dict[str, Any]:
+    """The MLflow dataset of split ``role`` (``train``/``val``) of a prepared ``index``, named by its split on disk
+    (``data.train_split``: ``train_aug``) when the ``data`` params are given."""
+    split = getattr(data, f"{role}_split", None)
     samples = index["samples"][role]
     digest = hashlib.sha256(json.dumps([index.get("files_md5", ""), samples]).encode()).hexdigest()[:10]
     stats = index["stats"][role]
@@ -31,8 +32,7 @@ def describe(index: dict[str, Any], role: str, split: str | None = None) -> dict
             "context": CONTEXT.get(role, role)}
 
 
-def describe_all(index: dict[str, Any], split_names: dict[str, str] | None = None,
-                 roles: tuple[str, ...] = ("train", "val")) -> list[dict[str, Any]]:
+def describe_all(index: dict[str, Any], data: Any = None, roles: tuple[str, ...] = ("train", "val")
+                 ) -> list[dict[str, Any]]:
     """:func:`describe` of each of ``roles`` in ``index``."""
-    names = split_names or {}
-    return [describe(index, r, names.get(r)) for r in roles if r in index["samples"]]
+    return [describe(index, r, data) for r in roles if r in index["samples"]]
