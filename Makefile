@@ -1,7 +1,7 @@
 # `make run`: set up .venv and run the whole pipeline on the embedded dataset.
 # `make test`: set up .venv with the test extra and run the test suite.
 # `make paper`: docs/protocol.md's table on the embedded data: its DVC experiments seed by seed, each
-#   committed once collected (a rerun skips them), then reports/paper.md and the README's table (pipeline/protocol.py)
+#   committed once collected (a rerun skips them), then reports/paper.md and the README's table (pipeline/experiments/protocol.py)
 # `make ablations`: only the ablations' experiments, then the table
 # `make bench`: what the default costs (benchmarks/cost.py: compute, speed, stage times, run cache, -j 2)
 # `make ui`: browse the runs in the MLflow UI on http://127.0.0.1:5000
@@ -16,8 +16,8 @@ BIN := $(VENV)/bin
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 # each stage forked from one interpreter that has imported torch, timm and MLflow: ~8 s less per stage
-# process (pipeline/warm.py); plain `dvc repro` runs the same stages, each in a fresh interpreter
-WARM := $(BIN)/python -m pipeline.warm --
+# process (pipeline/stage_server.py); plain `dvc repro` runs the same stages, each in a fresh interpreter
+STAGE_SERVER := $(BIN)/python -m pipeline.stage_server --
 
 .PHONY: run test paper ablations bench ui recipe lock timings clean
 
@@ -33,19 +33,19 @@ $(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/activate
 	touch $@
 
 run: $(VENV)/.installed
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(WARM) dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(STAGE_SERVER) dvc repro
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(WARM) pytest -n 2 --dist loadfile  # two workers, each test file on one
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(STAGE_SERVER) pytest -n 2 --dist loadfile  # two workers, each test file on one
 
 # each experiment runs in the workspace from the committed params.yaml; the last `dvc repro` brings the
 # workspace back to params.yaml (from the run cache)
 paper: $(VENV)/.installed
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(WARM) sh -c 'python -m stages.paper run --commit && python -m stages.paper report && dvc repro'
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(STAGE_SERVER) sh -c 'python -m commands.paper run --commit && python -m commands.paper report && dvc repro'
 
 ablations: $(VENV)/.installed
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(WARM) sh -c 'python -m stages.paper run --part ablation --commit && python -m stages.paper report && dvc repro'
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(STAGE_SERVER) sh -c 'python -m commands.paper run --part ablation --commit && python -m commands.paper report && dvc repro'
 
 bench: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/cost.py --run --parallel

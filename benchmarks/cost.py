@@ -6,8 +6,10 @@
 
 Per role (random weights, a random batch at params.yaml's sizes, on the device train.device picks):
 GFLOP of one training step (forward and backward, teachers' forwards included, as
-``torch.utils.flop_counter`` counts), the bare step's seconds and images/s, the achieved GFLOP/s
-against a convolution and a matmul peak measured here in the same dtype, and the projected stage.
+``torch.utils.flop_counter`` counts, beside what the roles table's accounting counts:
+:meth:`pipeline.roles.Role.step_gflop`, as the paper's compute-matched rows), the bare step's seconds
+and images/s, the achieved GFLOP/s against a convolution and a matmul peak measured here in the same
+dtype, and the projected stage.
 The total is the TFLOP of all training steps of the run (validation excluded, printed apart).
 
 ``--run`` copies the repository's tracked files to a temporary folder and times ``dvc repro`` there:
@@ -24,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,10 +38,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.config import Config, load_config
-from pipeline.dist import pick_device
+from pipeline.distributed import pick_device
 from pipeline.evaluate import autocast
-from pipeline.io import cpu_name
-from pipeline.models import segmentor_from_config
+from pipeline.io import copy_repo, cpu_name
+from pipeline.models import count_flops, segmentor_from_config
 from pipeline.optim import AMP_DTYPES, make_optimizer
 from pipeline.roles import ROLES
 from pipeline.training import build
@@ -103,7 +104,7 @@ def step_costs(cfg: Config, steps: int, k: int = 6) -> list[dict[str, Any]]:
     torch.manual_seed(0)
     image = torch.randn(b, 3, s, s, device=device)
     label = torch.randint(0, k, (b, s, s), device=device)
-    rows = []
+    rows, forwards = [], {}
     for name, model, step, iters in roles(cfg, k, 255):
         model.to(device).train()
         for attr in ("teacher", "module"):
@@ -121,7 +122,10 @@ def step_costs(cfg: Config, steps: int, k: int = 6) -> list[dict[str, Any]]:
 
         gflop = flops_of(train_step) / 1e9
         sec = timed(train_step, steps, device)
+        forwards[name] = count_flops(model, s) / 1e9
         rows.append({"role": name, "gflop": gflop, "sec": sec, "iters": iters, "images_per_s": b / sec})
+    for r in rows:  # the roles table's accounting, as the paper's compute-matched rows count it
+        r["accounted_gflop"] = b * ROLES[r["role"]].step_gflop(cfg, forwards.__getitem__)
     return rows
 
 
@@ -133,26 +137,6 @@ def val_gflop(cfg: Config, num_val: int, k: int = 6) -> float:
         per_image = flops_of(lambda: model(torch.zeros(1, 3, cfg.synthetic.size, cfg.synthetic.size))) / 1e9
     validations = t.iters // t.val_interval + (t.iters % t.val_interval != 0) if t.val_interval else 1
     return per_image * num_val * validations * 3  # three trained models of the default
-
-
-def copy_repo(dest: Path, params: dict | None = None) -> Path:
-    """The repository's tracked (and not ignored) files, as in the working tree, without run outputs
-    (``reports/``, ``dvc.lock``), committed in a fresh git repository; ``params`` (if given) as its
-    ``params.yaml``. The tests' shrunk copies are made here too (tests/conftest.py)."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
-    for f in files:
-        if (REPO / f).is_file() and not f.startswith(("reports/", "dvc.lock")):
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, dest / f)
-    if params is not None:
-        import yaml
-
-        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.email=b@b", "-c", "user.name=b", "commit", "-qm", "a copy of the project"]):
-        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
-    return dest
 
 
 def timed_command(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, dict[str, float]]:
@@ -175,7 +159,7 @@ def timed_command(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) 
 
 def run_pipeline(rows: list[dict[str, Any]], cfg: Config, parallel: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="lad-cost-") as tmp:
-        repo = copy_repo(Path(tmp))
+        repo = copy_repo(REPO, Path(tmp))
         wall, stages = timed_command(["dvc", "repro"], repo, {"PIPELINE_RUN_ID": "benchmark"})
         print(f"\n`dvc repro` of a fresh copy: {wall:.0f} s wall")
         print(f"{'stage':32s} {'wall s':>8s}")
@@ -232,17 +216,19 @@ def main() -> None:
     rows = step_costs(cfg, args.steps)
     best = max(peak.values())
     print(f"\n{'role':24s} {'GFLOP/step':>10s} {'s/step':>8s} {'img/s':>7s} {'GFLOP/s':>8s} {'of peak':>7s} "
-          f"{'iters':>6s} {'stage s':>8s} {'TFLOP':>7s}")
-    total = 0.0
+          f"{'iters':>6s} {'stage s':>8s} {'TFLOP':>7s} {'counted':>7s}")
+    total = counted = 0.0
     for r in rows:
-        tflop = r["gflop"] * r["iters"] / 1e3
-        total += tflop
+        tflop, accounted = r["gflop"] * r["iters"] / 1e3, r["accounted_gflop"] * r["iters"] / 1e3
+        total, counted = total + tflop, counted + accounted
         print(f"{r['role']:24s} {r['gflop']:10.2f} {r['sec']:8.4f} {r['images_per_s']:7.0f} "
-              f"{r['gflop'] / r['sec']:8.0f} "
-              f"{r['gflop'] / r['sec'] / best:7.0%} {r['iters']:6d} {r['sec'] * r['iters']:8.0f} {tflop:7.2f}")
+              f"{r['gflop'] / r['sec']:8.0f} {r['gflop'] / r['sec'] / best:7.0%} {r['iters']:6d} "
+              f"{r['sec'] * r['iters']:8.0f} {tflop:7.2f} {accounted:7.2f}")
     num_val = cfg.synthetic.num_val if cfg.data.name == "synthetic" else 0
     print(f"{'all training steps':24s} {'':10s} {'':8s} {'':7s} {'':8s} {'':7s} {'':6s} "
-          f"{sum(r['sec'] * r['iters'] for r in rows):8.0f} {total:7.2f}")
+          f"{sum(r['sec'] * r['iters'] for r in rows):8.0f} {total:7.2f} {counted:7.2f}")
+    print("(TFLOP: the step as torch's FLOP counter measures it; counted: pipeline.roles' accounting of the "
+          "paper's compute-matched rows, 3 forwards per path plus the teacher's, each role's own steps)")
     if num_val:
         print(f"(validation during training, forward only: {val_gflop(cfg, num_val) / 1e3:.2f} TFLOP more)")
     if args.run:

@@ -28,7 +28,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline import dist  # noqa: E402
+from pipeline import distributed  # noqa: E402
 from pipeline.config import Config, config_from_dict, load_yaml  # noqa: E402
 from pipeline.data import make_dataset, prepare_index  # noqa: E402
 from pipeline.engine import Schedule, SegData, Trainer  # noqa: E402
@@ -73,7 +73,7 @@ def check_config(args: argparse.Namespace, data_root: Path) -> Config:
     return config_from_dict(params)
 
 
-def timed_run(cfg: Config, role: str, data: SegData, amp: str, ctx: dist.Context, ckpt_interval: int = 10**9,
+def timed_run(cfg: Config, role: str, data: SegData, amp: str, ctx: distributed.Context, ckpt_interval: int = 10**9,
               **kwargs: Any) -> Trainer:
     """Train ``role`` for ``train.iters`` steps in precision ``amp``; returns the finished trainer."""
     k, r = len(data.classes), ROLES[role]
@@ -89,7 +89,7 @@ def timed_run(cfg: Config, role: str, data: SegData, amp: str, ctx: dist.Context
     return trainer
 
 
-def speed_row(trainer: Trainer, role: str, amp: str, ctx: dist.Context) -> dict[str, Any]:
+def speed_row(trainer: Trainer, role: str, amp: str, ctx: distributed.Context) -> dict[str, Any]:
     rows = trainer.history["train"][1:] or trainer.history["train"]  # the first window holds the warm-up
     sec = statistics.median(r["sec_per_iter"] for r in rows)
     peak = torch.cuda.max_memory_allocated(ctx.device) / 2**20 if ctx.device.type == "cuda" else float("nan")
@@ -97,7 +97,7 @@ def speed_row(trainer: Trainer, role: str, amp: str, ctx: dist.Context) -> dict[
             "peak_mib": peak}
 
 
-def resume_check(cfg: Config, data: SegData, ctx: dist.Context, workdir: Path) -> dict[str, Any]:
+def resume_check(cfg: Config, data: SegData, ctx: distributed.Context, workdir: Path) -> dict[str, Any]:
     """Die after the checkpoint of iteration ``iters // 2``, resume, compare with an uninterrupted run."""
     half = cfg.train.iters // 2
 
@@ -119,7 +119,7 @@ def resume_check(cfg: Config, data: SegData, ctx: dist.Context, workdir: Path) -
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse(argv)
-    ctx = dist.setup(args.device)
+    ctx = distributed.setup(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = check_config(args, Path(tmp) / "synthetic")
         # every process generates the same images (same generator seed) in its own folder
@@ -138,12 +138,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         resume = None if args.skip_resume or ctx.distributed else resume_check(cfg, data, ctx, Path(tmp) / "resume")
     if ctx.is_main:
         report(rows, resume, args, ctx)
-    dist.teardown(ctx)
+    distributed.teardown(ctx)
     return rows
 
 
 def report(rows: list[dict[str, Any]], resume: dict[str, Any] | None, args: argparse.Namespace,
-           ctx: dist.Context) -> None:
+           ctx: distributed.Context) -> None:
     gpu = torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else "cpu"
     print(f"\n{gpu}, {ctx.world_size} process(es) x batch {args.batch}, crop {args.crop}, {args.iters} steps, "
           f"torch {torch.__version__}, recipe {args.recipe}")

@@ -2,7 +2,7 @@
 
     python benchmarks/power.py [--runs reports/paper/protocol] [--power 0.8] [--effect 5]
 
-For each paired comparison of the table (docs/protocol.md's questions, pipeline/verdicts.py), the mean and the
+For each paired comparison of the table (docs/protocol.md's questions, pipeline/words/questions.py), the mean and the
 sample std of its per-seed differences over the collected seeds, and the smallest number of seeds n at
 which a two-sided paired t-test at 5 % would detect a true difference of that mean (and of ``--effect``
 mIoU) with probability ``--power``: P(|T| > t_0.975,n-1) under the noncentral t with n - 1 degrees of
@@ -19,9 +19,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.report import paired, power  # noqa: E402
 from pipeline.results import load_collected  # noqa: E402
-from pipeline.verdicts import compared_methods, questions  # noqa: E402
+from pipeline.statistics import paired, power  # noqa: E402
+from pipeline.words.questions import questions  # noqa: E402
+from pipeline.words.tables import compared_methods  # noqa: E402
 
 
 def seeds_needed(delta: float, sd: float, target: float, most: int = 200) -> int | None:

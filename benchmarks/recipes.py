@@ -93,29 +93,23 @@ def forward_gflop(cfg: Any, network: str, k: int, in_chans: int) -> float:
 
 
 def training_gflop(cfg: Any, k: int) -> dict[str, tuple[int, float]]:
-    """Per role that trains under ``cfg``: (iterations, GFLOP per image per iteration)."""
+    """Per role that trains under ``cfg``: (iterations, GFLOP per image per iteration), by the roles table's
+    accounting (:meth:`pipeline.roles.Role.step_gflop`, as the paper's compute-matched rows)."""
     from pipeline.roles import ROLES
 
-    out = {}
-    for name, role in ROLES.items():
-        if role.skip(cfg) is not None:
-            continue
-        passes = 2 if role.step == "lad_teacher" and cfg.lad.dual_path else 1
-        gflop = 3 * passes * forward_gflop(cfg, role.network, k, role.in_chans)
-        if role.teacher:
-            teacher = ROLES[role.teacher]
-            gflop += forward_gflop(cfg, teacher.network, k, teacher.in_chans)
-        out[name] = (role.schedule(cfg)[0], gflop)
-    return out
+    def forward(role: str) -> float:
+        return forward_gflop(cfg, ROLES[role].network, k, ROLES[role].in_chans)
+
+    return {name: (role.schedule(cfg)[0], role.step_gflop(cfg, forward)) for name, role in ROLES.items()
+            if role.skip(cfg) is None}
 
 
 def class_count(cfg: Any) -> int:
     """The classes of a recipe's dataset; for the folder layout's template, those of its generated example."""
-    from pipeline.data.layouts import make_layout
-    from pipeline.layout_examples import FOLDER_CLASSES
+    from pipeline.data.layouts import FOLDER_EXAMPLE_CLASSES, make_layout
 
     if cfg.data.name == "folder":
-        return len(FOLDER_CLASSES.splitlines())
+        return len(FOLDER_EXAMPLE_CLASSES.splitlines())
     return len(make_layout(cfg.data.name, cfg.data.coco_classes).classes)
 
 
@@ -176,7 +170,8 @@ def table(rows: list[dict[str, Any]]) -> str:
              "apply`), on a dataset generated in its published layout at the real image size "
              "(`pipeline/layout_examples.py`), with timm-format weight files, shrunk only in "
              f"{', '.join(f'`{k}: {v}`' for k, v in SHRINK.items())}. "
-             "Seconds are wall time per DVC stage (process start to the next stage), under `pipeline.warm`.", "",
+             "Seconds are wall time per DVC stage (process start to the next stage), under "
+             "`pipeline.stage_server`.", "",
              "| recipe | images per split | stages that ran (s) | total s | CPU, date |", "|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: r["recipe"]):
         stages = ", ".join(f"`{k}` {v}" for k, v in r["stages"].items())

@@ -175,7 +175,7 @@ class TrainConfig(Section):
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
         # the same answer on every machine: whether CUDA is there is checked when a stage starts
-        # (pipeline.dist.pick_device), not here
+        # (pipeline.distributed.pick_device), not here
         if self.scale_range[0] > self.scale_range[1]:
             raise Invalid("scale_range", f"expected [min, max] with 0 < min <= max, got {self.scale_range}")
         if self.amp == "fp16" and self.device == "cpu":
@@ -224,6 +224,7 @@ class KDHparams(Section):
     """Pixel-wise KD on the logits (CIRKD's train_kd.py: lambda-kd 1, T 1)."""
 
     title: ClassVar[str] = "KD"  # the Method column of the tables
+    tuned: ClassVar[tuple[str, ...]] = ("w_kd",)  # its weights calibration scales
     w_kd: NonNegative
     temperature: Positive
 
@@ -233,6 +234,7 @@ class CWDHparams(Section):
     lambda-cwd-fea 50, T 4, lambda-kd 1 with KD T 1; its adversarial terms are left out)."""
 
     title: ClassVar[str] = "CWD + KD (no adversarial term)"
+    tuned: ClassVar[tuple[str, ...]] = ("w_logits", "w_features", "w_kd")
     w_logits: NonNegative
     w_features: NonNegative  # 0: CWD on logits only
     temperature: Positive
@@ -244,6 +246,7 @@ class CIRKDHparams(Section):
     """CIRKD (CIRKD's train_cirkd.py defaults, Cityscapes; its VOC script sets both memory weights to 0.01)."""
 
     title: ClassVar[str] = "CIRKD"
+    tuned: ClassVar[tuple[str, ...]] = ("w_kd", "w_pair", "w_memory_pixel", "w_memory_region")
     w_kd: NonNegative
     kd_temperature: Positive
     w_pair: NonNegative
@@ -262,6 +265,7 @@ class DISTHparams(Section):
     lambda-kd 1, beta 1, gamma 1, softmax at temperature 1, 0.4 of it on the auxiliary logits)."""
 
     title: ClassVar[str] = "DIST"
+    tuned: ClassVar[tuple[str, ...]] = ("w_dist",)
     w_dist: NonNegative
     beta: NonNegative  # the inter-class relation (per pixel, over classes)
     gamma: NonNegative  # the intra-class relation (per class, over the batch's pixels)
@@ -274,6 +278,7 @@ class AfDCDHparams(Section):
     its layers clipped at 15). Its VOC script sets lambda-fd 1e-6, lambda-ctr 0.005."""
 
     title: ClassVar[str] = "Af-DCD"
+    tuned: ClassVar[tuple[str, ...]] = ("w_kd", "w_fd", "w_ctr")
     w_kd: NonNegative
     kd_temperature: Positive
     w_fd: NonNegative  # the masked generation's summed squared error, per image
@@ -297,6 +302,11 @@ class MethodsHparams(Section):
 
 
 MethodName = Literal["kd", "cwd", "cirkd", "dist", "afdcd"]  # the fields of MethodsHparams; pipeline.methods.METHODS
+
+
+def method_section(method: str) -> type[Section]:
+    """The hyper-parameter section of a distillation method: its fields, ``title`` and ``tuned`` weights."""
+    return MethodsHparams.model_fields[method].annotation
 
 
 class CompareConfig(Section):

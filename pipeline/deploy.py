@@ -218,6 +218,10 @@ def signature(num_classes: int, in_chans: int = 3) -> Any:
                           outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, num_classes, -1, -1), "logits")]))
 
 
+MODEL_CODE = Path(__file__).with_name("mlflow_model.py")  # the MLflow model's code (models from code)
+WEIGHTS, NETWORK = "weights", "network"  # its artifact names
+
+
 def save_mlflow_model(model: nn.Module, path: str | Path, preprocess: Preprocess) -> None:
     """Save ``model`` as an MLflow pyfunc model at ``path`` (a new folder): :mod:`pipeline.mlflow_model` as its
     code, the weights as safetensors and the spec as JSON (nothing pickled), the ``pipeline`` package as its
@@ -228,16 +232,13 @@ def save_mlflow_model(model: nn.Module, path: str | Path, preprocess: Preprocess
     import mlflow
     from safetensors.torch import save_file
 
-    from pipeline import mlflow_model
-
     spec, size = model.spec, preprocess.window
     with tempfile.TemporaryDirectory() as tmp:
         weights, network = Path(tmp) / "model.safetensors", Path(tmp) / "network.json"
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(weights))
         network.write_text(json.dumps(spec, sort_keys=True))
         mlflow.pyfunc.save_model(
-            str(path), python_model=mlflow_model.__file__,
-            artifacts={mlflow_model.WEIGHTS: str(weights), mlflow_model.NETWORK: str(network)},
+            str(path), python_model=str(MODEL_CODE), artifacts={WEIGHTS: str(weights), NETWORK: str(network)},
             code_paths=[str(Path(__file__).parent)], signature=signature(spec["num_classes"], spec["in_chans"]),
             input_example=np.zeros((1, spec["in_chans"], size, size), np.float32),
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "timm", "safetensors"],

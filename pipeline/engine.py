@@ -19,7 +19,7 @@ from tqdm import tqdm
 from pipeline import progress
 from pipeline.checkpoint import atomic_save, load_checkpoint
 from pipeline.data import SegDataset, eval_loader, train_loader
-from pipeline.dist import Context, all_gather_object, all_reduce_sum
+from pipeline.distributed import Context, all_gather_object, all_reduce_sum
 from pipeline.evaluate import Inference, autocast, evaluate
 from pipeline.io import git_commit, write_json
 from pipeline.metrics import scores

@@ -48,3 +48,25 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
     wanted = ("avx2", "avx512f", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16")
     return f"{model}, {os.cpu_count()} cores, flags: {' '.join(f for f in wanted if f in flags) or 'none of AVX2+'}"
+
+
+def copy_repo(src: Path, dest: Path, params: dict | None = None) -> Path:
+    """The git repository ``src``'s tracked (and not ignored) files, as in its working tree, without run outputs
+    (``reports/``, ``dvc.lock``), committed in a fresh git repository at ``dest``; ``params`` (if given) as its
+    ``params.yaml``. What ``benchmarks/cost.py --run`` times, and what the tests shrink."""
+    import shutil
+
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=src,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        if (src / f).is_file() and not f.startswith(("reports/", "dvc.lock")):
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / f, dest / f)
+    if params is not None:
+        import yaml
+
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.email=b@b", "-c", "user.name=b", "commit", "-qm", "a copy of the project"]):
+        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
+    return dest

@@ -19,8 +19,6 @@ import mlflow
 import numpy as np
 from mlflow.pyfunc import PythonModel
 
-WEIGHTS, NETWORK = "weights", "network"  # the model's artifact names
-
 
 class SegmentationModel(PythonModel):
     """Normalised images in, logits at the images' size out (the MLflow signature says the shapes)."""
@@ -30,7 +28,7 @@ class SegmentationModel(PythonModel):
     def load_context(self, context) -> None:  # noqa: ANN001 - MLflow's PythonModelContext
         from safetensors.torch import load_file
 
-        from pipeline.deploy import Predictor
+        from pipeline.deploy import NETWORK, WEIGHTS, Predictor
         from pipeline.models import segmentor_from_spec
 
         spec = json.loads(Path(context.artifacts[NETWORK]).read_text())

@@ -51,8 +51,8 @@ class Loaded:
 
 def pick(device: str) -> torch.device:
     """``auto`` is CUDA when usable, else the CPU; ``cuda`` without a usable CUDA device is an error naming why
-    (the training stages' diagnosis, :func:`pipeline.dist.cuda_problem`)."""
-    from pipeline.dist import cuda_problem
+    (the training stages' diagnosis, :func:`pipeline.distributed.cuda_problem`)."""
+    from pipeline.distributed import cuda_problem
 
     if device != "auto" and torch.device(device).type != "cuda":
         return torch.device(device)

@@ -6,7 +6,7 @@ Each block lies between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` and co
   (``benchmarks/timings.py`` measures them and names the CPU);
 - ``default-run``: the default run's headline mIoUs, from ``reports/metrics.json`` (the ``report`` stage),
   beside the paper's run of the same baseline (``reports/paper/protocol/paper@seeds0``) and its CPU;
-- ``paper-table``: the paper's comparisons, from ``reports/paper/protocol/`` (``python -m stages.paper report``).
+- ``paper-table``: the paper's comparisons, from ``reports/paper/protocol/`` (``python -m commands.paper report``).
 
 ``python -m pipeline.readme`` rewrites the first two (the paper's table is written with the paper's report);
 ``tests/test_readme.py`` checks that the committed README holds what the committed files give.
@@ -25,7 +25,7 @@ from pipeline.results import mean_std
 README = Path("README.md")
 TIMINGS = Path("reports/timings.json")
 METRICS = Path("reports/metrics.json")
-# the paper's main experiment on seed 0: its baseline trains as the default run's (pipeline.protocol.plan)
+# the paper's main experiment on seed 0: its baseline trains as the default run's (pipeline.experiments.protocol.plan)
 REFERENCE = Path("reports/paper/protocol/paper@seeds0")
 RUN_BLOCKS = ("costs", "default-run")  # the blocks this module writes; the paper's table is pipeline.protocol's
 

@@ -1,28 +1,35 @@
-"""Results: what the evaluation and training stages left, for one seed or many, read in one way.
+"""Results: what was collected. The second step of the one-way flow (pipeline/experiments/__init__.py).
+
+What the evaluation and training stages left, for one seed or many, read in one way.
 
 The workspace after ``dvc repro`` and a seed of an experiment of the paper's table collected by ``make paper``
 (``reports/paper/protocol/<name>@seeds<N>/``) hold the same files under the same sub-folders, so one loader
 reads both: ``reports/eval/seed<N>/<evaluation>.json`` and ``reports/train/seed<N>/<role>.json`` for each
-seed. :mod:`pipeline.report` renders them; the ``report`` stage and :mod:`pipeline.protocol` only load and
-write.
+seed. :func:`collect` copies an experiment's files there right after its run; :mod:`pipeline.statistics`
+pairs them, :mod:`pipeline.words` words them, :mod:`pipeline.documents` writes the files.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pipeline import NUMERICS
 from pipeline.config import Config, config_from_dict, load_yaml
+from pipeline.experiments import Experiment
+from pipeline.experiments.currency import META, PARAMS
+from pipeline.io import cpu_name, git_commit, write_json
 from pipeline.overlays import Overlay
 from pipeline.paths import EVAL, TRAIN_REPORTS
+from pipeline.roles import EVALUATIONS, ROLES, training_tflop
 
 SCORES = ("miou", "pixel_acc", "mean_acc")  # the scores averaged over seeds (reports/metrics.json)
-META = "meta.json"  # a collected experiment's name, params set, seeds, wall time, commit, MLflow run
-PARAMS = "params.yaml"  # a collected experiment's params, as it ran
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -116,10 +123,23 @@ class Results:
         """The MLflow parent run of the experiment's run that gave ``seed``."""
         return self.meta.get("mlflow_parent_runs", {}).get(str(seed), self.meta.get("mlflow_parent_run"))
 
-    @property
-    def warm(self) -> bool:
-        """The LAD student was warm-started from the baseline (its equal-budget control trained alongside)."""
-        return "baseline_ft" in self.eval
+    def training_tflop(self, key: str) -> float:
+        """Training TFLOP of the model behind evaluation ``key`` with every model it needed (its teacher, a warm
+        start), from the evaluated forward GFLOPs and iterations (:func:`pipeline.roles.training_tflop`)."""
+        def evaluated(role: str) -> dict[str, Any]:  # any evaluation of the role: one network, one count
+            return self.first(key if EVALUATIONS[key].role == role else
+                              next(e for e, ev in EVALUATIONS.items() if ev.role == role and e in self.eval))
+
+        return training_tflop(EVALUATIONS[key].role, self.cfg, lambda r: evaluated(r)["gflops"],
+                              lambda r: evaluated(r)["iterations"])
+
+    def title(self, key: str) -> str:
+        """Evaluation ``key``'s row name under the params it ran with."""
+        return EVALUATIONS[key].title(self.cfg)
+
+    def warm(self, key: str) -> bool:
+        """The model behind evaluation ``key`` was warm-started (from the params it ran with)."""
+        return ROLES[EVALUATIONS[key].role].warm_start(self.cfg) is not None
 
     def first(self, key: str) -> dict[str, Any]:
         """Evaluation ``key`` of the first seed (what is the same on every seed: the network, its cost)."""
@@ -166,7 +186,7 @@ def load_collected(root: Path, order: list[str] = (), params: Path = Path(PARAMS
     """Every experiment collected in ``root``, by name, in ``order`` (others after, by name); the shards of
     one experiment (folders ``<name>@seeds<...>``, from machines that each ran some seeds) merged."""
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no collected experiment; run `python -m stages.paper run` first")
+        raise FileNotFoundError(f"{root}: no collected experiment; run `python -m commands.paper run` first")
     rank = {name: i for i, name in enumerate(order)}
     shards: dict[str, list[Results]] = {}
     for f in sorted(root.iterdir()):
@@ -175,3 +195,30 @@ def load_collected(root: Path, order: list[str] = (), params: Path = Path(PARAMS
             shards.setdefault(r.name, []).append(r)
     runs = [group[0] if len(group) == 1 else Results.merged(group) for group in shards.values()]
     return {r.name: r for r in sorted(runs, key=lambda r: (rank.get(r.name, len(rank)), r.name))}
+
+
+def collect(exp: Experiment, seconds: float, parent_run: str | None, root: Path = Path("."),
+            extra: dict[str, Any] | None = None) -> Path:
+    """Copy the experiment's results from the workspace into ``<its runs>/<folder>`` (replacing an older copy),
+    with the params it ran with and ``meta.json`` (the numerics version of the code; ``extra``: more of it)."""
+    dest = root / exp.runs / exp.folder
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for seed in exp.seeds:
+        for sub in (f"reports/eval/seed{seed}", f"reports/train/seed{seed}"):
+            src = root / sub
+            if not src.is_dir():
+                raise FileNotFoundError(f"{src}: missing after `dvc exp run -n {exp.name}`")
+            (tmp / sub).mkdir(parents=True)
+            for f in src.glob("*.json"):
+                shutil.copy2(f, tmp / sub / f.name)
+    shutil.copy2(root / "reports/metrics.json", tmp / "metrics.json")
+    shutil.copy2(root / PARAMS, tmp / PARAMS)  # the params it ran with: the tables name its settings
+    write_json(tmp / META, {"name": exp.name, "folder": exp.folder, "part": exp.part, "ablation": exp.ablation,
+                            "what": exp.what, "sets": exp.sets, "seeds": list(exp.seeds), "seconds": round(seconds, 1),
+                            "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                            "git_commit": git_commit(), "cpu": cpu_name(), "mlflow_parent_run": parent_run,
+                            "numerics": NUMERICS, **(extra or {})})
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from pipeline import dist
+from pipeline import distributed
 from pipeline.checkpoint import atomic_save, load_trained
 from pipeline.config import Config
 from pipeline.data import load_index, make_dataset
@@ -56,9 +56,10 @@ def write_curves(role: str, history: dict[str, list[dict[str, float]]], paths: S
                      lambda tmp, df=df: df.to_csv(tmp, sep="\t", index=False, float_format="%.6g"))
 
 
-def train(role: Role, cfg: Config, seed: int = 0, run: Any = None, ctx: dist.Context | None = None) -> dict[str, Any]:
+def train(role: Role, cfg: Config, seed: int = 0, run: Any = None,
+          ctx: distributed.Context | None = None) -> dict[str, Any]:
     """Train ``role`` for ``seed`` to completion (resuming if interrupted); writes model, curves and summary."""
-    ctx = ctx or dist.Context()
+    ctx = ctx or distributed.Context()
     paths, index = SeedPaths(seed), load_index(INDEX)
     classes = index["classes"]
     model, step = build(role, cfg, len(classes), index["ignore_index"],
@@ -118,9 +119,9 @@ def log_summary(run: Any, role: Role, summary: dict[str, Any], paths: SeedPaths,
 def run_role(role_name: str, cfg: Config, seed: int) -> None:
     """The training stage of ``role_name`` (under torchrun when asked for), logged to MLflow."""
     role = ROLES[role_name]
-    if (cfg.train.nproc > 1 or dist.multi_node()) and not dist.under_torchrun():
-        raise SystemExit(dist.relaunch(cfg.train.nproc, "stages.train", [role_name, "--seed", str(seed)]))
-    ctx = dist.setup(cfg.train.device, cfg.train.amp)
+    if (cfg.train.nproc > 1 or distributed.multi_node()) and not distributed.under_torchrun():
+        raise SystemExit(distributed.relaunch(cfg.train.nproc, "stages.train", [role_name, "--seed", str(seed)]))
+    ctx = distributed.setup(cfg.train.device, cfg.train.amp)
     params = {**cfg.sections(*role.sections), "seed": seed, "processes": ctx.world_size,
               "effective_batch": cfg.train.batch_size * ctx.world_size}
     try:
@@ -135,4 +136,4 @@ def run_role(role_name: str, cfg: Config, seed: int) -> None:
             if run is not None:
                 log_summary(run, role, summary, SeedPaths(seed), datasets[-1])
     finally:
-        dist.teardown(ctx)
+        distributed.teardown(ctx)

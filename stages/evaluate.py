@@ -22,7 +22,7 @@ from pipeline.config import Config
 from pipeline.data import eval_loader, load_index, make_dataset
 from pipeline.data.dataset import pad_collate
 from pipeline.deploy import Preprocess, check_onnx, export_onnx, onnx_problem, torch_latency
-from pipeline.dist import check_amp, pick_device
+from pipeline.distributed import check_amp, pick_device
 from pipeline.evaluate import Inference, evaluate
 from pipeline.io import atomic_write, write_json
 from pipeline.lad import Channel, LabelChannel

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pipeline import figures, report
+from pipeline import documents, figures
 from pipeline.checkpoint import load_trained
 from pipeline.config import Config, flatten, load_yaml
 from pipeline.deploy import Preprocess, log_model, weights_digest
@@ -52,18 +51,6 @@ def per_class_frame(res: Results) -> pd.DataFrame:
     return frame
 
 
-def render(res: Results, index: dict[str, Any], per_class: pd.DataFrame) -> str:
-    """report.md: :data:`pipeline.report.REPORT` filled in from the results."""
-    pc_rows = [[c] + [report.fmt(per_class.loc[c, n]) for n in per_class.columns] for c in per_class.index]
-    return report.fill(
-        report.REPORT, res, commit=git_commit()[:10], when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        val_images=index["stats"]["val"]["images"], classes=len(index["classes"]),
-        over_seeds=" (mean ± sample std over seeds)" if len(res.seeds) > 1 else "", data=report.data_line(index),
-        conclusions=report.conclusions(res), students=report.students_table(report.student_rows(res)),
-        teachers=report.teachers_table(res), first_seed=res.seeds[0], seed_table=report.seeds_table(res),
-        per_class=report.markdown_table(["class", *per_class.columns], pc_rows))
-
-
 def draw_figures(res: Results, index: dict[str, Any], per_class: pd.DataFrame) -> None:
     """Per-class bars, training curves and the prediction grid of the first seed, in reports/figures."""
     FIGURES.mkdir(parents=True, exist_ok=True)
@@ -90,7 +77,7 @@ def build_report(cfg: Config) -> dict[str, float]:
     per_class = per_class_frame(res)
     per_class.round(3).to_csv(PER_CLASS, sep="\t")
     draw_figures(res, index, per_class)
-    text = render(res, index, per_class)
+    text = documents.report_md(res, index, per_class.to_dict(orient="index"))
     atomic_write(REPORT, lambda tmp: tmp.write_text(text))
     return {f"{n}_miou": r["miou"] for n, r in summary.items()}
 
@@ -149,7 +136,7 @@ def main(cfg: Config) -> None:
         run.log_metrics(mious)
         # the parent run: headline metrics and what this experiment changed, side by side in the MLflow UI
         run.log_metrics(mious, parent=True)
-        # one parent holds every seed's run of an experiment (stages.paper runs the table seed by seed), and
+        # one parent holds every seed's run of an experiment (commands.paper runs the table seed by seed), and
         # MLflow keeps a param's first value: the seeds are each stage's own params
         run.log_params({k: v for k, v in changed_params().items() if k != "seeds"}, parent=True)
         register_student(run, cfg, mious["lad_student_miou"])

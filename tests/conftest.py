@@ -82,10 +82,10 @@ def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) 
 
 def copy_repo(dest: Path, params: dict) -> Path:
     """The repository's tracked files (as in the working tree, no run outputs) in ``dest`` with ``params`` as
-    its params.yaml, committed in a fresh git repo (benchmarks/cost.py makes the copy)."""
-    from benchmarks.cost import copy_repo as copy
+    its params.yaml, committed in a fresh git repo (:func:`pipeline.io.copy_repo`)."""
+    from pipeline.io import copy_repo as copy
 
-    return copy(dest, params)
+    return copy(REPO, dest, params)
 
 
 def runs(repo: Path, **filters: str):

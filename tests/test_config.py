@@ -168,7 +168,7 @@ def test_validation_gives_the_same_answer_on_every_machine():
     """No CUDA probe in validation: a GPU recipe validates on a laptop; the stage says so when it starts."""
     import torch
 
-    from pipeline.dist import check_amp, pick_device
+    from pipeline.distributed import check_amp, pick_device
 
     config_from_dict(tiny_params(train={"device": "cuda", "amp": "fp16"}))
     if not torch.cuda.is_available():
@@ -183,7 +183,7 @@ def test_an_unusable_gpu_is_named_and_never_a_silent_fallback(monkeypatch, capsy
 
     import torch
 
-    from pipeline import dist
+    from pipeline import distributed
 
     def old_driver() -> bool:
         warnings.warn("CUDA initialization: The NVIDIA driver on your system is too old (found version 11040).\n"
@@ -194,20 +194,20 @@ def test_an_unusable_gpu_is_named_and_never_a_silent_fallback(monkeypatch, capsy
     monkeypatch.setattr(torch.version, "cuda", "13.0")
     with pytest.raises(RuntimeError, match="'cuda' asked for, but .* cannot initialise CUDA: CUDA initialization: "
                                            "The NVIDIA driver on your system is too old"):
-        dist.pick_device("cuda")
-    assert dist.pick_device("auto") == torch.device("cpu")
+        distributed.pick_device("cuda")
+    assert distributed.pick_device("auto") == torch.device("cpu")
     assert "warning: train.device: auto trains on the CPU" in capsys.readouterr().err
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.version, "cuda", None)
     with pytest.raises(RuntimeError, match="is a CPU-only build"):
-        dist.pick_device("cuda")
-    assert dist.pick_device("auto") == torch.device("cpu") and not capsys.readouterr().err  # no GPU: no warning
+        distributed.pick_device("cuda")
+    assert distributed.pick_device("auto") == torch.device("cpu") and not capsys.readouterr().err  # no GPU: no warning
 
 
 def test_bf16_on_a_gpu_without_it_is_refused(monkeypatch):
     import torch
 
-    from pipeline.dist import check_amp
+    from pipeline.distributed import check_amp
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))

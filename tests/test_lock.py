@@ -58,10 +58,29 @@ def test_lock_matches_pyproject(platform):
     assert any(n.startswith("nvidia-") for n in locked) == platform.startswith("linux")  # torch's CUDA build
 
 
+def index_url() -> str:
+    """The package index uv reads (its own variable, pip's, or PyPI)."""
+    return os.environ.get("UV_INDEX_URL") or os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple/"
+
+
+def index_problem(url: str, timeout: float = 10.0) -> str | None:
+    """Why ``url`` cannot be read (None: it answers)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/uv/", timeout=timeout):
+            return None
+    except Exception as err:  # noqa: BLE001 - offline, DNS, proxy, TLS: all mean the same here
+        return f"{type(err).__name__}: {err}"
+
+
 @pytest.fixture(scope="module")
 def dry_runs(tmp_path_factory):
     """uv resolving the lock for every platform at once, as an installer would (a wheel for every package,
-    the markers applied): dry runs, nothing downloaded but the index pages."""
+    the markers applied): dry runs, nothing downloaded but the index pages; skipped offline."""
+    if problem := index_problem(index_url()):
+        pytest.skip(f"the package index {index_url()} cannot be reached ({problem}): the per-platform dry runs "
+                    "of requirements.lock need it (the other lock tests ran)")
     uv, procs = Path(sys.executable).parent / "uv", {}
     for platform, (target, _, extra_env) in PLATFORMS.items():
         procs[platform] = subprocess.Popen(
@@ -90,3 +109,8 @@ def test_environment_is_the_lock():
         if installed is None or installed.split("+")[0] != version.split("+")[0]:
             wrong[name] = (version, installed)
     assert not wrong, f"installed versions differ from requirements.lock (pinned, installed): {wrong}"
+
+
+def test_an_unreachable_index_is_a_reason_not_a_failure():
+    """Offline, the dry runs skip with the reason; 127.0.0.1:9 (discard) refuses at once."""
+    assert "Connection refused" in index_problem("http://127.0.0.1:9/simple/", timeout=2)

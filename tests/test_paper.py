@@ -3,7 +3,7 @@ DVC remote; clone B pulls, trains nothing, and runs its share of docs/protocol.m
 A runs seed 0's main and comparison parts, resumes without training, merges B's share and writes the table.
 One MLflow server holds both clones' runs. The networks differ from the default's: an STDC1 student, an OCRNet
 LAD teacher and a PSPNet conventional teacher. The statistics and the wording are tests/test_report.py's and
-tests/test_verdicts.py's; the plan and the digest tests/test_protocol.py's."""
+tests/test_statistics.py's; the plan and when a shard is current tests/test_protocol.py's."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ import time
 
 import pytest
 
-from pipeline import protocol
+from pipeline import documents
+from pipeline.experiments import protocol
 from pipeline.methods import METHODS
 from pipeline.readme import block, markers
-from pipeline.report import Comparison, method_title, paired
 from pipeline.results import load_collected
 from pipeline.roles import METHOD_NAMES
-from pipeline.verdicts import compared_methods, outcomes, summary_table
+from pipeline.statistics import Comparison, paired
+from pipeline.words.format import method_title
+from pipeline.words.questions import summary_table
 from tests.conftest import MlflowServer, copy_repo, run, tiny_params
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +29,7 @@ STDC = {"arch": "stdc", "backbone": "stdc1", "output_stride": 32, "channels": []
 # the controls and no latency loops as the table runs them: seed 0's main rows all come from the default run
 PARAMS = tiny_params(compare={"methods": sorted(METHODS)}, controls={"enabled": True}, evaluate={"latency_reps": 0},
                      model={"student": STDC, "teacher": {"arch": "ocrnet"}, "conventional_teacher": {"arch": "pspnet"}})
-PAPER = ["python", "-m", "stages.paper"]
+PAPER = ["python", "-m", "commands.paper"]
 SEED0 = [*PAPER, "run", "--part", "main", "compare", "--seeds", "0", "--commit"]  # clone A's share
 
 
@@ -76,7 +78,7 @@ def share(root, server) -> dict:
     readme = (a / "README.md").read_text()
     (a / "README.md").write_text(readme.replace(markers("paper-table")[0], ""))
     no_markers = run([*PAPER, "report"], a, check=False)  # checked before anything is written
-    written_without_markers = (a / protocol.PAPER_MD).exists()
+    written_without_markers = (a / documents.PAPER_MD).exists()
     (a / "README.md").write_text(readme)
     report = run([*PAPER, "report"], a, env=env)
     times["a: merge + report"] = time.perf_counter() - t0
@@ -159,20 +161,20 @@ def test_the_table_comes_from_both_clones_shares(clones):
     runs = load_collected(a / protocol.RUNS)
     main = runs["paper"]
     assert main.seeds == [0, 2] and len(main.meta["shards"]) == 2 and main.cpu(0) == main.cpu(2)
-    # one shard, one MLflow parent run (stages.paper names each shard's invocation), named after the experiment;
+    # one shard, one MLflow parent run (commands.paper names each shard's invocation), named after the experiment;
     # seed 0's shard trained nothing (its rows are the default run's, from the run cache): no stage, no parent
     assert main.parent_run(0) is None and main.parent_run(2) is not None
     parent = mlflow_runs(clones["server"]).set_index("run_id").loc[main.parent_run(2)]
     assert parent["tags.mlflow.runName"] == "paper" and parent["tags.dvc_exp_name"] == "paper"
     assert len({r["mlflow_run_id"] for r in main.eval["baseline"]}) == 2
-    text = (a / protocol.PAPER_MD).read_text()
+    text = (a / documents.PAPER_MD).read_text()
     assert "## What the intervals allow" in clones["report"]  # printed as written
     assert "| LAD student from scratch | `paper` | 0, 2 |" in text and "| KD student | `paper-compare` | 0 |" in text
     lad = paired(runs, Comparison(("paper", "lad_student"), ("paper", "baseline"), "the LAD student",
                                   "the baseline (equal student steps)"))
     assert lad.seeds == [0, 2] and lad.sentence() in text
-    assert (a / protocol.COMPUTE_PNG).read_bytes()[:4] == b"\x89PNG"
-    assert block((a / "README.md").read_text(), "paper-table") == summary_table(outcomes(runs, compared_methods(runs)))
+    assert (a / documents.COMPUTE_PNG).read_bytes()[:4] == b"\x89PNG"
+    assert block((a / "README.md").read_text(), "paper-table") == summary_table(documents.paper_found(runs))
     timing = text.split("## Wall time per part")[1]
     assert "| main | `paper`, `paper-warm` | 3 |" in timing and "| compare | `paper-compare` | 1 |" in timing
 
@@ -185,7 +187,7 @@ def test_every_comparison_method_trains_and_is_a_row(clones):
     assert (compare.first("distill_cirkd")["arch"], compare.first("distill_cirkd")["backbone"]) == ("stdc", "stdc1")
     assert compare.first("conventional_teacher")["arch"] == "pspnet"
     assert compare.first("teacher_fixed")["arch"] == "ocrnet"
-    text = (clones["a"] / protocol.PAPER_MD).read_text()
+    text = (clones["a"] / documents.PAPER_MD).read_text()
     for m in METHODS:
         assert f"| {method_title(m)} student | `paper-compare` | 0 |" in text, m
         assert f"the {method_title(m)} student" in text.split("## What the intervals allow")[1], m
@@ -207,5 +209,5 @@ def test_every_number_names_its_mlflow_runs(clones):
     parent = by_id.loc[main.parent_run(2)]
     assert parent["tags.lad.role"] == "pipeline" and parent["tags.dvc_exp_name"] == "paper"
     assert parent["metrics.lad_student_miou"] >= 0  # the headline, beside the other experiments' in the UI
-    sources = (clones["a"] / protocol.PAPER_MD).read_text().split("## Sources")[1]
+    sources = (clones["a"] / documents.PAPER_MD).read_text().split("## Sources")[1]
     assert teacher_run in sources and evaluate_run in sources and main.parent_run(2) in sources

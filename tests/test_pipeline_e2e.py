@@ -258,7 +258,7 @@ def test_editing_a_distillation_loss_leaves_the_data_and_the_baseline_alone(tiny
         changed = stale(tiny_repo)
         assert {"train_teacher@0", "distill@0", "distill_compare@0-cwd"} <= changed
         assert not changed & {"prepare", "train_baseline@0", "train_baseline_ft@0", "evaluate@0", "report"}, changed
-        report = tiny_repo / "pipeline/report.py"
+        report = tiny_repo / "pipeline/documents.py"
         losses.write_text(before)
         text = report.read_text()
         report.write_text(text + "\n# an edit of the report\n")

@@ -1,13 +1,16 @@
-"""docs/protocol.md's table: its parts and seeds, seed-by-seed shards, the digest that lets a rerun skip, and the
+"""docs/protocol.md's table: its parts and seeds, seed-by-seed shards, when a collected shard is current, and the
 table written from known shards (tests/test_paper.py runs it end to end)."""
 
 import json
 
 import yaml
 
-from pipeline import protocol
-from pipeline.paper import collect
+from commands.paper import listing
+from pipeline import documents
+from pipeline.experiments import currency, protocol
+from pipeline.overlays import Overlay
 from pipeline.readme import block, markers
+from pipeline.results import collect
 from tests.conftest import REPO, copy_repo, tiny_params
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -32,28 +35,50 @@ def test_the_plan_follows_the_protocol():
     assert shards[0].sets["seeds"] == [0] and str(shards[0].runs) == "reports/paper/protocol"
 
 
-def test_a_collected_shard_is_skipped_until_its_code_or_params_change(tmp_path):
+def test_a_collected_shard_is_current_until_its_resolved_params_or_numerics_change(tmp_path, monkeypatch, capsys):
     repo = copy_repo(tmp_path / "repo", tiny_params())
     shard = protocol.shards(protocol.plan(tiny_params(), chosen={}, seeds={"main": (0,)}))[0]
-    assert not protocol.done(shard, repo)
-    for sub in ("reports/eval/seed0", "reports/train/seed0"):  # what a finished run leaves in the workspace
+    assert currency.status(shard, repo) == "missing"
+    committed = (repo / "params.yaml").read_text()
+    # what `dvc exp run -S` leaves in the workspace: params.yaml with the shard's sets, and its results
+    (repo / "params.yaml").write_text(yaml.safe_dump(Overlay(shard.name, shard.sets).merged(yaml.safe_load(committed))))
+    for sub in ("reports/eval/seed0", "reports/train/seed0"):
         (repo / sub).mkdir(parents=True)
         (repo / sub / "baseline.json").write_text("{}")
     (repo / "reports/metrics.json").write_text("{}")
-    collect(shard, 1.0, None, repo, extra={"digest": protocol.digest(shard, repo)})
-    assert protocol.done(shard, repo)
-    assert json.loads((repo / shard.runs / shard.folder / "meta.json").read_text())["cpu"]
-    (repo / "pipeline/losses.py").write_text((repo / "pipeline/losses.py").read_text() + "\n")
-    assert not protocol.done(shard, repo)  # a stage's code changed
-    (repo / "pipeline/losses.py").write_text((repo / "pipeline/losses.py").read_text()[:-1])
-    assert protocol.done(shard, repo)
-    (repo / "pipeline/report.py").write_text((repo / "pipeline/report.py").read_text() + "\n")
-    assert protocol.done(shard, repo)  # the report's code makes no result
+    collect(shard, 1.0, None, repo, extra={"digest": currency.digest(shard, repo)})
+    (repo / "params.yaml").write_text(committed)
+    assert currency.status(shard, repo) == "current"
+    meta = json.loads((repo / shard.runs / shard.folder / "meta.json").read_text())
+    assert meta["cpu"] and meta["numerics"] == currency.NUMERICS
+    (repo / "pipeline/losses.py").write_text((repo / "pipeline/losses.py").read_text() + "\n# moved code\n")
+    values = yaml.safe_load(committed)
+    quiet = Overlay("quiet", {"run.log_interval": values["run"]["log_interval"] + 1}).merged(values)
+    (repo / "params.yaml").write_text("# a comment\n" + yaml.safe_dump(quiet, sort_keys=True))
+    assert currency.status(shard, repo) == "current"  # no computing param changed, nor the numerics version
+    noisier = Overlay("noisier", {"lad.noise_std": values["lad"]["noise_std"] + 0.01}).merged(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(noisier))
+    assert currency.status(shard, repo) == "stale"  # a param the teacher's stage reads
+    (repo / "params.yaml").write_text(committed)
+    monkeypatch.setattr(currency, "NUMERICS", currency.NUMERICS + 1)
+    assert currency.status(shard, repo) == "stale"  # a change that alters what the stages compute
+    monkeypatch.undo()
+    monkeypatch.chdir(repo)
+    listing([shard, protocol.shards(protocol.plan(tiny_params(), chosen={}, seeds={"main": (2,)}))[0]])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:2] == ["paper@seeds0", "current"] and out[1].split()[:2] == ["paper@seeds2", "missing"]
+    assert out[-1] == "2 shards: 1 current, 0 stale, 1 missing"
+
+
+def test_every_collected_shard_of_the_table_is_current():
+    """The committed shards stand for this code and params.yaml (docs/protocol.md, "When a shard is current")."""
+    shards = protocol.shards(protocol.plan(PARAMS))
+    assert {s.folder: currency.status(s, REPO) for s in shards} == {s.folder: "current" for s in shards}
 
 
 def collected_shard(root, name: str, seed: int, mious: dict[str, float], cpu: str = "Intel", part: str = "main",
                     what: str = "", lad: dict | None = None) -> None:
-    """A collected shard as `stages.paper run` leaves it: params (``lad``: its LAD params set), meta and one JSON
+    """A collected shard as `commands.paper run` leaves it: params (``lad``: its LAD params set), meta and one JSON
     per evaluation."""
     folder = root / protocol.RUNS / f"{name}@seeds{seed}"
     (folder / f"reports/eval/seed{seed}").mkdir(parents=True)
@@ -83,8 +108,8 @@ def test_the_table_is_written_from_the_shards(tmp_path):
                         what="fixed code book", lad={"codebook": "fixed"})
     start, end = markers("paper-table")
     (tmp_path / "README.md").write_text(f"# title\n{start}\nold\n{end}\n")
-    text = protocol.write_report(tmp_path)
-    assert (tmp_path / protocol.COMPUTE_PNG).read_bytes()[:4] == b"\x89PNG"
+    text = documents.write_paper(tmp_path)
+    assert (tmp_path / documents.COMPUTE_PNG).read_bytes()[:4] == b"\x89PNG"
     assert "| 2 | the LAD student − the baseline (equal student steps) | +9.33 |" in block(
         (tmp_path / "README.md").read_text(), "paper-table")
     assert "| LAD student from scratch | `paper` | 0, 2, 3 | 41.00 ± 3.61 |" in text

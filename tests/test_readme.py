@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from pipeline import protocol, readme
+from pipeline import documents, readme
+from pipeline.experiments import protocol
 from pipeline.results import load_collected
-from pipeline.verdicts import compared_methods, outcomes, summary_table
+from pipeline.words.questions import summary_table
 from tests.conftest import REPO
 
 TEXT = (REPO / "README.md").read_text()
@@ -18,9 +19,8 @@ def test_the_readme_holds_what_the_committed_files_give():
     for name, body in readme.run_blocks(REPO).items():
         assert readme.block(TEXT, name) == body, f"README block {name!r} is stale: python -m pipeline.readme"
     runs = load_collected(REPO / protocol.RUNS, list(protocol.EXPERIMENTS), REPO / "params.yaml")
-    methods = compared_methods(runs)
-    assert readme.block(TEXT, "paper-table") == summary_table(outcomes(runs, methods)), \
-        "README's paper table is stale: python -m stages.paper report"
+    assert readme.block(TEXT, "paper-table") == summary_table(documents.paper_found(runs)), \
+        "README's paper table is stale: python -m commands.paper report"
 
 
 def test_the_readme_is_at_most_200_lines():
@@ -55,7 +55,7 @@ def test_blocks_from_known_files(tmp_path):
 
 def test_no_function_over_50_lines():
     long = []
-    for folder in ("pipeline", "stages", "benchmarks", "tests", "examples"):
+    for folder in ("pipeline", "stages", "commands", "benchmarks", "tests", "examples"):
         for path in sorted((REPO / folder).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 50:

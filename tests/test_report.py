@@ -6,9 +6,14 @@ import math
 
 import pytest
 
-from pipeline import report
+from pipeline import documents
 from pipeline.config import load_config
 from pipeline.results import Results, load_collected, mean_std
+from pipeline.statistics import Comparison, paired, paired_interval
+from pipeline.words import tables
+from pipeline.words.format import fmt_interval
+from pipeline.words.published import published
+from pipeline.words.questions import sentence
 from tests.conftest import REPO
 
 T_975_2 = 4.302652729749464  # Student-t 97.5 % quantile, 2 degrees of freedom
@@ -53,38 +58,42 @@ def workspace(tmp_path) -> Results:
 
 
 def test_paired_interval_known_answers():
-    mean, half, n = report.paired_interval([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])  # differences 1, 2, 3: sd 1
+    mean, half, n = paired_interval([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])  # differences 1, 2, 3: sd 1
     assert (mean, n) == (2.0, 3) and half == pytest.approx(T_975_2 / 3**0.5)
-    mean, half, n = report.paired_interval([5.0, 6.0], [4.0, 4.0])  # differences 1, 2: sd 1/sqrt(2), t(1) 12.706
+    mean, half, n = paired_interval([5.0, 6.0], [4.0, 4.0])  # differences 1, 2: sd 1/sqrt(2), t(1) 12.706
     assert mean == 1.5 and half == pytest.approx(12.706204736174694 * (0.5**0.5) / 2**0.5)
-    mean, half, n = report.paired_interval([5.0], [3.0])
+    mean, half, n = paired_interval([5.0], [3.0])
     assert (mean, n) == (2.0, 1) and math.isnan(half)
     with pytest.raises(ValueError, match="one per seed"):
-        report.paired_interval([1.0], [1.0, 2.0])
-    assert report.fmt_interval(2.0, 0.5) == "+2.00 [+1.50, +2.50]"
-    assert report.fmt_interval(-1.0, float("nan")) == "-1.00"
+        paired_interval([1.0], [1.0, 2.0])
+    assert fmt_interval(2.0, 0.5) == "+2.00 [+1.50, +2.50]"
+    assert fmt_interval(-1.0, float("nan")) == "-1.00"
 
 
 def fake(seeds: list[int], **mious: list[float]) -> Results:
     return Results(CFG, seeds, {k: [{"miou": v} for v in vs] for k, vs in mious.items()}, {})
 
 
+def compare(res: Results, a: str, b: str, a_name: str, b_name: str) -> str:
+    return sentence(paired({res.name: res}, Comparison((res.name, a), (res.name, b), a_name, b_name)))
+
+
 def test_conclusions_say_only_what_the_interval_allows():
     r = fake([0, 1, 2], a=[3.0, 4.0, 5.0], b=[1.0, 1.0, 1.0], c=[2.0, 1.0, 3.0], d=[9.0, 9.5, 9.0])
-    assert "A is higher; the interval excludes zero" in report.compare(r, "a", "b", "A", "B")
-    assert "A is lower; the interval excludes zero" in report.compare(r, "a", "d", "A", "D")
-    assert "the interval includes zero: 3 seeds cannot tell them apart" in report.compare(r, "a", "c", "A", "C")
+    assert "A is higher; the interval excludes zero" in compare(r, "a", "b", "A", "B")
+    assert "A is lower; the interval excludes zero" in compare(r, "a", "d", "A", "D")
+    assert "the interval includes zero: 3 seeds cannot tell them apart" in compare(r, "a", "c", "A", "C")
     # 3 -+ 4.303 / sqrt 3
-    assert report.compare(r, "a", "b", "A", "B") == ("A − B: +3.00 mIoU over 3 seeds, higher on 3 of 3; 95 % interval "
+    assert compare(r, "a", "b", "A", "B") == ("A − B: +3.00 mIoU over 3 seeds, higher on 3 of 3; 95 % interval "
                                                     "[+0.52, +5.48]: A is higher; the interval excludes zero "
                                                     "(fragile: a bound within 1 mIoU of zero).")
     one = fake([0], a=[2.0], b=[1.0])
-    assert report.compare(one, "a", "b", "A", "B") == "A − B: +1.00 mIoU over 1 seed, higher on 1 of 1 (one seed: no " \
+    assert compare(one, "a", "b", "A", "B") == "A − B: +1.00 mIoU over 1 seed, higher on 1 of 1 (one seed: no " \
                                                       "interval)."
 
 
 def test_results_read_every_seed_with_known_summaries(workspace):
-    assert workspace.seeds == [0, 1, 2] and set(workspace.eval) == set(MIOUS) and not workspace.warm
+    assert workspace.seeds == [0, 1, 2] and set(workspace.eval) == set(MIOUS) and not workspace.warm("lad_student")
     assert set(workspace.train) == {"baseline", "student"}  # the skipped conventional teacher's note is no summary
     s = workspace.summary()["lad_student"]
     assert (s["seeds"], s["miou"], s["miou_std"]) == (3, 35.0, round(3**0.5, 3))  # 33, 36, 36: sd sqrt(3)
@@ -100,23 +109,25 @@ def test_a_seed_missing_its_evaluation_is_a_clear_error(tmp_path):
         Results.load(CFG.model_copy(update={"seeds": [0, 1, 2]}), tmp_path)
 
 
-def test_one_run_and_two_runs_give_the_same_rows(workspace, tmp_path):
+def test_one_run_answers_the_protocols_questions_its_rows_allow(workspace, tmp_path):
+    table = tables.students_table(workspace)
+    assert [line.split(" | ")[2] for line in table.splitlines()[2:]] == ["baseline", "LAD student from scratch"]
+    lad = next(line for line in table.splitlines() if "LAD student from scratch" in line)
+    assert "35.00 ± 1.73" in lad and "+3.00 [" in lad and "| 51 |" in lad and "71.00 ± 1.00" in lad
+    assert "DVC experiment" not in table
+    text = documents.conclusions(workspace)
+    assert "**2. Does the LAD student beat supervision alone?** The LAD student − the baseline (equal student " \
+           "steps): +3.00 mIoU over 3 seeds" in text
+    assert "Over 3 seeds" in text and "**4." not in text and "**6." not in text  # no comparison rows, one budget
     warm_root = tmp_path / "warm"
     write_run(warm_root, {**MIOUS, "baseline_ft": [40.0, 41.0, 45.0], "lad_student": [44.0, 45.0, 46.0]}, {})
-    warm = Results.load(workspace.cfg, warm_root, name="w")
-    one = report.student_rows(workspace)
-    assert [(r.key, r.method) for r in one] == [("baseline", "Baseline"), ("lad_student", "LAD (from scratch)")]
-    two = report.student_rows(workspace, warm)
-    assert [(r.res.name, r.key, r.method) for r in two] == [
-        ("", "baseline", "Baseline"), ("w", "baseline_ft", "Baseline + 10 more iterations (equal-budget control)"),
-        ("", "lad_student", "LAD (from scratch)"), ("w", "lad_student", "LAD (warm start from the baseline)")]
-    table = report.students_table(one)
-    lad = next(line for line in table.splitlines() if "LAD (from scratch)" in line)
-    assert "35.00 ± 1.73" in lad and "+3.00 [" in lad and "| 51 |" in lad and "71.00 ± 1.00" in lad
-    assert "DVC experiment" not in table and "DVC experiment" in report.students_table(two)
-    text = report.conclusions(workspace, warm)
-    assert "The warm-started LAD student − the baseline trained on for as many iterations: +3.00 mIoU" in text
-    assert "Over 3 seeds" in text and "from the larger teacher" not in text  # no comparison rows ran
+    cfg = workspace.cfg.model_copy(update={"distill": workspace.cfg.distill.model_copy(update={"init": "baseline"})})
+    warm = Results.load(cfg, warm_root, name="w")
+    rows = [line.split(" | ")[2] for line in tables.students_table(warm).splitlines()[2:]]
+    assert rows == ["baseline", "equal-budget control: the baseline trained on for as many steps as the student",
+                    "LAD student warm-started from the baseline"]
+    assert "**5. Does the warm start help beyond its extra steps?** The warm-started LAD student − its control, " \
+           "the baseline trained on for as many student steps: +3.00 mIoU" in documents.conclusions(warm)
 
 
 def test_collected_experiments_in_order(tmp_path):
@@ -157,8 +168,6 @@ def test_shards_of_one_experiment_merge_into_its_seeds(tmp_path):
 
 
 def test_a_published_number_only_where_the_setting_matches():
-    from pipeline.report import published
-
     cfg = CFG
     voc = cfg.model_copy(update={"data": cfg.data.model_copy(update={"name": "voc"})})
     pretrained = voc.model_copy(update={"model": voc.model.model_copy(update={

@@ -22,7 +22,7 @@ def kill_repo(tmp_path):
 
 def test_sigkill_then_rerun_resumes_to_the_same_weights(kill_repo):
     run(["dvc", "repro", "prepare"], kill_repo)
-    cold = {"LAD_STAGE_SERVER": ""}  # a stage in a fresh process, not forked from pipeline.warm's server
+    cold = {"LAD_STAGE_SERVER": ""}  # a stage in a fresh process, not forked from pipeline.stage_server's server
     env = command_env({"PIPELINE_RUN_ID": "killed", **cold})
     proc = subprocess.Popen(["dvc", "repro", "train_baseline@0"], cwd=kill_repo, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

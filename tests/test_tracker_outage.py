@@ -1,7 +1,7 @@
 """Tracker outages: a real `mlflow server` on 127.0.0.1, down at the start and stopped mid-run.
 
 Stages go on, their outputs land in reports/, a warning says what was not logged, and the next
-stage (or `python -m stages.sync`) uploads the journal once the server is back.
+stage (or `python -m commands.sync`) uploads the journal once the server is back.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def test_outage_at_start_and_mid_run_loses_nothing(tmp_path, server):
     # 1. the server is down from the start: prepare runs all the same and journals its run
     proc = run([sys.executable, "-m", "stages.prepare"], repo, env=env)
     assert (repo / "data/prepared/index.json").is_file()
-    assert f"MLflow tracking at {server.uri} failed" in proc.stderr and "stages.sync" in proc.stderr
+    assert f"MLflow tracking at {server.uri} failed" in proc.stderr and "commands.sync" in proc.stderr
     assert len(list(pending.glob("*.jsonl"))) == 1
 
     # 2. the server comes up, then dies while a training stage runs
@@ -75,14 +75,14 @@ def test_outage_at_start_and_mid_run_loses_nothing(tmp_path, server):
     assert len(list(pending.glob("*.jsonl"))) == 1
 
     # 3. while the server is still down, sync keeps the journal and says so
-    proc = run([sys.executable, "-m", "stages.sync"], repo, env=env, check=False)
+    proc = run([sys.executable, "-m", "commands.sync"], repo, env=env, check=False)
     assert proc.returncode == 1 and "still fails" in proc.stderr and len(list(pending.glob("*.jsonl"))) == 1
 
     # 4. back up: sync uploads what was missed, exactly once
     server.start()
-    proc = run([sys.executable, "-m", "stages.sync"], repo, env=env)
+    proc = run([sys.executable, "-m", "commands.sync"], repo, env=env)
     assert "uploaded" in proc.stdout and not list(pending.glob("*.jsonl"))
-    assert "nothing to upload" in run([sys.executable, "-m", "stages.sync"], repo, env=env).stdout
+    assert "nothing to upload" in run([sys.executable, "-m", "commands.sync"], repo, env=env).stdout
 
     df = stage_runs(server.uri)
     parents = df[df["tags.lad.role"] == "pipeline"]

@@ -1,4 +1,4 @@
-"""The warm interpreter (pipeline/warm.py): a ``python -m stages.X`` started under it runs forked from the
+"""The warm interpreter (pipeline/stage_server.py): a ``python -m stages.X`` started under it runs forked from the
 server, from its own folder and checkout, with its exit status, signals and death passed on."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.warm import ENV, STARTING
+from pipeline.stage_server import ENV, STARTING
 from tests.conftest import REPO
 
 PROBE = '''
@@ -32,7 +32,7 @@ sys.exit(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
 def server():
     """The socket of a server started by the wrapper; the wrapper's exit status and folder at the end."""
     wrapper = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.warm", "--", sys.executable, "-c",
+        [sys.executable, "-m", "pipeline.stage_server", "--", sys.executable, "-c",
          f"import os, sys; print(os.environ[{ENV!r}], flush=True); sys.stdin.read()"],
         cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     path = wrapper.stdout.readline().strip()
@@ -52,7 +52,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def start(project: Path, server: str, *args: str, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, ENV: server, "PROBE": "from-the-stage", "PYTHONPATH": str(REPO)}  # REPO: pipeline.warm
+    env = {**os.environ, ENV: server, "PROBE": "from-the-stage", "PYTHONPATH": str(REPO)}  # REPO: pipeline.stage_server
     return subprocess.Popen([sys.executable, "-m", "stages.probe", *args], cwd=project, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 

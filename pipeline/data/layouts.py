@@ -1,4 +1,5 @@
-"""Published dataset layouts: where each dataset keeps its images and labels, and its label mapping.
+"""Published dataset layouts: where each dataset keeps its images and labels, its label mapping, and a
+small example of it. One entry of :data:`LAYOUTS` each (a new layout: docs/extending.md).
 
 A layout turns ``(root, split)`` into a list of ``(image, label)`` paths relative to ``root``; a
 lookup table (256 entries: raw label value -> train id, 255 = ignore, -1 = a value the dataset
@@ -70,6 +71,7 @@ COCO_STUFF_182 = (
 # COCO thing ids that have no annotation in COCO-Stuff; the 171-class convention drops them
 COCO_STUFF_UNUSED = (11, 25, 28, 29, 44, 65, 67, 68, 70, 82, 90)
 
+FOLDER_EXAMPLE_CLASSES = "background 0 0 0\nroad 128 64 128\nlane marking 255 255 255\n"  # names, optional R G B
 CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign symbol", "fence", "car",
                   "pedestrian", "bicyclist")
 
@@ -130,6 +132,31 @@ def _glob(folder: Path, pattern: str, what: str) -> list[Path]:
     return found
 
 
+class Writer:
+    """Writes noise images and banded labels of one size, from one random stream."""
+
+    def __init__(self, size: tuple[int, int], labels: list[int], seed: int = 0) -> None:
+        self.size, self.labels, self.rng = size, labels, np.random.default_rng(seed)
+
+    def image(self, path: Path) -> None:
+        import cv2
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), self.rng.integers(0, 255, (*self.size, 3), dtype=np.uint8))
+
+    def bands(self, values: list[int] | None = None, dtype: type = np.uint8) -> np.ndarray:
+        values = values or self.labels
+        h, w = self.size
+        return np.repeat(np.array(values, dtype), -(-w // len(values)))[:w][None].repeat(h, 0)
+
+    def grey(self, path: Path, values: list[int] | None = None) -> None:
+        """A grey (mode L) label PNG."""
+        from PIL import Image
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(self.bands(values), mode="L").save(path)
+
+
 def voc_samples(root: Path, split: str) -> list[tuple[str, str]]:
     """VOC 2012 (+ SBD aug): ``ImageSets/Segmentation/<split>.txt``; labels from ``SegmentationClass``,
     else ``SegmentationClassAug`` (train_aug's 10,582 images)."""
@@ -142,6 +169,19 @@ def voc_samples(root: Path, split: str) -> list[tuple[str, str]]:
     return samples
 
 
+def write_voc(root: Path, w: Writer, names: dict[str, list[str]]) -> None:
+    """VOC 2012 + SBD: JPEGImages, SegmentationClassAug (grey), SegmentationClass (palette) for val,
+    ImageSets/Segmentation/<split>.txt."""
+    for split, ids in names.items():
+        for n in ids:
+            w.image(root / "JPEGImages" / f"{n}.jpg")
+            if split == "val":
+                (root / "SegmentationClass").mkdir(parents=True, exist_ok=True)
+                voc.write_label(root / "SegmentationClass" / f"{n}.png", w.bands([15]))
+            w.grey(root / "SegmentationClassAug" / f"{n}.png")
+        voc.write_split(root, split, ids)
+
+
 def cityscapes_samples(root: Path, split: str) -> list[tuple[str, str]]:
     """``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` with ``gtFine/...`` labelTrainIds (if made) or labelIds."""
     images = _glob(root / "leftImg8bit" / split, "*/*_leftImg8bit.png", "Cityscapes images")
@@ -152,6 +192,15 @@ def cityscapes_samples(root: Path, split: str) -> list[tuple[str, str]]:
         samples.append((f"leftImg8bit/{stem}_leftImg8bit.png",
                         train_ids if (root / train_ids).is_file() else f"gtFine/{stem}_gtFine_labelIds.png"))
     return samples
+
+
+def write_cityscapes(root: Path, w: Writer, names: dict[str, list[str]]) -> None:
+    """leftImg8bit/<split>/<city>/*_leftImg8bit.png and gtFine/.../*_gtFine_labelIds.png."""
+    for split, ids in names.items():
+        for n in ids:
+            stem = f"{split}/{n.split('_')[0]}/{n}"
+            w.image(root / "leftImg8bit" / f"{stem}_leftImg8bit.png")
+            w.grey(root / "gtFine" / f"{stem}_gtFine_labelIds.png")
 
 
 def cityscapes_labels(root: Path, split: str) -> list[str]:
@@ -176,10 +225,27 @@ def ade20k_samples(root: Path, split: str) -> list[tuple[str, str]]:
             for p in images]
 
 
+def write_ade20k(root: Path, w: Writer, names: dict[str, list[str]]) -> None:
+    """ADEChallengeData2016/images/<split>/*.jpg and annotations/<split>/*.png."""
+    base = root / "ADEChallengeData2016"
+    for split, ids in names.items():
+        for n in ids:
+            w.image(base / "images" / split / f"{n}.jpg")
+            w.grey(base / "annotations" / split / f"{n}.png")
+
+
 def coco164k_samples(root: Path, split: str) -> list[tuple[str, str]]:
     """``images/<split>/*.jpg`` with ``annotations/<split>/*.png`` (stuffthingmaps; split: train2017 | val2017)."""
     images = _glob(root / "images" / split, "*.jpg", "COCO-Stuff 164K images")
     return [(f"images/{split}/{p.name}", f"annotations/{split}/{p.stem}.png") for p in images]
+
+
+def write_coco164k(root: Path, w: Writer, names: dict[str, list[str]]) -> None:
+    """images/<split>/*.jpg and annotations/<split>/*.png (stuffthingmaps)."""
+    for split, ids in names.items():
+        for n in ids:
+            w.image(root / "images" / split / f"{n}.jpg")
+            w.grey(root / "annotations" / split / f"{n}.png")
 
 
 def coco10k_samples(root: Path, split: str) -> list[tuple[str, str]]:
@@ -193,10 +259,31 @@ def coco10k_samples(root: Path, split: str) -> list[tuple[str, str]]:
     return [(f"images/{n}.jpg", f"annotations/{n}.mat") for n in names]
 
 
+def write_coco10k(root: Path, w: Writer, names: dict[str, list[str]]) -> None:
+    """images/*.jpg, annotations/*.mat (key S, 1-based ids) and imageLists/<split>.txt."""
+    from scipy.io import savemat
+
+    for split, ids in names.items():
+        for n in ids:
+            w.image(root / "images" / f"{n}.jpg")
+            (root / "annotations").mkdir(parents=True, exist_ok=True)
+            savemat(root / "annotations" / f"{n}.mat", {"S": w.bands(dtype=np.uint16)})
+        (root / "imageLists").mkdir(parents=True, exist_ok=True)
+        (root / "imageLists" / f"{split}.txt").write_text("".join(f"{n}\n" for n in ids))
+
+
 def camvid_samples(root: Path, split: str) -> list[tuple[str, str]]:
     """SegNet layout: ``<split>/*.png`` with ``<split>annot/*.png`` (split: train | val | test)."""
     images = _glob(root / split, "*.png", "CamVid images")
     return [(f"{split}/{p.name}", f"{split}annot/{p.name}") for p in images]
+
+
+def write_camvid(root: Path, w: Writer, names: dict[str, list[str]]) -> None:
+    """<split>/*.png and <split>annot/*.png (SegNet's 11-class CamVid)."""
+    for split, ids in names.items():
+        for n in ids:
+            w.image(root / split / f"{n}.png")
+            w.grey(root / f"{split}annot" / f"{n}.png")
 
 
 FOLDER_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -241,6 +328,18 @@ def folder_samples(root: Path, split: str) -> list[tuple[str, str]]:
     return samples
 
 
+def write_folder(root: Path, w: Writer, names: dict[str, list[str]]) -> None:
+    """A user's own data: classes.txt, images/*.jpg, masks/*.png (train ids, 255 ignored), splits/<split>.txt."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text(FOLDER_EXAMPLE_CLASSES)
+    for split, ids in names.items():
+        for n in ids:
+            w.image(root / "images" / f"{n}.jpg")
+            w.grey(root / "masks" / f"{n}.png")
+        (root / "splits").mkdir(exist_ok=True)
+        (root / "splits" / f"{split}.txt").write_text("".join(f"{n}\n" for n in ids))
+
+
 @dataclass(frozen=True)
 class Layout:
     """How one dataset is stored and labelled.
@@ -279,39 +378,101 @@ class Layout:
         return np.where(lut == INVALID, self.ignore_index, lut).astype(np.uint8)[raw]
 
 
-def make_layout(name: str, coco_classes: int = 171, root: str | Path | None = None) -> Layout:
-    """The :class:`Layout` of dataset ``name`` (``coco_classes``: 171 or 182 for COCO-Stuff; ``root``: the
-    folder layout reads its classes there)."""
-    if name == "folder":  # a user's own data: masks hold train ids 0..K-1, 255 ignored
-        classes, palette = folder_classes(Path(root or "."))
-        return Layout(classes, folder_samples, identity(len(classes)), palette=palette)
-    if name in ("voc", "synthetic"):
+@dataclass(frozen=True)
+class Example:
+    """A small copy of a layout, written with its real file names, label encoding and image size
+    (``python -m pipeline.layout_examples``; the layout tests and ``benchmarks/recipes.py`` read it).
+
+    Attributes:
+        write: ``(root, writer, {split: [stems]})``: writes the files (``writer``: a :class:`Writer` of the
+            size and labels below).
+        splits: its splits, the usual (train, val) first.
+        stem: ``(split, i) -> `` the real-looking file name stem of image ``i``.
+        size: (height, width) of a typical image of the real dataset.
+        labels: the raw label values drawn, as the published files hold them.
+        train_ids: the train ids those values become (the label table applied; 255: ignored).
+    """
+
+    write: Callable[[Path, Writer, dict[str, list[str]]], None]
+    splits: tuple[str, ...]
+    stem: Callable[[str, int], str]
+    size: tuple[int, int]
+    labels: tuple[int, ...]
+    train_ids: frozenset[int]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One dataset layout, in one place: its :class:`Layout` (``make(coco_classes, root)``) and its
+    :class:`Example` (None: the embedded data, generated by ``prepare`` itself)."""
+
+    make: Callable[[int, Path], Layout]
+    example: Example | None
+
+
+def _voc(name: str) -> Callable[[int, Path], Layout]:
+    def make(coco_classes: int, root: Path) -> Layout:
         from pipeline.data import synthetic
 
         classes = voc.VOC_CLASSES if name == "voc" else synthetic.CLASSES
         return Layout(classes, voc_samples, identity(len(classes)),
                       splits=("train_aug", "val") if name == "voc" else ("train", "val"))
-    if name == "cityscapes":
-        return Layout(CITYSCAPES_CLASSES, cityscapes_samples, cityscapes_lut(),
-                      trainid_suffix="_gtFine_labelTrainIds.png",
-                      labels=cityscapes_labels)
-    if name == "ade20k":  # 0 is "other" -> ignore, 1..150 -> 0..149
-        return Layout(ADE20K_CLASSES, ade20k_samples, lookup({k: k - 1 for k in range(1, 151)}, ignored=(0,)),
-                      splits=("training", "validation"),
-                      labels=lambda root, split: label_files(
-                          str(ade20k_root(root).relative_to(root) / "annotations" / split), "*.png")(root, split))
-    if name == "coco_stuff164k":  # mmsegmentation's converted *_labelTrainIds.png may lie beside the raw maps
-        return Layout(coco_stuff_classes(coco_classes), coco164k_samples, coco_stuff_lut(coco_classes),
-                      splits=("train2017", "val2017"),
-                      labels=label_files("annotations/{split}", "*.png", exclude="_labelTrainIds.png"))
-    if name == "coco_stuff10k":
-        return Layout(coco_stuff_classes(coco_classes), coco10k_samples, coco_stuff_lut(coco_classes, one_based=True),
-                      splits=("train", "test"))
-    if name == "camvid":  # 11 is void
-        return Layout(CAMVID_CLASSES, camvid_samples, lookup({k: k for k in range(11)}, ignored=(11,)),
-                      labels=label_files("{split}annot", "*.png"))
-    raise ValueError(f"data.name: expected one of {sorted(LAYOUTS)}, got {name!r}")
+    return make
 
 
-LAYOUTS: tuple[DatasetName, ...] = ("synthetic", "voc", "cityscapes", "ade20k", "coco_stuff164k", "coco_stuff10k",
-                                     "camvid", "folder")
+def _folder(coco_classes: int, root: Path) -> Layout:  # a user's own data: masks hold train ids 0..K-1, 255 ignored
+    classes, palette = folder_classes(root)
+    return Layout(classes, folder_samples, identity(len(classes)), palette=palette)
+
+
+def _ade20k_labels(root: Path, split: str) -> list[str]:
+    return label_files(str(ade20k_root(root).relative_to(root) / "annotations" / split), "*.png")(root, split)
+
+
+LAYOUTS: dict[DatasetName, Entry] = {
+    "synthetic": Entry(_voc("synthetic"), None),
+    "voc": Entry(_voc("voc"), Example(write_voc, ("train_aug", "val"),
+                                      lambda s, i: f"{2007 if s == 'train_aug' else 2008}_{i:06d}", (375, 500),
+                                      (0, 1, 20, 255), frozenset({0, 1, 20, 255}))),
+    "cityscapes": Entry(
+        lambda _, root: Layout(CITYSCAPES_CLASSES, cityscapes_samples, cityscapes_lut(),
+                               trainid_suffix="_gtFine_labelTrainIds.png", labels=cityscapes_labels),
+        # labelIds 0 and 1 -> ignore, 7 -> road, 26 -> car, 33 -> bicycle
+        Example(write_cityscapes, ("train", "val"),
+                lambda s, i: f"{'aachen' if s == 'train' else 'frankfurt'}_{i:06d}_000019", (1024, 2048),
+                (0, 7, 26, 33, 1), frozenset({255, 0, 13, 18}))),
+    "ade20k": Entry(  # 0 is "other" -> ignore, 1..150 -> 0..149
+        lambda _, root: Layout(ADE20K_CLASSES, ade20k_samples, lookup({k: k - 1 for k in range(1, 151)}, ignored=(0,)),
+                               splits=("training", "validation"), labels=_ade20k_labels),
+        Example(write_ade20k, ("training", "validation"),
+                lambda s, i: f"ADE_{'train' if s == 'training' else 'val'}_{i + 1:08d}", (512, 683), (0, 1, 150),
+                frozenset({255, 0, 149}))),
+    "coco_stuff164k": Entry(  # mmsegmentation's converted *_labelTrainIds.png may lie beside the raw maps
+        lambda k, root: Layout(coco_stuff_classes(k), coco164k_samples, coco_stuff_lut(k),
+                               splits=("train2017", "val2017"),
+                               labels=label_files("annotations/{split}", "*.png", exclude="_labelTrainIds.png")),
+        Example(write_coco164k, ("train2017", "val2017"), lambda s, i: f"{(9 if s == 'train2017' else 25) + i:012d}",
+                (480, 640), (0, 11, 12, 181, 255), frozenset({0, 255, 11, 170}))),
+    "coco_stuff10k": Entry(
+        lambda k, root: Layout(coco_stuff_classes(k), coco10k_samples, coco_stuff_lut(k, one_based=True),
+                               splits=("train", "test")),
+        Example(write_coco10k, ("train", "test"),
+                lambda s, i: f"COCO_train2014_{77 + i + (100 if s == 'test' else 0):012d}", (480, 640),
+                (0, 1, 12, 13, 182), frozenset({255, 0, 11, 170}))),
+    "camvid": Entry(  # 11 is void; SegNet's copy (360 x 480)
+        lambda _, root: Layout(CAMVID_CLASSES, camvid_samples, lookup({k: k for k in range(11)}, ignored=(11,)),
+                               labels=label_files("{split}annot", "*.png")),
+        Example(write_camvid, ("train", "val", "test"),
+                lambda s, i: f"Seq05VD_f{30 * (i // 2):05d}" if i % 2 else f"0001TP_{6690 + 30 * (i // 2):06d}",
+                (360, 480), (0, 3, 10, 11), frozenset({0, 3, 10, 255}))),
+    "folder": Entry(_folder, Example(write_folder, ("train", "val"), lambda s, i: f"{s}_{i:04d}", (480, 640),
+                                     (0, 1, 2, 255), frozenset({0, 1, 2, 255}))),
+}
+
+
+def make_layout(name: str, coco_classes: int = 171, root: str | Path | None = None) -> Layout:
+    """The :class:`Layout` of dataset ``name`` (``coco_classes``: 171 or 182 for COCO-Stuff; ``root``: the
+    folder layout reads its classes there)."""
+    if name not in LAYOUTS:
+        raise ValueError(f"data.name: expected one of {sorted(LAYOUTS)}, got {name!r}")
+    return LAYOUTS[name].make(coco_classes, Path(root or "."))

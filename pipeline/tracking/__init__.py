@@ -5,7 +5,7 @@
   sqlite store at once corrupt it.
 * :mod:`~pipeline.tracking.runs`: :func:`stage_run`, the child run of a stage under its pipeline run.
 * :mod:`~pipeline.tracking.journal`: if the tracker cannot be reached, a stage's operations go to a
-  journal in ``.mlflow/pending/``, replayed by the next stage that reaches it or ``python -m stages.sync``.
+  journal in ``.mlflow/pending/``, replayed by the next stage that reaches it or ``python -m commands.sync``.
 
 * :mod:`~pipeline.tracking.invocation`: which pipeline invocation (``dvc repro``, ``dvc exp run``, a queued
   experiment) a stage belongs to, and so which parent run.

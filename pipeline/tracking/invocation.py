@@ -1,15 +1,15 @@
 """Which pipeline invocation a stage process belongs to: one ``dvc repro``, one ``dvc exp run``, one queued
-experiment, one shard of ``stages.paper`` gets one MLflow parent run, whoever launches its stages.
+experiment, one shard of ``commands.paper`` gets one MLflow parent run, whoever launches its stages.
 
 The invocation is, in this order:
 
-1. ``PIPELINE_RUN_ID`` when set (``stages.paper`` sets it per shard; a user may set it to group runs by hand);
+1. ``PIPELINE_RUN_ID`` when set (``commands.paper`` sets it per shard; a user may set it to group runs by hand);
 2. the nearest ``dvc`` process above this one (``dvc-<pid>-<start ms>``, found with psutil, so on Linux and
    macOS alike): a plain ``dvc repro``, a ``dvc exp run`` in the workspace, and each queued experiment
    (``dvc exp exec-run``, one process per experiment);
 3. a new ``manual-<id>``: a stage run by hand.
 
-Under the stage server (:mod:`pipeline.warm`) a stage's code runs in a process forked from the server, not
+Under the stage server (:mod:`pipeline.stage_server`) a stage's code runs in a process forked from the server, not
 below ``dvc``: the stage process, which *is* below ``dvc``, pins the invocation into the environment it hands
 over (:func:`pin`). This module is imported before that hand-off, so it imports nothing heavy.
 """
@@ -72,7 +72,7 @@ def current() -> Invocation:
 
 def pin() -> None:
     """Put the ``dvc`` invocation above this process into ``PIPELINE_RUN_ID``, for a process that hands its
-    work to another (the stage server's fork is not below ``dvc``). Without a ``dvc`` above (``stages.paper``,
+    work to another (the stage server's fork is not below ``dvc``). Without a ``dvc`` above (``commands.paper``,
     a stage run by hand) nothing is pinned: each of the commands it starts finds its own."""
     if not os.environ.get(ENV) and (found := dvc_ancestor()):
         os.environ[ENV] = found.key

@@ -2,7 +2,7 @@
 
 Every tracking call is an *operation* (a small dict). If the tracker cannot be reached, that operation
 and all later ones of the stage go to ``.mlflow/pending/<stage>-<pid>.jsonl`` (artifacts copied beside
-it); the next stage that reaches the tracker, or ``python -m stages.sync``, replays the journals.
+it); the next stage that reaches the tracker, or ``python -m commands.sync``, replays the journals.
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ class StageRun:
             self.journal.append({"op": "resolved", "refs": dict(self.refs)})  # runs created before the outage
             print(f"warning: MLflow tracking at {tracking_uri()} failed ({self.offline_reason}); the stage goes on, "
                   f"its outputs still land in reports/, and what is not logged is kept in {self.journal.path} "
-                  "(uploaded by the next stage that reaches the tracker, or by `python -m stages.sync`)",
+                  "(uploaded by the next stage that reaches the tracker, or by `python -m commands.sync`)",
                   file=sys.stderr, flush=True)
         self.journal.append(op)
 
@@ -164,7 +164,7 @@ class StageRun:
         if self.journal is not None:
             self.journal.close()
             print(f"warning: {self.journal.count} MLflow operation(s) of {self.stage} were not delivered; kept in "
-                  f"{self.journal.path}; upload them with `python -m stages.sync`", file=sys.stderr, flush=True)
+                  f"{self.journal.path}; upload them with `python -m commands.sync`", file=sys.stderr, flush=True)
 
 def _fail_killed_runs(client: Any, exp_id: str, stage: str, current_parent: str) -> None:
     """Mark FAILED the RUNNING runs of ``stage`` whose process on this host is gone, and their parents.

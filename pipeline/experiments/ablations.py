@@ -1,10 +1,10 @@
 """The LAD ablations: what each one changes.
 
-They run as DVC experiments of the paper's table (:func:`pipeline.protocol.plan`, ``make paper``;
+They run as DVC experiments of the paper's table (:func:`pipeline.experiments.protocol.plan`, ``make paper``;
 ``make ablations`` runs only them), each from params.yaml with its params set, seed by seed right after
 the reference of the same seed. Each changes only LAD params, so DVC's run cache restores the baseline
 and reruns the teacher (or only the student), evaluation and the report. Their paired differences from
-the reference are a section of ``reports/paper.md`` (:func:`pipeline.protocol.ablations_section`).
+the reference are a section of ``reports/paper.md`` (:func:`pipeline.words.tables.ablations_section`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ ABLATIONS: dict[str, Overlay] = {o.name: o for o in [
     Overlay("init-baseline", {"distill.init": "baseline"},
             "student warm-started from the baseline (official), with the equal-budget control"),
 ]}
-# needs ImageNet weights: run only with `stages.paper run --imagenet PATH` (a timm weights file of the student's
+# needs ImageNet weights: run only with `commands.paper run --imagenet PATH` (a timm weights file of the student's
 # backbone); the student then has the backbone's full widths, the only ones the weights exist for
 IMAGENET = ("init-imagenet", "student backbone from ImageNet weights at its full width (the baseline too: the "
                              "same model.student)")

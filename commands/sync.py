@@ -1,4 +1,4 @@
-"""``python -m stages.sync``: upload the MLflow operations that stages journaled during a tracker outage.
+"""``python -m commands.sync``: upload the MLflow operations that stages journaled during a tracker outage.
 
 A stage whose tracker could not be reached kept its runs, metrics, tags and artifacts in
 ``.mlflow/pending/`` (see :mod:`pipeline.tracking`). The next stage that reaches the tracker uploads

@@ -1,14 +1,16 @@
 """docs/protocol.md's table on the embedded data: run its DVC experiments seed by seed, then tabulate them.
 
-    python -m stages.paper list                  # every shard (experiment, seed) and the params it sets
-    python -m stages.paper run [--part ablation] [--seeds 0 2] [--experiments paper] [--commit]
-                                                 # dvc exp run each shard not yet collected at this code and
-                                                 # params; its results to reports/paper/protocol/<name>@seeds<s>
-    python -m stages.paper report                # reports/paper.md, its figure, the README's table, in MLflow
-    python -m stages.paper run --part calibration && python -m stages.paper calibrate   # the probes
+    python -m commands.paper list                # every shard (experiment, seed): current, stale or missing,
+                                                 # and the params it sets
+    python -m commands.paper run [--part ablation] [--seeds 0 2] [--experiments paper] [--commit]
+                                                 # dvc exp run each shard not collected and current (its
+                                                 # results to reports/paper/protocol/<name>@seeds<s>)
+    python -m commands.paper report              # reports/paper.md, its figure, the README's table, in MLflow
+    python -m commands.paper run --part calibration && python -m commands.paper calibrate   # the probes
 
 ``make paper`` runs and commits every shard, reports, then ``dvc repro`` brings the workspace back to
-params.yaml (every stage from the run cache). The plan is :mod:`pipeline.protocol`'s.
+params.yaml (every stage from the run cache). The plan is :mod:`pipeline.experiments.protocol`'s; when a
+shard is current, :mod:`pipeline.experiments.currency`'s.
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ import time
 import uuid
 from pathlib import Path
 
-from pipeline import protocol
-from pipeline.ablations import ABLATIONS
+from pipeline import documents
 from pipeline.config import load_yaml
+from pipeline.experiments import Experiment, calibration, currency, protocol
+from pipeline.experiments.ablations import ABLATIONS
 from pipeline.overlays import set_args
-from pipeline.paper import Experiment, calibration_plan, collect
-from pipeline.results import PARAMS
+from pipeline.paths import EXPERIMENT
+from pipeline.results import collect
 from pipeline.tracking import invocation, parent_run_id, stage_run
-from stages.common import EXPERIMENT
+
+PARAMS = Path(currency.PARAMS)
 
 
 def git(*args: str) -> str:
@@ -47,7 +51,7 @@ def restore_committed() -> None:
 
 def run(exps: list[Experiment], commit: bool = False) -> None:
     """``dvc exp run`` each experiment in the workspace, from the committed params.yaml, and collect it; one
-    collected already at the same digest is skipped (:func:`pipeline.protocol.done`); ``commit``: commit each
+    collected and current is skipped (:func:`pipeline.experiments.currency.status`); ``commit``: commit each
     collected folder as soon as it exists."""
     if git("status", "--porcelain", "params.yaml", "dvc.yaml", "dvc.lock").strip():
         sys.exit("error: params.yaml, dvc.yaml or dvc.lock has uncommitted changes; the table runs from the "
@@ -56,9 +60,9 @@ def run(exps: list[Experiment], commit: bool = False) -> None:
     try:
         for i, exp in enumerate(exps, 1):
             git("checkout", "HEAD", "--", "params.yaml")  # each experiment sets its params on the committed ones
-            extra = {"digest": protocol.digest(exp)}
-            if protocol.done(exp, current=extra["digest"]):
-                print(f"[{i}/{len(exps)}] {exp.folder}: collected already at this code and params", flush=True)
+            extra = {"digest": currency.digest(exp)}
+            if currency.status(exp, current=extra["digest"]) == "current":
+                print(f"[{i}/{len(exps)}] {exp.folder}: collected and current", flush=True)
                 continue
             subprocess.run(["dvc", "exp", "remove", exp.name], capture_output=True)  # a rerun replaces the old one
             cmd = ["dvc", "exp", "run", "-n", exp.name, *set_args(exp.sets)]
@@ -79,6 +83,16 @@ def run(exps: list[Experiment], commit: bool = False) -> None:
         restore_committed()
 
 
+def listing(exps: list[Experiment]) -> None:
+    """Each shard: collected and current, stale (collected for other params or numerics) or missing; the params
+    it sets; then the count of each."""
+    found = [(e, currency.status(e)) for e in exps]
+    for e, state in found:
+        print(f"{e.folder:30s} {state:8s} {' '.join(set_args(e.sets)):70s} {e.what}")
+    counts = {s: sum(state == s for _, state in found) for s in ("current", "stale", "missing")}
+    print(f"{len(found)} shards: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["list", "run", "report", "calibrate"])
@@ -86,7 +100,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="only these parts (calibration: only when named; docs/protocol.md)")
     parser.add_argument("--seeds", nargs="+", type=int, help="every part on these seeds (a share of the table)")
     parser.add_argument("--experiments", nargs="+", metavar="NAME",
-                        help="only these experiments of the plan (python -m stages.paper list names them)")
+                        help="only these experiments of the plan (python -m commands.paper list names them)")
     parser.add_argument("--ablations", nargs="*", choices=list(ABLATIONS), help="these ablations only")
     parser.add_argument("--imagenet", metavar="PATH", help="add the ImageNet-initialised student (timm weights)")
     parser.add_argument("--commit", action="store_true", help="commit each collected experiment at once")
@@ -98,7 +112,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    params = load_yaml(Path(PARAMS).read_text())
+    params = load_yaml(PARAMS.read_text())
     seeds = {part: tuple(args.seeds) for part in protocol.PART_ORDER} if args.seeds else None
     planned = protocol.plan(params, ablations=args.ablations, seeds=seeds, imagenet=args.imagenet)
     if unknown := set(args.experiments or ()) - {e.name for e in planned}:
@@ -107,20 +121,17 @@ def main(argv: list[str] | None = None) -> None:
     exps = protocol.shards([e for e in planned if (not args.part or e.part in args.part)
                             and (not args.experiments or e.name in args.experiments)])
     if args.part and "calibration" in args.part:
-        exps += calibration_plan(params)
+        exps += calibration.plan(params)
     if args.command == "calibrate":
-        from pipeline.calibration import write
-
-        print(write())
+        print(documents.write_calibration())
     elif args.command == "list":
-        for e in exps:
-            print(f"{e.folder:28s} {' '.join(set_args(e.sets)):70s} {e.what}")
+        listing(exps)
     elif args.command == "run":
         run(exps, commit=args.commit)
     else:
-        print(protocol.write_report())
+        print(documents.write_paper())
         with stage_run("paper_table", EXPERIMENT, {"protocol": "docs/protocol.md"}, {"seeds": "all"}) as mlflow_run:
-            for path in (protocol.PAPER_MD, protocol.COMPUTE_PNG):  # the table and its figure, in MLflow too
+            for path in (documents.PAPER_MD, documents.COMPUTE_PNG):  # the table and its figure, in MLflow too
                 mlflow_run.log_artifact(path, "paper")
 
 

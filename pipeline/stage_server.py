@@ -4,7 +4,7 @@ A tiny stage spends most of its ~10 s importing torch (~3 s), timm (which import
 it torch._dynamo, ~3 s) and MLflow (~2.5 s) on a 2-core AMD EPYC. Many tiny stages in a row (the test
 suite, the paper's table on the embedded data) pay that every time, so::
 
-    python -m pipeline.warm -- dvc exp run ...     # or: -- pytest, -- make paper
+    python -m pipeline.stage_server -- dvc exp run ...     # or: -- pytest, -- make paper
 
 starts a server that holds those imports, runs the command with ``LAD_STAGE_SERVER`` naming the
 server's socket, and stops the server when the command ends. A stage started under it
@@ -16,7 +16,7 @@ the code of its own checkout.
 The stage process stays the one DVC waits for: SIGINT, SIGTERM and SIGHUP sent to it reach the child's
 process group, and when it dies (SIGKILL included) the child's process group is killed. When the server
 cannot be reached, the stage runs in its own process as usual; so do torchrun's workers, which torchrun
-must watch itself. Any ``python -m stages.X`` hands itself over, ``stages.paper`` and its experiments too.
+must watch itself. Any ``python -m stages.X`` hands itself over, ``commands.paper`` and its experiments too.
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def run_warm(command: list[str]) -> int:
     path = str(folder / "socket")
     starting = Path(path + STARTING)
     starting.touch()
-    server = subprocess.Popen([sys.executable, "-m", "pipeline.warm", "--serve", path])
+    server = subprocess.Popen([sys.executable, "-m", "pipeline.stage_server", "--serve", path])
     try:
         with subprocess.Popen(command, env={**os.environ, ENV: path}) as proc:
             try:
@@ -238,7 +238,7 @@ def main() -> int:
         return 0
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
-        parser.error("give a command to run, e.g. python -m pipeline.warm -- dvc repro")
+        parser.error("give a command to run, e.g. python -m pipeline.stage_server -- dvc repro")
     return run_warm(command)
 
 

@@ -1,0 +1,77 @@
+"""When a collected shard still stands for the code and params: its digest, and a shard's status.
+
+A shard's numbers are a function of two things only: the params its computing stages read, resolved
+(params.yaml with the experiment's sets applied, validated, defaults filled in: a comment, a key's order, a
+``run`` knob or a new key whose default keeps the old behaviour changes nothing), and what the code computes
+from them. The first is hashed; the second is :data:`pipeline.NUMERICS`, a version that a change bumps when
+it changes any trained weight or score. A change that only moves or renames code keeps it, and proves so
+with ``benchmarks/same_weights.py`` (the default run's weights, tensor for tensor, before and after, on one
+CPU; the verdict in ``reports/same_weights.json``). docs/protocol.md, "When a shard is current", says the
+rule for people.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pipeline import NUMERICS
+from pipeline.config import config_from_dict, load_yaml, select
+from pipeline.experiments import Experiment
+from pipeline.overlays import Overlay
+
+NOT_COMPUTING = ("report", "check")  # stages whose params decide no collected number (the tables recompute)
+META, PARAMS = "meta.json", "params.yaml"  # what a collected shard holds besides its results
+FIRST_NUMERICS = 1  # the version of a shard collected before meta.json recorded one
+Status = Literal["current", "stale", "missing"]
+
+
+def computing_keys(dvc_yaml: Path = Path("dvc.yaml")) -> list[str]:
+    """Every params key a stage that trains, prepares or evaluates reads (dvc.yaml), and the seeds."""
+    stages = load_yaml(dvc_yaml.read_text())["stages"]
+    keys = {k for name, st in stages.items() if name not in NOT_COMPUTING for k in st.get("params", [])
+            if isinstance(k, str)}
+    return sorted(keys | {"seeds"})
+
+
+def resolved(values: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """``keys`` of params ``values`` (params.yaml as a dict) after validation, defaults filled in."""
+    tree = config_from_dict(values, networks=False).to_dict()
+    return {k: select(tree, k) for k in keys}
+
+
+def digest_of(values: dict[str, Any], numerics: int, keys: list[str]) -> str:
+    """sha256 of the resolved computing params and the code's numerics version."""
+    text = json.dumps({"params": resolved(values, keys), "numerics": numerics}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def digest(exp: Experiment, root: Path = Path(".")) -> str:
+    """The digest ``exp`` would be collected with now: the committed params.yaml with its sets, this code."""
+    params = load_yaml((root / PARAMS).read_text())
+    return digest_of(Overlay(exp.name, exp.sets).merged(params), NUMERICS, computing_keys(root / "dvc.yaml"))
+
+
+def collected_digest(folder: Path, keys: list[str]) -> str | None:
+    """The digest of a collected shard, from the params.yaml it ran with and the numerics it recorded
+    (None: not collected, or its params no longer validate)."""
+    meta, params = folder / META, folder / PARAMS
+    if not (meta.is_file() and params.is_file()):
+        return None
+    numerics = json.loads(meta.read_text()).get("numerics", FIRST_NUMERICS)
+    try:
+        return digest_of(load_yaml(params.read_text()), numerics, keys)
+    except ValueError:  # a key renamed or removed since: the shard speaks for other params
+        return None
+
+
+def status(exp: Experiment, root: Path = Path("."), current: str | None = None) -> Status:
+    """``current`` (collected, and its digest is :func:`digest`'s), ``stale`` (collected for other params or
+    numerics) or ``missing``; ``current``: the digest, when computed already."""
+    folder = root / exp.runs / exp.folder
+    if not (folder / META).is_file():
+        return "missing"
+    found = collected_digest(folder, computing_keys(root / "dvc.yaml"))
+    return "current" if found == (current or digest(exp, root)) else "stale"
