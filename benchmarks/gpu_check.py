@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from pipeline import distributed  # noqa: E402
 from pipeline.config import Config, config_from_dict, load_yaml  # noqa: E402
 from pipeline.data import make_dataset, prepare_index  # noqa: E402
-from pipeline.engine import Schedule, SegData, Trainer  # noqa: E402
+from pipeline.engine import Checkpoints, Job, Schedule, SegData, Trainer  # noqa: E402
 from pipeline.models import segmentor_from_config  # noqa: E402
 from pipeline.overlays import recipe  # noqa: E402
 from pipeline.roles import ROLES  # noqa: E402
@@ -74,7 +74,7 @@ def check_config(args: argparse.Namespace, data_root: Path) -> Config:
 
 
 def timed_run(cfg: Config, role: str, data: SegData, amp: str, ctx: distributed.Context, ckpt_interval: int = 10**9,
-              **kwargs: Any) -> Trainer:
+              resume_dir: Path | None = None, log_fn: Any = None) -> Trainer:
     """Train ``role`` for ``train.iters`` steps in precision ``amp``; returns the finished trainer."""
     k, r = len(data.classes), ROLES[role]
 
@@ -83,8 +83,9 @@ def timed_run(cfg: Config, role: str, data: SegData, amp: str, ctx: distributed.
 
     model, step = build(r, cfg, k, data.ignore_index, fresh, seed=0, device=ctx.device)
     run = cfg.run.model_copy(update={"log_interval": max(1, cfg.train.iters // 5), "ckpt_interval": ckpt_interval})
-    trainer = Trainer(model.to(ctx.device), step, data, cfg.train.model_copy(update={"amp": amp}), run,
-                      Schedule(cfg.train.iters, cfg.train.lr), desc=f"{role} {amp}", ctx=ctx, **kwargs)
+    job = Job(Schedule(cfg.train.iters, cfg.train.lr), desc=f"{role} {amp}", log_fn=log_fn)
+    trainer = Trainer(model.to(ctx.device), step, data, cfg.train.model_copy(update={"amp": amp}), run, job,
+                      Checkpoints(resume_dir) if resume_dir else None, ctx)
     trainer.fit()
     return trainer
 

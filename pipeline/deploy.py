@@ -232,7 +232,7 @@ def save_mlflow_model(model: nn.Module, path: str | Path, preprocess: Preprocess
     import mlflow
     from safetensors.torch import save_file
 
-    spec, size = model.spec, preprocess.window
+    spec, size = model.spec.to_dict(), preprocess.window
     with tempfile.TemporaryDirectory() as tmp:
         weights, network = Path(tmp) / "model.safetensors", Path(tmp) / "network.json"
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(weights))

@@ -27,6 +27,7 @@ from pipeline.optim import AMP_DTYPES, make_optimizer, poly_lr
 
 if TYPE_CHECKING:
     from pipeline.config import RunConfig, TrainConfig
+    from pipeline.steps import Step
 
 
 CURVE_POINTS = 50  # rows of a training curve (reports/curves): a grid of the schedule, whatever run.log_interval is
@@ -59,8 +60,67 @@ class SegData:
         return len(self.classes)
 
 
+@dataclass(frozen=True)
+class Job:
+    """One training run: its schedule, seed and name, the validation batch, and where its logs go.
+
+    Attributes:
+        schedule: the role's iterations and peak learning rate.
+        seed: seeds the sampler and torch's RNG (label noise, dropout; offset by rank).
+        desc: the progress bar's and the log lines' label.
+        eval_batch_size: images per validation batch.
+        log_fn: called as ``log_fn(metrics, step)`` every log/validation step (e.g. MLflow).
+    """
+
+    schedule: Schedule
+    seed: int = 0
+    desc: str = "train"
+    eval_batch_size: int = 16
+    log_fn: Callable[[dict[str, float], int], None] | None = None
+
+
+class Checkpoints:
+    """Where an interrupted training resumes from: ``<folder>/checkpoint.pt`` (the full training state) and
+    ``status.json`` (how far it got). A checkpoint counts only for the same ``fingerprint`` (the
+    configuration) and number of processes; ``meta`` goes into every checkpoint (resolved config, model
+    spec, ...). Only the process that writes files (``ctx.writes_files``) writes."""
+
+    def __init__(self, folder: str | Path, fingerprint: str = "", meta: dict[str, Any] | None = None) -> None:
+        self.folder, self.fingerprint, self.meta = Path(folder), fingerprint, meta or {}
+        self.path = self.folder / "checkpoint.pt"
+
+    def save(self, state: dict[str, Any], ctx: Context) -> None:
+        if ctx.writes_files:
+            atomic_save({**state, "fingerprint": self.fingerprint, "git_commit": git_commit(), **self.meta}, self.path)
+
+    def load(self, ctx: Context, desc: str) -> dict[str, Any] | None:
+        """The in-progress checkpoint, if there is one of this configuration and process count."""
+        if not self.path.is_file():
+            return None
+        ckpt = load_checkpoint(self.path)
+        if ckpt.get("fingerprint") != self.fingerprint or ckpt.get("world_size", 1) != ctx.world_size:
+            if ctx.is_main:
+                tqdm.write(f"{self.path}: checkpoint of another configuration, starting afresh")
+            return None
+        if ctx.is_main:
+            tqdm.write(f"resuming {desc} from {self.path} at iteration {ckpt['iteration']}")
+        return ckpt
+
+    def status(self, iteration: int, iters: int, complete: bool, ctx: Context) -> None:
+        """``status.json`` beside the checkpoint (it also keeps the DVC output non-empty)."""
+        if ctx.writes_files:
+            write_json(self.folder / "status.json", {"iteration": iteration, "iters": iters, "complete": complete,
+                                                     "fingerprint": self.fingerprint})
+
+    def finish(self, iters: int, ctx: Context) -> None:
+        """The run is complete: the in-progress checkpoint goes, the status says complete."""
+        if ctx.writes_files:
+            self.path.unlink(missing_ok=True)
+        self.status(iters, iters, True, ctx)
+
+
 class Trainer:
-    """Trains ``model`` with ``step`` on ``data`` as params.yaml ``train`` says, resumable from ``resume_dir``.
+    """Trains ``model`` with ``step`` on ``data`` as params.yaml ``train`` says, resumable from ``checkpoints``.
 
     Under torchrun (``ctx.distributed``) the model is wrapped in DistributedDataParallel (with
     SyncBatchNorm on CUDA; torch has no CPU SyncBatchNorm), every process takes its share of each
@@ -69,27 +129,17 @@ class Trainer:
 
     Args:
         model: the network being trained (on ``ctx.device``).
-        step: a step of :mod:`pipeline.steps`.
+        step: a step of :mod:`pipeline.steps` (:class:`pipeline.steps.Step`: all the trainer reads of it).
         data: the training and validation sets and their classes.
         train: params.yaml ``train``: batch, optimiser, schedule shape, precision, validation interval.
         run: params.yaml ``run``: logging and checkpoint intervals, DataLoader workers (no effect on results).
-        schedule: the role's iterations and peak learning rate.
-        seed: seeds the sampler and torch's RNG (label noise, dropout; offset by rank).
-        eval_batch_size: images per validation batch.
-        resume_dir: holds ``checkpoint.pt`` (in progress) and ``status.json``; resumed from when the
-            checkpoint's fingerprint matches.
-        fingerprint: identifies the configuration; a checkpoint of another configuration is ignored.
-        log_fn: called as ``log_fn(metrics, step)`` every log/validation step (e.g. MLflow).
-        meta: saved into every checkpoint (resolved config, model spec, ...).
-        desc: the progress bar's label.
+        job: its schedule, seed, name, validation batch and log function.
+        checkpoints: where it resumes from (None: no resume checkpoints).
         ctx: this process's place among the torchrun processes (default: one process on CPU).
     """
 
-    def __init__(self, model: nn.Module, step: Any, data: SegData, train: TrainConfig, run: RunConfig,
-                 schedule: Schedule, *, seed: int = 0, eval_batch_size: int = 16,
-                 resume_dir: str | Path | None = None, fingerprint: str = "",
-                 log_fn: Callable[[dict[str, float], int], None] | None = None,
-                 meta: dict[str, Any] | None = None, desc: str = "train", ctx: Context | None = None) -> None:
+    def __init__(self, model: nn.Module, step: Step, data: SegData, train: TrainConfig, run: RunConfig,
+                 job: Job, checkpoints: Checkpoints | None = None, ctx: Context | None = None) -> None:
         self.ctx = ctx or Context(device=next(model.parameters()).device)
         self.device = self.ctx.device
         self.module = model.to(self.device)  # the bare network: what checkpoints hold
@@ -100,24 +150,17 @@ class Trainer:
         if self.ctx.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        self.model, self.step, self.data = model, step, data
-        self.train_cfg, self.run_cfg, self.schedule, self.seed = train, run, schedule, seed
-        self.eval_batch_size = eval_batch_size
-        # a step's own trainable module (a distillation method's projections and memory queues):
-        # optimised and checkpointed with the network, its gradients averaged over processes by hand
-        self.extra: nn.Module | None = getattr(step, "module", None)
-        # a step's own random stream (the distilling teacher's label noise): seeded and checkpointed here
-        self.step_rng: torch.Generator | None = getattr(step, "generator", None)
+        self.model, self.step, self.data, self.job = model, step, data, job
+        self.train_cfg, self.run_cfg, self.schedule, self.seed = train, run, job.schedule, job.seed
+        self.desc, self.log_fn, self.checkpoints = job.desc, job.log_fn, checkpoints
+        self.extra, self.step_rng = step.module, step.generator  # Step's attributes: see pipeline.steps.Step
         if self.extra is not None:
             self.extra.to(self.device)
         trainable = list(model.parameters()) + (list(self.extra.parameters()) if self.extra is not None else [])
         self.optimizer = make_optimizer(train.optimizer, [p for p in trainable if p.requires_grad],
-                                        schedule.lr, train.momentum, train.weight_decay)
+                                        self.schedule.lr, train.momentum, train.weight_decay)
         self.autocast_dtype = AMP_DTYPES[train.amp]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=train.amp == "fp16")
-        self.resume_dir = Path(resume_dir) if resume_dir else None
-        self.fingerprint, self.log_fn = fingerprint, log_fn
-        self.meta, self.desc = meta or {}, desc
         self.iteration = 0
         self.history: dict[str, list[dict[str, float]]] = {"train": [], "val": []}
         self.resumed_from: int | None = None
@@ -127,10 +170,6 @@ class Trainer:
         return self.train_cfg.batch_size * self.ctx.world_size
 
     # -- checkpoints -------------------------------------------------------------------------
-    @property
-    def checkpoint_path(self) -> Path | None:
-        return self.resume_dir / "checkpoint.pt" if self.resume_dir else None
-
     def _rng_state(self) -> dict[str, Any]:
         state = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
@@ -145,29 +184,18 @@ class Trainer:
                 "step_module": self.extra.state_dict() if self.extra is not None else None,
                 "scaler": self.scaler.state_dict(), "iteration": self.iteration,
                 "rng": all_gather_object(self._rng_state(), self.ctx), "world_size": self.ctx.world_size,
-                "history": self.history, "fingerprint": self.fingerprint, "git_commit": git_commit(), **self.meta}
-
-    def write_status(self, complete: bool) -> None:
-        """``status.json`` beside the checkpoint: how far this model got (also keeps the DVC output non-empty)."""
-        if self.resume_dir and self.ctx.writes_files:
-            write_json(self.resume_dir / "status.json", {"iteration": self.iteration, "iters": self.schedule.iters,
-                                                         "complete": complete, "fingerprint": self.fingerprint})
+                "history": self.history}
 
     def save_checkpoint(self) -> None:
-        state = self.state()
-        if self.ctx.writes_files:
-            atomic_save(state, self.checkpoint_path)
-        self.write_status(complete=False)
+        state = self.state()  # collective: every process gathers
+        if self.checkpoints is not None:
+            self.checkpoints.save(state, self.ctx)
+            self.checkpoints.status(self.iteration, self.schedule.iters, False, self.ctx)
 
     def try_resume(self) -> bool:
         """Load the in-progress checkpoint if it exists and belongs to this configuration."""
-        path = self.checkpoint_path
-        if not path or not path.is_file():
-            return False
-        ckpt = load_checkpoint(path)
-        if ckpt.get("fingerprint") != self.fingerprint or ckpt.get("world_size", 1) != self.ctx.world_size:
-            if self.ctx.is_main:
-                tqdm.write(f"{path}: checkpoint of another configuration, starting afresh")
+        ckpt = self.checkpoints.load(self.ctx, self.desc) if self.checkpoints is not None else None
+        if ckpt is None:
             return False
         self.module.load_state_dict(ckpt["model"])
         if self.extra is not None:
@@ -182,15 +210,12 @@ class Trainer:
         if self.step_rng is not None:
             self.step_rng.set_state(rng["step"])
         self.resumed_from = self.iteration
-        if self.ctx.is_main:
-            tqdm.write(f"resuming {self.desc} from {path} at iteration {self.iteration}")
         return True
 
     def finish(self) -> None:
         """The run is complete: drop the in-progress checkpoint, mark the status complete."""
-        if self.ctx.writes_files and self.checkpoint_path:
-            self.checkpoint_path.unlink(missing_ok=True)
-        self.write_status(complete=True)
+        if self.checkpoints is not None:
+            self.checkpoints.finish(self.iteration, self.ctx)
 
     # -- loop --------------------------------------------------------------------------------
     def validate(self) -> dict[str, float]:
@@ -198,7 +223,7 @@ class Trainer:
         # torch's stream, so how often it runs never changes the training that follows
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
-            loader = eval_loader(self.data.val, self.eval_batch_size, rank=self.ctx.rank,
+            loader = eval_loader(self.data.val, self.job.eval_batch_size, rank=self.ctx.rank,
                                  world_size=self.ctx.world_size)
             conf = evaluate(self.module, loader, self.data.num_classes, self.data.ignore_index, self.step.model_input,
                             Inference(autocast_dtype=self.autocast_dtype), self.device)
@@ -222,9 +247,9 @@ class Trainer:
             for p in self.extra.parameters():
                 if p.grad is not None:
                     p.grad.copy_(all_reduce_sum(p.grad, self.ctx) / self.ctx.world_size)
-        if self.extra is not None and getattr(self.extra, "max_grad_norm", None):  # a method's own layers (Af-DCD)
+        if self.extra is not None and self.step.max_grad_norm:  # a method's own layers (Af-DCD)
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.extra.parameters(), self.extra.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self.extra.parameters(), self.step.max_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.iteration += 1
@@ -291,7 +316,7 @@ class Trainer:
                 bar.write(f"{self.desc} iteration {it}: val mIoU {row['val_miou']:.2f}")
             if self.log_fn:
                 self.log_fn({k: v for k, v in row.items() if k != "step"}, it)
-        if self.resume_dir and it % self.run_cfg.ckpt_interval == 0 and not last:
+        if self.checkpoints is not None and it % self.run_cfg.ckpt_interval == 0 and not last:
             self.save_checkpoint()
 
 

@@ -8,6 +8,7 @@ model trained without a teacher does not depend on this module.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as tdist
@@ -154,6 +155,17 @@ def similarity_kd(student: torch.Tensor, teacher: torch.Tensor, temperature: flo
     return temperature**2 * (log_t.exp() * (log_t - log_s)).sum(1).mean()
 
 
+@dataclass(frozen=True)
+class Queues:
+    """The sizes of :class:`MemoryContrast`'s queues (CIRKD's defaults)."""
+
+    pixel_memory: int = 20000  # teacher pixel embeddings kept per class
+    region_memory: int = 2000  # teacher region embeddings kept per class
+    pixel_contrast: int = 4096  # pixels sampled from the queue per step, over all classes
+    region_contrast: int = 1024  # regions sampled per step, over all classes
+    pixel_update: int = 16  # new pixels enqueued per image and class
+
+
 class MemoryContrast(nn.Module):
     """CIRKD's memory-based pixel-to-pixel and pixel-to-region distillation (Yang et al., CVPR 2022).
 
@@ -168,10 +180,11 @@ class MemoryContrast(nn.Module):
     """
 
     def __init__(self, student_channels: int, teacher_channels: int, num_classes: int, ignore_index: int = 255,
-                 pixel_memory: int = 20000, region_memory: int = 2000, pixel_contrast: int = 4096,
-                 region_contrast: int = 1024, temperature: float = 0.1, kd_temperature: float = 1.0,
-                 pixel_update: int = 16) -> None:
+                 queues: Queues | None = None, temperature: float = 0.1, kd_temperature: float = 1.0) -> None:
         super().__init__()
+        q = queues or Queues()
+        pixel_memory, region_memory, pixel_contrast, region_contrast, pixel_update = (
+            q.pixel_memory, q.region_memory, q.pixel_contrast, q.region_contrast, q.pixel_update)
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.pixel_contrast = pixel_contrast // num_classes + 1  # per class, as CIRKD
         self.region_contrast = region_contrast // num_classes + 1

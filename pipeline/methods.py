@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import MethodName, Section
-from pipeline.losses import MemoryContrast, cwd, dist, kd, omni_contrast, pixel_pair_relation
+from pipeline.config import AfDCDHparams, CIRKDHparams, CWDHparams, DISTHparams, KDHparams, MethodName, Section
+from pipeline.losses import MemoryContrast, Queues, cwd, dist, kd, omni_contrast, pixel_pair_relation
 
 Terms = dict[str, torch.Tensor]
 
@@ -36,8 +36,15 @@ class Widths:
     @classmethod
     def of(cls, student: nn.Module, teacher: nn.Module) -> Widths:
         """From two :class:`pipeline.models.Segmentor` networks."""
-        return cls(student.spec["head_channels"], teacher.spec["head_channels"], student.feature_channels[-1],
+        return cls(student.spec.head_channels, teacher.spec.head_channels, student.feature_channels[-1],
                    teacher.feature_channels[-1])
+
+
+class MethodLoss(nn.Module):
+    """A method's loss module: ``(student outputs, teacher outputs, label) -> weighted terms``; its own layers'
+    gradient norm is clipped to ``max_grad_norm`` (None: not clipped)."""
+
+    max_grad_norm: float | None = None
 
 
 def match(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -47,24 +54,24 @@ def match(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return F.interpolate(student, teacher.shape[2:], mode="bilinear", align_corners=False)
 
 
-class KDLoss(nn.Module):
+class KDLoss(MethodLoss):
     """Pixel-wise KD (Hinton et al. 2015) on the logits, as CIRKD's ``CriterionKD``."""
 
-    def __init__(self, hp: dict[str, float], widths: Widths, num_classes: int, ignore_index: int):
+    def __init__(self, hp: KDHparams, widths: Widths, num_classes: int, ignore_index: int):
         super().__init__()
-        self.w, self.t = hp["w_kd"], hp["temperature"]
+        self.w, self.t = hp.w_kd, hp.temperature
 
     def forward(self, s: Terms, t: Terms, label: torch.Tensor) -> Terms:
         return {"kd": self.w * kd(s["out"], t["out"], self.t)}
 
 
-class DISTLoss(nn.Module):
+class DISTLoss(MethodLoss):
     """DIST (Huang et al., NeurIPS 2022) on the logits, and at ``w_aux`` of it on the auxiliary head's when
     both networks have one, as DIST's segmentation ``train_kd.py`` (hunto/DIST_KD)."""
 
-    def __init__(self, hp: dict[str, float], widths: Widths, num_classes: int, ignore_index: int):
+    def __init__(self, hp: DISTHparams, widths: Widths, num_classes: int, ignore_index: int):
         super().__init__()
-        self.w, self.beta, self.gamma, self.w_aux = hp["w_dist"], hp["beta"], hp["gamma"], hp["w_aux"]
+        self.w, self.beta, self.gamma, self.w_aux = hp.w_dist, hp.beta, hp.gamma, hp.w_aux
 
     def forward(self, s: Terms, t: Terms, label: torch.Tensor) -> Terms:
         terms = {"dist": self.w * dist(s["out"], t["out"], self.beta, self.gamma)}
@@ -73,7 +80,7 @@ class DISTLoss(nn.Module):
         return terms
 
 
-class CWDLoss(nn.Module):
+class CWDLoss(MethodLoss):
     """Channel-wise distillation (Shu et al., ICCV 2021) on the logits and on the head embeddings, plus
     pixel-wise KD on the logits, as CIRKD's ``train_cwd.sh`` runs it (without its adversarial term).
 
@@ -83,10 +90,10 @@ class CWDLoss(nn.Module):
     mean over channels would. ``w_features: 0`` gives CWD on logits only, ``w_kd: 0`` no pixel KD.
     """
 
-    def __init__(self, hp: dict[str, float], widths: Widths, num_classes: int, ignore_index: int):
+    def __init__(self, hp: CWDHparams, widths: Widths, num_classes: int, ignore_index: int):
         super().__init__()
-        self.w_logits, self.w_features, self.t = hp["w_logits"], hp["w_features"], hp["temperature"]
-        self.w_kd, self.kd_t = hp["w_kd"], hp["kd_temperature"]
+        self.w_logits, self.w_features, self.t = hp.w_logits, hp.w_features, hp.temperature
+        self.w_kd, self.kd_t = hp.w_kd, hp.kd_temperature
         s_channels, t_channels = widths.s_feat, widths.t_feat
         self.align = nn.Conv2d(s_channels, t_channels, 1, bias=False) if s_channels != t_channels else nn.Identity()
         self.feature_scale = t_channels / s_channels  # cwd() means over t_channels; CIRKD divides by s_channels
@@ -101,27 +108,27 @@ class CWDLoss(nn.Module):
         return terms
 
 
-class CIRKDLoss(nn.Module):
+class CIRKDLoss(MethodLoss):
     """CIRKD (Yang et al., CVPR 2022): pixel KD + mini-batch pixel-pair relation + memory contrast."""
 
-    def __init__(self, hp: dict[str, float], widths: Widths, num_classes: int, ignore_index: int):
+    def __init__(self, hp: CIRKDHparams, widths: Widths, num_classes: int, ignore_index: int):
         super().__init__()
         self.hp = hp
-        self.memory = MemoryContrast(widths.s_feat, widths.t_feat, num_classes, ignore_index, int(hp["pixel_memory"]),
-                                     int(hp["region_memory"]), int(hp["pixel_contrast"]), int(hp["region_contrast"]),
-                                     hp["contrast_temperature"], hp["contrast_kd_temperature"])
+        queues = Queues(int(hp.pixel_memory), int(hp.region_memory), int(hp.pixel_contrast), int(hp.region_contrast))
+        self.memory = MemoryContrast(widths.s_feat, widths.t_feat, num_classes, ignore_index, queues,
+                                     hp.contrast_temperature, hp.contrast_kd_temperature)
 
     def forward(self, s: Terms, t: Terms, label: torch.Tensor) -> Terms:
         hp = self.hp
         pixel, region = self.memory(s["feat"], t["feat"], label)
-        return {"kd": hp["w_kd"] * kd(s["out"], t["out"], hp["kd_temperature"]),
-                "pair": hp["w_pair"] * pixel_pair_relation(match(s["feat"], t["feat"]), t["feat"],
-                                                           hp["contrast_temperature"]),
-                "memory_pixel": hp["w_memory_pixel"] * pixel,
-                "memory_region": hp["w_memory_region"] * region}
+        return {"kd": hp.w_kd * kd(s["out"], t["out"], hp.kd_temperature),
+                "pair": hp.w_pair * pixel_pair_relation(match(s["feat"], t["feat"]), t["feat"],
+                                                           hp.contrast_temperature),
+                "memory_pixel": hp.w_memory_pixel * pixel,
+                "memory_region": hp.w_memory_region * region}
 
 
-class AfDCDLoss(nn.Module):
+class AfDCDLoss(MethodLoss):
     """Af-DCD (Fan et al., NeurIPS 2023; OSVAI/Af-DCD ``losses/ocmgd.py``, ``train_ocmgd.py``): pixel KD on
     the logits, plus a masked feature generation and an omni-contrastive term on the backbone's last maps.
 
@@ -132,35 +139,35 @@ class AfDCDLoss(nn.Module):
     ``pool``, per image. The official code clips the gradient norm of these layers at 15 (``max_grad_norm``).
     """
 
-    def __init__(self, hp: dict[str, float], widths: Widths, num_classes: int, ignore_index: int):
+    def __init__(self, hp: AfDCDHparams, widths: Widths, num_classes: int, ignore_index: int):
         super().__init__()
         self.hp = hp
         c = widths.t_backbone
-        if c % int(hp["groups"]):
-            raise ValueError(f"afdcd: the teacher's backbone width {c} is not divisible by groups={hp['groups']}")
+        if c % int(hp.groups):
+            raise ValueError(f"afdcd: the teacher's backbone width {c} is not divisible by groups={hp.groups}")
         self.align = nn.Conv2d(widths.s_backbone, c, 1) if widths.s_backbone != c else nn.Identity()
         self.projector = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True),
                                        nn.Conv2d(c, c, 3, padding=1))
-        self.max_grad_norm = hp["max_grad_norm"]
+        self.max_grad_norm = hp.max_grad_norm
 
     def forward(self, s: Terms, t: Terms, label: torch.Tensor) -> Terms:
         hp, target = self.hp, t["backbone"].float()
         x = match(self.align(s["backbone"]), target)
         n, _, h, w = x.shape
-        keep = (torch.rand(n, 1, h, w, device=x.device) <= 1 - hp["mask_ratio"]).to(x.dtype)
+        keep = (torch.rand(n, 1, h, w, device=x.device) <= 1 - hp.mask_ratio).to(x.dtype)
         generated = self.projector(x * keep).float()
         fd = (generated - target).pow(2).sum() / n
-        if hp["pool"] > 1:
-            generated, target = (F.max_pool2d(m, int(hp["pool"])) for m in (generated, target))
-        ctr = omni_contrast(generated, target, int(hp["groups"]), int(hp["patch"]), hp["temperature"]) / n
-        return {"kd": hp["w_kd"] * kd(s["out"], t["out"], hp["kd_temperature"]), "fd": hp["w_fd"] * fd,
-                "ctr": hp["w_ctr"] * ctr}
+        if hp.pool > 1:
+            generated, target = (F.max_pool2d(m, int(hp.pool)) for m in (generated, target))
+        ctr = omni_contrast(generated, target, int(hp.groups), int(hp.patch), hp.temperature) / n
+        return {"kd": hp.w_kd * kd(s["out"], t["out"], hp.kd_temperature), "fd": hp.w_fd * fd,
+                "ctr": hp.w_ctr * ctr}
 
 
 # name -> its loss module (hp, student width, teacher width, classes, ignore index) -> nn.Module. Each
 # name's hyper-parameters, their official values' source and its title are params.yaml's
 # compare.hparams.<name> and its section in pipeline/config.py (MethodsHparams).
-METHODS: dict[MethodName, Callable[..., nn.Module]] = {
+METHODS: dict[MethodName, Callable[..., MethodLoss]] = {
     "kd": KDLoss,
     # CIRKD's script also trains a discriminator against the student's logits (lambda-adv 0.001 for the
     # student, lambda-d 0.1 for the discriminator, hinge loss): not implemented, it needs a second
@@ -174,7 +181,7 @@ METHODS: dict[MethodName, Callable[..., nn.Module]] = {
 
 
 def create_method_loss(name: MethodName, hp: Section, widths: Widths, num_classes: int,
-                       ignore_index: int = 255) -> nn.Module:
+                       ignore_index: int = 255) -> MethodLoss:
     """The loss module of method ``name`` with hyper-parameters ``hp`` (its section of params.yaml
     ``compare.hparams``) for maps of ``widths``."""
-    return METHODS[name](hp.model_dump(), widths, num_classes, ignore_index)
+    return METHODS[name](hp, widths, num_classes, ignore_index)

@@ -20,7 +20,7 @@ from pipeline.checkpoint import atomic_save, load_trained
 from pipeline.config import Config
 from pipeline.data import load_index, make_dataset
 from pipeline.deploy import Preprocess, log_model
-from pipeline.engine import Schedule, SegData, Trainer
+from pipeline.engine import Checkpoints, Job, Schedule, SegData, Trainer
 from pipeline.io import atomic_write, cpu_name, git_commit, write_json
 from pipeline.models import segmentor_from_config
 from pipeline.paths import EXPERIMENT, INDEX, SeedPaths
@@ -73,11 +73,10 @@ def train(role: Role, cfg: Config, seed: int = 0, run: Any = None,
     # its inputs unchanged, so a forced rerun does not make everything downstream stale
     fingerprint = f"{role.name}-{seed}-{cfg.section_hash(*role.sections)}"
     # classes and palette: with the config's normalisation and crop, all a prediction needs (pipeline/predict.py)
-    meta = {"spec": model.spec, "role": role.name, "seed": seed, "config": cfg.sections(*role.sections),
+    meta = {"spec": model.spec.to_dict(), "role": role.name, "seed": seed, "config": cfg.sections(*role.sections),
             "classes": classes, "palette": index["palette"]}
-    trainer = Trainer(model, step, data, t, cfg.run, schedule, seed=seed, eval_batch_size=cfg.evaluate.batch_size,
-                      resume_dir=paths.resume(role.name), fingerprint=fingerprint,
-                      log_fn=run.log_metrics if run else None, meta=meta, desc=role.name, ctx=ctx)
+    job = Job(schedule, seed, role.name, cfg.evaluate.batch_size, run.log_metrics if run else None)
+    trainer = Trainer(model, step, data, t, cfg.run, job, Checkpoints(paths.resume(role.name), fingerprint, meta), ctx)
     start = time.perf_counter()
     history = trainer.fit()
     elapsed = time.perf_counter() - start
@@ -90,7 +89,7 @@ def train(role: Role, cfg: Config, seed: int = 0, run: Any = None,
                "sec_per_iter": round(elapsed / max(schedule.iters - (trainer.resumed_from or 0), 1), 4),
                "mlflow_run_id": run.tracked_id if run else None}  # restored from the run cache: the run that trained it
     if ctx.writes_files:
-        final = {"model": trainer.module.state_dict(), "spec": model.spec, "iteration": trainer.iteration,
+        final = {"model": trainer.module.state_dict(), "spec": model.spec.to_dict(), "iteration": trainer.iteration,
                  "fingerprint": fingerprint, "git_commit": git_commit(), **meta}
         atomic_save(final, paths.model(role.name))
         write_curves(role.name, history, paths)

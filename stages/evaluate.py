@@ -11,6 +11,7 @@ with every model's prediction, for the report's grid), the seed's summary ``repo
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +85,22 @@ def evaluate_model(name: str, path: Path, cfg: Config, index: dict[str, Any], lo
     return res, model, fn
 
 
-def deployment(name: str, model: torch.nn.Module, fn: Callable | None, sample: tuple, checked: tuple, cfg: Config,
-               paths: SeedPaths, device: torch.device, preprocess: Preprocess) -> dict[str, Any]:
-    """Batch-1 latency of one evaluation; for a student, its ONNX file (carrying ``preprocess``) checked by
-    onnxruntime on ``checked``: (images, PyTorch's logits of them or None)."""
+@dataclass(frozen=True)
+class Deployment:
+    """Where a seed's models are timed and exported: its params, files, device and the preprocessing its
+    ONNX files carry."""
+
+    cfg: Config
+    paths: SeedPaths
+    device: torch.device
+    preprocess: Preprocess
+
+
+def deployment(name: str, model: torch.nn.Module, fn: Callable | None, sample: tuple, checked: tuple,
+               where: Deployment) -> dict[str, Any]:
+    """Batch-1 latency of one evaluation; for a student, its ONNX file (carrying ``where.preprocess``) checked
+    by onnxruntime on ``checked``: (images, PyTorch's logits of them or None)."""
+    cfg, paths, device, preprocess = where.cfg, where.paths, where.device, where.preprocess
     reps = cfg.evaluate.latency_reps
     with torch.random.fork_rng():  # the label noise drawn here leaves the grid's predictions as they were
         x = fn(*sample) if fn else sample[0]
@@ -121,6 +134,7 @@ def evaluate_all(cfg: Config, seed: int = 0, run_id: str | None = None) -> dict[
     d = cfg.data
     preprocess = Preprocess.of(index["classes"], index["palette"], d.mean, d.std, d.channel_order, cfg.train.crop_size)
     results: dict[str, dict[str, Any]] = {}
+    where = Deployment(cfg, paths, device, preprocess)
     for name, ev in EVALUATIONS.items():
         path = paths.model(ev.role)
         if not path.is_file():
@@ -132,7 +146,7 @@ def evaluate_all(cfg: Config, seed: int = 0, run_id: str | None = None) -> dict[
                 logits = model.eval().predict(fn(ex_images, ex_labels) if fn else ex_images)
             examples[name] = logits.argmax(1).numpy().astype(np.uint8)
             checked = (ex_images, None if fn else logits)
-        results[name].update(deployment(name, model, fn, sample, checked, cfg, paths, device, preprocess))
+        results[name].update(deployment(name, model, fn, sample, checked, where))
         print(f"{name:16s} mIoU {results[name]['miou']:6.2f}  pixel acc {results[name]['pixel_acc']:6.2f}"
               + (f"  {results[name]['latency']['median_ms']:.2f} ms/image" if "latency" in results[name] else ""))
     for name, res in results.items():

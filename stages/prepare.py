@@ -30,7 +30,7 @@ DATA_STATS = INDEX.parent / "stats.json"
 def prepare(cfg: Config, index_path: Path = INDEX) -> dict:
     """Make the dataset ready and write ``index_path``; returns the index."""
     splits = {"train": cfg.data.train_split, "val": cfg.data.val_split}
-    index = prepare_index(cfg.data.name, cfg.data.root, splits, cfg.synthetic.model_dump(), cfg.data.on_bad,
+    index = prepare_index(cfg.data.name, cfg.data.root, splits, cfg.synthetic, cfg.data.on_bad,
                           cfg.data.coco_classes)
     root = Path(index["root"]).resolve()
     if root.is_relative_to(index_path.parent.resolve()):

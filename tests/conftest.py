@@ -44,14 +44,15 @@ def section(name: str, **update):
     return getattr(load_config(REPO / "params.yaml"), name).model_copy(update=update)
 
 
-def trainer_config(iters: int, lr: float = 1e-3, val_interval: int = 0, **run: int) -> tuple:
-    """``(train, run, schedule)`` of a Trainer: the real sections with ``iters`` at batch 2 in float32
+def trainer_config(iters: int, lr: float = 1e-3, val_interval: int = 0, desc: str = "test", **run: int) -> tuple:
+    """``(train, run, job)`` of a Trainer: the real sections with ``iters`` at batch 2 in float32
     (``run``: e.g. ``log_interval=1``)."""
-    from pipeline.engine import Schedule
+    from pipeline.engine import Job, Schedule
 
     train = section("train", iters=iters, batch_size=2, optimizer="adamw", lr=lr, amp="none",
                     val_interval=val_interval)
-    return train, section("run", **{"log_interval": 1, "ckpt_interval": 10**6, **run}), Schedule(iters, lr)
+    run_section = section("run", **{"log_interval": 1, "ckpt_interval": 10**6, **run})
+    return train, run_section, Job(Schedule(iters, lr), desc=desc)
 
 
 def deep_update(base: dict, new: dict) -> dict:
@@ -132,8 +133,8 @@ def tiny_index(tmp_path_factory: pytest.TempPathFactory) -> dict:
     cwd = os.getcwd()
     os.chdir(root.parent)
     try:
-        params = dict(seed=0, num_train=12, num_val=4, size=32, max_objects=3, min_scale=0.3, max_scale=0.6,
-                      clutter=2, noise_std=10.0, ignore_border=1)
+        params = section("synthetic", seed=0, num_train=12, num_val=4, size=32, max_objects=3, min_scale=0.3,
+                         max_scale=0.6, clutter=2, noise_std=10.0, ignore_border=1)
         index = prepare_index("synthetic", root, {"train": "train", "val": "val"}, params)
     finally:
         os.chdir(cwd)

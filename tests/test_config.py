@@ -223,11 +223,11 @@ def test_one_image_per_process_is_refused_for_heads_that_cannot_train_on_it():
     import torch
 
     from pipeline.config import POOLED_BATCHNORM, Arch
-    from pipeline.models import create_segmentor
+    from pipeline.models import NetworkSpec, create_segmentor
 
     for arch in get_args(Arch):  # the list agrees with the networks: exactly these fail on one image
         backbone, extra = ("stdc1", {"output_stride": 32}) if arch == "stdc" else ("resnet18d", {})
-        model = create_segmentor(arch, backbone, 3, **extra).train()
+        model = create_segmentor(NetworkSpec(arch, backbone, 3, **extra)).train()
         if arch in POOLED_BATCHNORM:
             with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
                 model(torch.randn(1, 3, 32, 32))

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from pipeline.checkpoint import atomic_save, load_checkpoint
+from pipeline.checkpoint import load_checkpoint
 from pipeline.data import make_dataset
-from pipeline.engine import SegData, Trainer
+from pipeline.engine import Checkpoints, SegData, Trainer
 from pipeline.lad import LabelChannel
-from pipeline.models import create_segmentor
-from pipeline.steps.lad_teacher import LADTeacherStep
+from pipeline.models import NetworkSpec, create_segmentor
+from pipeline.steps.lad_teacher import DualPath, LADTeacherStep
 from pipeline.steps.method_distill import MethodDistillStep
 from pipeline.steps.supervised import SupervisedStep
 from tests.conftest import section, trainer_config
@@ -17,17 +17,16 @@ from tests.conftest import section, trainer_config
 def make_trainer(index, iters, resume_dir, fingerprint="fp", val=False):
     torch.manual_seed(0)
     k = len(index["classes"])
-    model = create_segmentor("deeplabv3", "resnet18d", k, in_chans=4, head_channels=16, aux_channels=8,
-                             aspp_rates=(1, 2, 3))
+    model = create_segmentor(NetworkSpec("deeplabv3", "resnet18d", k, in_chans=4, head_channels=16, aux_channels=8,
+                                         aspp_rates=(1, 2, 3)))
     lad = section("lad", codebook="random", noise_std=0.03, scale=1.0, w_cons=5.0)  # label noise exercises the RNG
     step = LADTeacherStep(k, 255, LabelChannel.of("training", lad, section("distill")),
-                          LabelChannel.of("distill", lad, section("distill")), lad.w_aux, lad.w_cons, lad.temperature,
-                          lad.dual_path, lad.distance)
+                          LabelChannel.of("distill", lad, section("distill")), DualPath.of(lad))
     train = make_dataset(index, "train", [0.5] * 3, [0.25] * 3, crop=32, scale_range=(0.75, 1.25), flip=True)
     val_set = make_dataset(index, "val", [0.5] * 3, [0.25] * 3) if val else None
     return Trainer(model, step, SegData(train, val_set, index["classes"]),
-                   *trainer_config(iters, val_interval=2, ckpt_interval=2), resume_dir=resume_dir,
-                   fingerprint=fingerprint, desc="test")
+                   *trainer_config(iters, val_interval=2, ckpt_interval=2),
+                   Checkpoints(resume_dir, fingerprint) if resume_dir else None)
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_index, tmp_path):
@@ -65,7 +64,7 @@ def test_validation_does_not_change_training(tiny_index):
 def test_checkpoint_of_another_configuration_is_not_resumed(tiny_index, tmp_path):
     ckpt = tmp_path / "checkpoint.pt"
     t = make_trainer(tiny_index, 2, tmp_path, fingerprint="A")
-    atomic_save(t.state(), ckpt)
+    t.checkpoints.save(t.state(), t.ctx)
     other = make_trainer(tiny_index, 2, tmp_path, fingerprint="B")
     other.fit()
     assert other.resumed_from is None
@@ -89,13 +88,13 @@ def make_cirkd_trainer(index, iters, resume_dir):
 
     torch.manual_seed(0)
     k = len(index["classes"])
-    teacher = create_segmentor("fcn", "resnet18d", k, head_channels=8, aux_channels=8)
-    student = create_segmentor("stdc", "stdc1", k, output_stride=32, head_channels=8, aux_channels=8)
+    teacher = create_segmentor(NetworkSpec("fcn", "resnet18d", k, head_channels=8, aux_channels=8))
+    student = create_segmentor(NetworkSpec("stdc", "stdc1", k, output_stride=32, head_channels=8, aux_channels=8))
     hp = section("compare").hparams.cirkd.model_copy(update={"pixel_memory": 32, "region_memory": 8})
     loss = create_method_loss("cirkd", hp, Widths.of(student, teacher), num_classes=k)
     train = make_dataset(index, "train", [0.5] * 3, [0.25] * 3, crop=32, scale_range=(0.75, 1.25), flip=True)
     return Trainer(student, MethodDistillStep(teacher, loss, 255, 0.4), SegData(train, None, index["classes"]),
-                   *trainer_config(iters, ckpt_interval=2), resume_dir=resume_dir, fingerprint="cirkd", desc="test")
+                   *trainer_config(iters, ckpt_interval=2), Checkpoints(resume_dir, "cirkd") if resume_dir else None)
 
 
 def test_cirkd_resume_restores_the_memory_queues(tiny_index, tmp_path):
@@ -131,12 +130,14 @@ def test_a_methods_own_layers_have_their_gradient_norm_clipped(tiny_index):
     norms = {}
     for clip in (1e-3, 1e6):
         torch.manual_seed(0)
-        teacher = create_segmentor("fcn", "resnet18d", k, head_channels=8, aux_channels=8, channels=[8, 16, 32, 64])
-        student = create_segmentor("fcn", "resnet18d", k, head_channels=8, aux_channels=8, channels=[8, 16, 32, 32])
+        teacher = create_segmentor(NetworkSpec("fcn", "resnet18d", k, head_channels=8, aux_channels=8,
+                                               channels=[8, 16, 32, 64]))
+        student = create_segmentor(NetworkSpec("fcn", "resnet18d", k, head_channels=8, aux_channels=8,
+                                               channels=[8, 16, 32, 32]))
         hp = section("compare").hparams.afdcd.model_copy(update={"pool": 1, "max_grad_norm": clip})
         loss = create_method_loss("afdcd", hp, Widths.of(student, teacher), k)
         data = SegData(train, None, tiny_index["classes"])
-        trainer = Trainer(student, MethodDistillStep(teacher, loss, 255, 0.4), data, *trainer_config(1), desc="test")
+        trainer = Trainer(student, MethodDistillStep(teacher, loss, 255, 0.4), data, *trainer_config(1))
         trainer.train_step(image, label, 1e-3)
         norms[clip] = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in loss.parameters()]))
         assert student.head.head.cls[1].weight.grad.abs().sum() > 0
@@ -153,12 +154,12 @@ def test_every_architecture_trains_and_evaluates(tiny_index, arch, backbone):
 
     torch.manual_seed(0)
     k = len(tiny_index["classes"])
-    model = create_segmentor(arch, backbone, k, output_stride=32 if backbone.startswith("stdc") else 8,
-                             head_channels=16, aux_channels=8, aspp_rates=(1, 2, 3))
+    model = create_segmentor(NetworkSpec(arch, backbone, k, output_stride=32 if backbone.startswith("stdc") else 8,
+                                         head_channels=16, aux_channels=8, aspp_rates=(1, 2, 3)))
     train = make_dataset(tiny_index, "train", [0.5] * 3, [0.25] * 3, crop=32, scale_range=(0.75, 1.25), flip=True)
     val = make_dataset(tiny_index, "val", [0.5] * 3, [0.25] * 3)
     trainer = Trainer(model, SupervisedStep(k, 255, 0.4), SegData(train, None, tiny_index["classes"]),
-                      *trainer_config(3), desc=arch)
+                      *trainer_config(3, desc=arch))
     hist = trainer.fit()
     assert len(hist["train"]) == 3 and all(torch.isfinite(torch.tensor(r["loss"])) for r in hist["train"])
     if arch == "stdc":  # the detail loss is part of the main term: larger than plain CE would be at init

@@ -4,8 +4,8 @@ import torch
 
 from pipeline.lad import LabelChannel, encode_label, fixed_codes, teacher_input
 from pipeline.losses import cwd
-from pipeline.models import create_segmentor
-from pipeline.steps.lad_teacher import dual_path_loss
+from pipeline.models import NetworkSpec, create_segmentor
+from pipeline.steps.lad_teacher import DualPath, dual_path_loss
 
 
 def reference_encode(label, num_classes, ignore_index, codes, noise, scale):
@@ -89,12 +89,13 @@ def test_symmetric_stop_gradient():
 
 def test_dual_path_loss_terms_and_single_path_ablation():
     torch.manual_seed(0)
-    model = create_segmentor("fcn", "resnet18d", 3, in_chans=4, head_channels=8, aux_channels=8).train()
+    model = create_segmentor(NetworkSpec("fcn", "resnet18d", 3, in_chans=4, head_channels=8, aux_channels=8)).train()
     x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
-    out = dual_path_loss(model, x, y, 3, 255, LabelChannel("random", 0.03, 1.0), 0.4, 5.0, 4.0, dual_path=True)
+    out = dual_path_loss(model, x, y, 3, 255, LabelChannel("random", 0.03, 1.0), DualPath(0.4, 5.0, 4.0))
     assert set(out) == {"loss", "ce", "aux", "cons"} and out["cons"] > 0
     torch.testing.assert_close(out["loss"].detach(), out["ce"] + 0.4 * out["aux"] + 5.0 * out["cons"])
-    single = dual_path_loss(model, x, y, 3, 255, LabelChannel("random", 0.03, 1.0), 0.4, 5.0, 4.0, dual_path=False)
+    single = dual_path_loss(model, x, y, 3, 255, LabelChannel("random", 0.03, 1.0),
+                            DualPath(0.4, 5.0, 4.0, dual_path=False))
     assert "cons" not in single
     single["loss"].backward()
     assert model.backbone.conv1[0].weight.grad[:, 3].abs().sum() > 0  # the label channel is used
@@ -104,8 +105,8 @@ def test_distill_step_leaves_teacher_frozen():
     from pipeline.steps.lad_distill import DistillStep
 
     torch.manual_seed(0)
-    teacher = create_segmentor("fcn", "resnet18d", 3, in_chans=4, head_channels=8, aux_channels=8)
-    student = create_segmentor("fcn", "resnet18d", 3, in_chans=3, head_channels=8, aux_channels=8).train()
+    teacher = create_segmentor(NetworkSpec("fcn", "resnet18d", 3, in_chans=4, head_channels=8, aux_channels=8))
+    student = create_segmentor(NetworkSpec("fcn", "resnet18d", 3, in_chans=3, head_channels=8, aux_channels=8)).train()
     step = DistillStep(teacher, 3, 255, LabelChannel("fixed", 0.02, 1.0), w_kd=3.0, temperature=4.0, w_aux=0.02,
                        distance="cwd")
     x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))

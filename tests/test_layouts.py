@@ -15,7 +15,7 @@ from pipeline.data import BadDataError, make_dataset, prepare_index
 from pipeline.data.layouts import INVALID, LAYOUTS, make_layout
 from pipeline.engine import SegData, Trainer
 from pipeline.layout_examples import EXAMPLES, Writer, write_example
-from pipeline.models import create_segmentor
+from pipeline.models import NetworkSpec, create_segmentor
 from pipeline.steps.supervised import SupervisedStep
 from tests.conftest import trainer_config
 
@@ -72,10 +72,10 @@ def test_layout_prepares_and_trains_one_step(name, tmp_path):
     whole = make_dataset(index, "train", [0.5] * 3, [0.25] * 3)
     assert set(np.unique(whole.load(0)[1]).tolist()) == expected
     torch.manual_seed(0)
-    model = create_segmentor("fcn", "resnet18d", k, head_channels=8, aux_channels=8)
-    train, run, schedule = trainer_config(1)
+    model = create_segmentor(NetworkSpec("fcn", "resnet18d", k, head_channels=8, aux_channels=8))
+    train, run, job = trainer_config(1)
     trainer = Trainer(model, SupervisedStep(k, 255), SegData(ds, None, index["classes"]),
-                      train.model_copy(update={"batch_size": 1}), run, schedule)
+                      train.model_copy(update={"batch_size": 1}), run, job)
     history = trainer.fit()
     assert trainer.iteration == 1 and np.isfinite(history["train"][0]["loss"])
 

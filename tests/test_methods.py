@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.losses import MemoryContrast, cwd, dist, kd, omni_contrast, pixel_pair_relation
+from pipeline.losses import MemoryContrast, Queues, cwd, dist, kd, omni_contrast, pixel_pair_relation
 from pipeline.methods import METHODS, Widths, create_method_loss
 from pipeline.seg_losses import detail_loss, detail_target
 from pipeline.steps.method_distill import MethodDistillStep
@@ -58,8 +58,8 @@ def direct_memory_losses(mc, s, t, label, pix_idx, reg_idx):
 
 def test_memory_contrast_matches_a_direct_loop_and_trains_the_projection():
     torch.manual_seed(0)
-    mc = MemoryContrast(6, 4, num_classes=3, pixel_memory=10, region_memory=5, pixel_contrast=6,
-                        region_contrast=3, pixel_update=2)
+    mc = MemoryContrast(6, 4, num_classes=3, queues=Queues(pixel_memory=10, region_memory=5, pixel_contrast=6,
+                                                           region_contrast=3, pixel_update=2))
     s, t = torch.randn(2, 6, 3, 3, requires_grad=True), torch.randn(2, 4, 3, 3)
     label = torch.randint(0, 3, (2, 3, 3))
     label[0, 0, 0] = 255
@@ -86,7 +86,7 @@ def test_memory_contrast_matches_a_direct_loop_and_trains_the_projection():
 
 
 def test_memory_queue_wraps_like_cirkd():
-    mc = MemoryContrast(2, 2, num_classes=1, pixel_memory=5, region_memory=2, pixel_update=3)
+    mc = MemoryContrast(2, 2, num_classes=1, queues=Queues(pixel_memory=5, region_memory=2, pixel_update=3))
     feats = torch.randn(1, 2, 2, 2)
     label = torch.zeros(1, 2, 2, dtype=torch.long)
     mc.enqueue(F.normalize(feats, dim=1), label)
@@ -190,11 +190,12 @@ def test_omni_contrast_equals_its_definition_by_loops():
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_method_step_trains_student_and_method_weights(method):
-    from pipeline.models import create_segmentor
+    from pipeline.models import NetworkSpec, create_segmentor
 
     torch.manual_seed(0)
-    teacher = create_segmentor("fcn", "resnet18d", 3, head_channels=8, aux_channels=8)
-    student = create_segmentor("stdc", "stdc1", 3, output_stride=32, head_channels=6, aux_channels=4).train()
+    teacher = create_segmentor(NetworkSpec("fcn", "resnet18d", 3, head_channels=8, aux_channels=8))
+    student = create_segmentor(NetworkSpec("stdc", "stdc1", 3, output_stride=32, head_channels=6,
+                                           aux_channels=4)).train()
     small = {"cirkd": {"pixel_memory": 40, "region_memory": 8}, "afdcd": {"pool": 1}}.get(method, {})
     loss = create_method_loss(method, hp(method, **small), Widths.of(student, teacher), num_classes=3)
     step = MethodDistillStep(teacher, loss, 255, w_aux=0.4)
@@ -226,12 +227,13 @@ def test_the_label_as_logits_by_hand():
 
 def test_the_label_only_control_is_the_lad_students_loss_toward_the_label():
     from pipeline.losses import label_logits
-    from pipeline.models import create_segmentor
+    from pipeline.models import NetworkSpec, create_segmentor
     from pipeline.seg_losses import seg_terms
     from pipeline.steps.label_distill import LabelDistillStep
 
     torch.manual_seed(0)
-    student = create_segmentor("fcn", "resnet18d", 3, head_channels=8, aux_channels=8, channels=[8, 16, 32, 32])
+    student = create_segmentor(NetworkSpec("fcn", "resnet18d", 3, head_channels=8, aux_channels=8,
+                                           channels=[8, 16, 32, 32]))
     image, label = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
     terms = LabelDistillStep(3, 255, 0.1, w_kd=3.0, temperature=4.0, w_aux=0.4, distance="cwd")(student.eval(), image,
                                                                                                  label)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from pipeline.checkpoint import atomic_save
 from pipeline.deploy import KEY, Preprocess, export_onnx
-from pipeline.models import create_segmentor
+from pipeline.models import NetworkSpec, create_segmentor
 from pipeline.predict import images_of, load, predict
 
 CLASSES = ["background", "disc", "bar"]
@@ -33,11 +33,11 @@ def shipped(tmp_path_factory):
     """A small student as the pipeline ships it: a checkpoint (with classes, palette, config) and ONNX."""
     folder = tmp_path_factory.mktemp("model")
     torch.manual_seed(0)
-    model = create_segmentor("deeplabv3", "resnet18d", len(CLASSES), head_channels=8, aux_channels=8,
-                             channels=[8, 8, 16, 16]).eval()
+    model = create_segmentor(NetworkSpec("deeplabv3", "resnet18d", len(CLASSES), head_channels=8, aux_channels=8,
+                                         channels=[8, 8, 16, 16])).eval()
     config = {"data": {"mean": [0.4, 0.45, 0.5], "std": [0.25, 0.25, 0.25], "channel_order": "rgb"},
               "train": {"crop_size": CROP}}
-    atomic_save({"model": model.state_dict(), "spec": model.spec, "iteration": 1, "classes": CLASSES,
+    atomic_save({"model": model.state_dict(), "spec": model.spec.to_dict(), "iteration": 1, "classes": CLASSES,
                  "palette": PALETTE, "config": config}, folder / "student.pt")
     pre = Preprocess.from_checkpoint(torch.load(folder / "student.pt", weights_only=True))
     export_onnx(model, folder / "student.onnx", torch.zeros(1, 3, CROP, CROP), pre)
@@ -118,8 +118,8 @@ def test_bad_inputs_are_named_before_any_work(shipped, tmp_path):
         cv2.imwrite(str(tmp_path / d / "x.png"), np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(ValueError, match="same output name: x"):
         images_of([str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.png")])
-    teacher = create_segmentor("deeplabv3", "resnet18d", 3, in_chans=4, head_channels=8, aux_channels=8,
-                               channels=[8, 8, 16, 16])
-    atomic_save({"model": teacher.state_dict(), "spec": teacher.spec, "classes": CLASSES}, tmp_path / "t.pt")
+    teacher = create_segmentor(NetworkSpec("deeplabv3", "resnet18d", 3, in_chans=4, head_channels=8, aux_channels=8,
+                                           channels=[8, 8, 16, 16]))
+    atomic_save({"model": teacher.state_dict(), "spec": teacher.spec.to_dict(), "classes": CLASSES}, tmp_path / "t.pt")
     with pytest.raises(ValueError, match="4 input channels"):
         load(str(tmp_path / "t.pt"), "cpu")

@@ -63,6 +63,21 @@ def test_no_function_over_50_lines():
     assert not long, long
 
 
+def test_no_function_or_constructor_takes_more_than_8_parameters():
+    """Typed objects passed whole (a NetworkSpec, a Job, a method's hyper-parameter section), not their fields."""
+    wide = []
+    for folder in ("pipeline", "stages", "commands"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    a = node.args
+                    names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs] + [x.arg for x in (a.vararg,
+                                                                                               a.kwarg) if x]
+                    if len([n for n in names if n not in ("self", "cls")]) > 8:
+                        wide.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}")
+    assert not wide, wide
+
+
 def test_timings_record_what_ran_and_nothing_that_failed(tmp_path):
     import subprocess
     import sys

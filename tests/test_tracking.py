@@ -174,11 +174,12 @@ def test_a_journaled_logged_model_dataset_and_registration_replay_into_mlflow(tm
     from mlflow import MlflowClient
 
     from pipeline.deploy import Preprocess, log_model
-    from pipeline.models import create_segmentor
+    from pipeline.models import NetworkSpec, create_segmentor
     from pipeline.tracking.datasets import describe_all
 
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))  # the journal's folder: .mlflow/pending
-    net = create_segmentor("fcn", "resnet18d", 3, head_channels=8, aux=False, channels=[8, 8, 16, 16], stem_width=8)
+    net = create_segmentor(NetworkSpec("fcn", "resnet18d", 3, head_channels=8, aux=False, channels=[8, 8, 16, 16],
+                                       stem_width=8))
     index = {"name": "toy", "root": str(tmp_path), "classes": ["a", "b", "c"], "ignore_index": 255, "files_md5": "f",
              "samples": {"train": [["x.jpg", "x.png"]], "val": [["y.jpg", "y.png"]]},
              "stats": {"train": {"images": 1}, "val": {"images": 1}}}

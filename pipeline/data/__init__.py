@@ -10,15 +10,18 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from pipeline.data import synthetic, voc
-from pipeline.data.dataset import InfiniteSampler, SegDataset, eval_loader, train_loader
+from pipeline.data.dataset import Augment, InfiniteSampler, SegDataset, eval_loader, train_loader
 from pipeline.data.layouts import INVALID, LAYOUTS, Layout, make_layout
 from pipeline.progress import bar as progress_bar
+
+if TYPE_CHECKING:
+    from pipeline.config import SyntheticConfig
 
 __all__ = ["BadDataError", "LAYOUTS", "InfiniteSampler", "SegDataset", "eval_loader", "train_loader",
            "load_index", "make_dataset", "prepare_index"]
@@ -104,8 +107,20 @@ def scan_split(root: Path, samples: list[tuple[str, str]], layout: Layout, desc:
     return good, problems, stats
 
 
+def refuse(problems: list[tuple[str, Path, str]], samples: int, good: int, split: str, on_bad: str) -> None:
+    """A :class:`BadDataError` naming every bad file (up to 10) with ``on_bad: error``, or when nothing is left."""
+    if problems and on_bad == "error":
+        listed = "; ".join(f"{path}: {what}" for _, path, what in problems[:10])
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise BadDataError(f"{len(problems)} problem(s) in {samples - good} sample(s) of split "
+                           f"'{split}': {listed}{more}. Fix them, or set data.on_bad: skip to leave them out")
+    if not good:
+        raise BadDataError(f"split '{split}': none of its {samples} samples is usable "
+                           f"(first problem: {problems[0][1]}: {problems[0][2]})")
+
+
 def prepare_index(name: str, root: str | Path, splits: dict[str, str],
-                  synthetic_params: dict[str, Any] | None = None, on_bad: str = "error",
+                  synthetic_params: SyntheticConfig | None = None, on_bad: str = "error",
                   coco_classes: int = 171) -> dict[str, Any]:
     """Generate (synthetic) or validate (real) a dataset and return its index.
 
@@ -113,14 +128,16 @@ def prepare_index(name: str, root: str | Path, splits: dict[str, str],
         name: a dataset of :data:`pipeline.data.layouts.LAYOUTS`.
         root: where the dataset is, in its published layout.
         splits: role -> split name, e.g. ``{"train": "train", "val": "val"}``.
-        synthetic_params: generator arguments (only for the synthetic dataset).
+        synthetic_params: params.yaml ``synthetic`` (only for the synthetic dataset).
         on_bad: ``error``: raise :class:`BadDataError` naming every bad file (up to 10) and the
             count; ``skip``: leave those samples out and list them in ``index["skipped"]``.
         coco_classes: 171 or 182 (COCO-Stuff only).
     """
     root = Path(root)
     if name == "synthetic":
-        synthetic.generate(root, **(synthetic_params or {}))
+        if synthetic_params is None:
+            raise ValueError("prepare_index: the synthetic dataset needs its params (params.yaml synthetic)")
+        synthetic.generate(root, synthetic_params)
     elif not root.is_dir():
         raise FileNotFoundError(f"{root}: dataset folder not found (data.root for data.name={name!r})")
     layout = make_layout(name, coco_classes, root)
@@ -141,14 +158,7 @@ def prepare_index(name: str, root: str | Path, splits: dict[str, str],
             paired = {label for _, label in samples}
             problems += [("", root / f, "label without an image") for f in layout.labels(root, split)
                          if f not in paired]
-        if problems and on_bad == "error":
-            listed = "; ".join(f"{path}: {what}" for _, path, what in problems[:10])
-            more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-            raise BadDataError(f"{len(problems)} problem(s) in {len(samples) - len(good)} sample(s) of split "
-                               f"'{split}': {listed}{more}. Fix them, or set data.on_bad: skip to leave them out")
-        if not good:
-            raise BadDataError(f"split '{split}': none of its {len(samples)} samples is usable "
-                               f"(first problem: {problems[0][1]}: {problems[0][2]})")
+        refuse(problems, len(samples), len(good), split, on_bad)
         index["samples"][role] = good
         index["stats"][role] = {**stats, "skipped": len(samples) - len(good)}
         index["skipped"] += [{"split": split, "image": i, "file": str(p), "problem": w} for i, p, w in problems]
@@ -167,4 +177,4 @@ def make_dataset(index: dict[str, Any], role: str, mean: list[float], std: list[
     """The :class:`SegDataset` of split ``role`` ("train" or "val") of a prepared index."""
     layout = make_layout(index["name"], index.get("coco_classes", 171), index["root"])
     return SegDataset(index["root"], [tuple(s) for s in index["samples"][role]], mean, std, layout,
-                      cache=cache, channel_order=channel_order, **augment)
+                      Augment(**augment), cache=cache, channel_order=channel_order)

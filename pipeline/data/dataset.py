@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,16 @@ def read_image(path: Path) -> np.ndarray:
     return image[..., ::-1]
 
 
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation: a random ``crop`` (side, pixels; None: whole, un-augmented images, as
+    evaluation reads them) after a random rescale in ``scale_range``, and a random horizontal ``flip``."""
+
+    crop: int | None = None
+    scale_range: tuple[float, float] = (1.0, 1.0)
+    flip: bool = False
+
+
 class SegDataset(Dataset):
     """Images and labels of one split, read where the dataset keeps them and mapped to train ids.
 
@@ -34,17 +45,17 @@ class SegDataset(Dataset):
         mean: RGB mean, 0..1 units.
         std: RGB std, 0..1 units.
         layout: the dataset's :class:`~pipeline.data.layouts.Layout` (label lookup table, ignore value).
-        crop: training crop side; ``None`` gives whole, un-augmented images (evaluation).
-        scale_range: random rescale range for training.
-        flip: random horizontal flip for training.
+        augment: the training crop, rescale and flip (:class:`Augment`; by default none: whole images).
         cache: keep decoded images in memory.
         channel_order: ``rgb`` or ``bgr``: the order of the image channels the network sees (and
             of ``mean`` and ``std``).
     """
 
     def __init__(self, root: str | Path, samples: list[tuple[str, str]], mean: list[float], std: list[float],
-                 layout: Layout, crop: int | None = None, scale_range: tuple[float, float] = (1.0, 1.0),
-                 flip: bool = False, cache: bool = False, channel_order: str = "rgb") -> None:
+                 layout: Layout, augment: Augment | None = None, cache: bool = False,
+                 channel_order: str = "rgb") -> None:
+        aug = augment or Augment()
+        crop, scale_range, flip = aug.crop, aug.scale_range, aug.flip
         self.root, self.samples, self.layout = Path(root), list(samples), layout
         self.bgr = channel_order == "bgr"
         self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)

@@ -9,12 +9,16 @@ gets blur and pixel noise. A thin band of ignore pixels follows object outlines,
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from pipeline.data.voc import write_label, write_split
 from pipeline.progress import bar
+
+if TYPE_CHECKING:
+    from pipeline.config import SyntheticConfig
 
 CLASSES = ("background", "ellipse", "rectangle", "triangle", "cross", "star")
 
@@ -106,15 +110,17 @@ def make_sample(rng: np.random.Generator, size: int, max_objects: int, scale: tu
     return image.clip(0, 255).astype(np.uint8), label
 
 
-def generate(root: str | Path, seed: int, num_train: int, num_val: int, size: int, max_objects: int,
-             min_scale: float, max_scale: float, clutter: int, noise_std: float,
-             ignore_border: int) -> Path:
-    """Write the dataset under ``root`` in the VOC layout; returns ``root``.
+def generate(root: str | Path, params: SyntheticConfig) -> Path:
+    """Write the dataset ``params`` (params.yaml ``synthetic``) describes under ``root`` in the VOC layout;
+    returns ``root``.
 
     Every image has its own random stream derived from (seed, index), so the dataset does not
     depend on the order or the number of images generated before it.
     """
-    root = Path(root)
+    p, root = params, Path(root)
+    seed, num_train, num_val, size, max_objects, min_scale, max_scale, clutter, noise_std, ignore_border = (
+        p.seed, p.num_train, p.num_val, p.size, p.max_objects, p.min_scale, p.max_scale, p.clutter, p.noise_std,
+        p.ignore_border)
     (root / "JPEGImages").mkdir(parents=True, exist_ok=True)
     (root / "SegmentationClass").mkdir(parents=True, exist_ok=True)
     splits = {"train": [f"train_{i:05d}" for i in range(num_train)],

@@ -1,9 +1,10 @@
-"""Segmentors from timm backbones and a registry of decode heads (``create_segmentor``)."""
+"""Segmentors from timm backbones and a registry of decode heads: ``create_segmentor(NetworkSpec(...))``."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import timm
@@ -37,11 +38,11 @@ class Segmentor(nn.Module):
     so there the auxiliary head also runs at inference.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, aux_head: nn.Module | None, spec: dict[str, Any],
+    def __init__(self, backbone: nn.Module, head: nn.Module, aux_head: nn.Module | None, spec: NetworkSpec,
                  feature_channels: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.backbone, self.head, self.aux_head = backbone, head, aux_head
-        self.spec = spec  # the arguments of create_segmentor: enough to rebuild the network
+        self.spec = spec  # enough to rebuild the network (checkpoints hold spec.to_dict())
         self.feature_channels = feature_channels  # widths of the backbone's maps [c2, c3, c4]
 
     def forward(self, x: torch.Tensor, with_aux: bool = False) -> dict[str, torch.Tensor]:
@@ -125,14 +126,13 @@ def create_body(backbone: str, in_chans: int, *, output_stride: int, pretrained:
     return body
 
 
-def create_segmentor(arch: str, backbone: str, num_classes: int, *, in_chans: int = 3, output_stride: int = 8,
-                     head_channels: int = 256, aux_channels: int = 64, pretrained: bool = False,
-                     dropout: float = 0.1, aspp_rates: tuple[int, ...] = (12, 24, 36),
-                     aux: bool = True, pretrained_path: str | None = None, label_init: str = "official",
-                     channels: list[int] | None = None, stem_width: int | None = None) -> Segmentor:
-    """Build a segmentor by name; the stages build theirs from params.yaml with :func:`segmentor_from_config`.
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A network, whole: its ``model.*`` section's shape (pipeline/config.py), its classes and its input
+    channels. Checkpoints, ONNX files and MLflow models store it as plain data (:meth:`to_dict`, loaded with
+    ``weights_only=True``); every spec written before loads (:meth:`from_dict`).
 
-    Args:
+    Attributes:
         arch: decode head, a key of :data:`HEADS`.
         backbone: timm model name (must support ``features_only``), or ``stdc1`` / ``stdc2``.
         num_classes: output classes.
@@ -140,49 +140,96 @@ def create_segmentor(arch: str, backbone: str, num_classes: int, *, in_chans: in
         output_stride: 8 or 16 (dilated last stages) or 32 (STDC: 32 only).
         head_channels: width of the decode head.
         aux_channels: width of the auxiliary head.
-        pretrained: load timm's ImageNet weights.
         dropout: dropout before the classifiers.
         aspp_rates: ASPP dilations (DeepLabV3 at stride 8: 12, 24, 36).
         aux: build the auxiliary head.
-        pretrained_path: a local file of timm's weights for ``backbone`` (offline clusters).
-        label_init: ``official`` | ``timm``: how pretrained weights meet the 4th input channel.
         channels: widths of a timm ResNet's four stages (None: its own).
         stem_width: width of a timm ResNet's stem (None: its own).
     """
-    if arch not in HEADS:
-        raise ValueError(f"arch: expected one of {sorted(HEADS)}, got {arch!r}")
+
+    arch: str
+    backbone: str
+    num_classes: int
+    in_chans: int = 3
+    output_stride: int = 8
+    head_channels: int = 256
+    aux_channels: int = 64
+    dropout: float = 0.1
+    aspp_rates: tuple[int, ...] = (12, 24, 36)
+    aux: bool = True
+    channels: tuple[int, ...] | None = None
+    stem_width: int | None = None
+
+    def __post_init__(self) -> None:  # one form for equal networks: lists as tuples, "no narrowing" as None
+        object.__setattr__(self, "aspp_rates", tuple(self.aspp_rates))
+        object.__setattr__(self, "channels", tuple(self.channels) if self.channels else None)
+        object.__setattr__(self, "stem_width", self.stem_width or None)
+
+    @classmethod
+    def from_config(cls, net: ModelConfig, num_classes: int, in_chans: int = 3) -> NetworkSpec:
+        """The network a params.yaml ``model.*`` section describes, for ``num_classes`` and ``in_chans``."""
+        return cls(net.arch, net.backbone, num_classes, in_chans, net.output_stride, net.head_channels,
+                   net.aux_channels, net.dropout, tuple(net.aspp_rates), True, net.channels or None, net.stem_width)
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any]) -> NetworkSpec:
+        """From :meth:`to_dict`'s plain data (``pretrained``, which older checkpoints hold, is no part of it)."""
+        return cls(**{k: v for k, v in spec.items() if k != "pretrained"})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as every checkpoint holds it (the keys and types they always had)."""
+        return dict(arch=self.arch, backbone=self.backbone, num_classes=self.num_classes, in_chans=self.in_chans,
+                    output_stride=self.output_stride, head_channels=self.head_channels,
+                    aux_channels=self.aux_channels, pretrained=False, dropout=self.dropout,
+                    aspp_rates=list(self.aspp_rates), aux=self.aux,
+                    channels=list(self.channels) if self.channels else None, stem_width=self.stem_width)
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """Start from timm's ImageNet weights: from the hub, or a local file (``path``: offline clusters);
+    ``label_init``: ``official`` | ``timm``, how they meet the LAD teacher's 4th input channel."""
+
+    path: str | None = None
+    label_init: str = "official"
+
+    @classmethod
+    def from_config(cls, net: ModelConfig) -> Pretrained | None:
+        return cls(net.pretrained_path or None, net.label_init) if net.pretrained else None
+
+
+def create_segmentor(spec: NetworkSpec, pretrained: Pretrained | None = None) -> Segmentor:
+    """Build the network ``spec`` describes, from random weights or ``pretrained`` ones; the stages build
+    theirs from params.yaml with :func:`segmentor_from_config`."""
+    if spec.arch not in HEADS:
+        raise ValueError(f"arch: expected one of {sorted(HEADS)}, got {spec.arch!r}")
+    label_init = pretrained.label_init if pretrained else "official"
     if label_init not in LABEL_INITS:
         raise ValueError(f"label_init: expected one of {LABEL_INITS}, got {label_init!r}")
     try:
-        check_backbone(backbone)
+        check_backbone(spec.backbone)
     except ValueError as err:
         raise ValueError(f"backbone: {err}") from None
-    spec = dict(arch=arch, backbone=backbone, num_classes=num_classes, in_chans=in_chans,
-                output_stride=output_stride, head_channels=head_channels, aux_channels=aux_channels,
-                pretrained=False, dropout=dropout, aspp_rates=list(aspp_rates), aux=aux,
-                channels=list(channels) if channels else None, stem_width=stem_width or None)
-    body = create_body(backbone, in_chans, output_stride=output_stride, pretrained=pretrained,
-                       pretrained_path=pretrained_path, label_init=label_init, channels=channels, stem_width=stem_width)
+    body = create_body(spec.backbone, spec.in_chans, output_stride=spec.output_stride,
+                       pretrained=pretrained is not None,
+                       pretrained_path=pretrained.path if pretrained else None, label_init=label_init,
+                       channels=list(spec.channels) if spec.channels else None, stem_width=spec.stem_width)
     channels = body.channels if isinstance(body, STDCNet) else body.feature_info.channels()
-    head = HEADS[arch](channels, head_channels, num_classes, dropout, aspp_rates)
-    if getattr(head, "needs_regions", False) and not aux:
-        raise ValueError(f"arch {arch!r} needs the auxiliary head (its soft object regions); aux must be true")
-    aux_head = FCNHead(channels[-2], aux_channels, num_classes, dropout) if aux else None
+    head = HEADS[spec.arch](channels, spec.head_channels, spec.num_classes, spec.dropout, spec.aspp_rates)
+    if getattr(head, "needs_regions", False) and not spec.aux:
+        raise ValueError(f"arch {spec.arch!r} needs the auxiliary head (its soft object regions); aux must be true")
+    aux_head = FCNHead(channels[-2], spec.aux_channels, spec.num_classes, spec.dropout) if spec.aux else None
     return Segmentor(body, head, aux_head, spec, tuple(channels))
 
 
 def segmentor_from_config(net: ModelConfig, num_classes: int, in_chans: int = 3) -> Segmentor:
     """The network a params.yaml ``model.*`` section describes, for ``num_classes`` and ``in_chans`` inputs."""
-    return create_segmentor(net.arch, net.backbone, num_classes, in_chans=in_chans, output_stride=net.output_stride,
-                            head_channels=net.head_channels, aux_channels=net.aux_channels, pretrained=net.pretrained,
-                            dropout=net.dropout, aspp_rates=tuple(net.aspp_rates),
-                            pretrained_path=net.pretrained_path or None, label_init=net.label_init,
-                            channels=net.channels, stem_width=net.stem_width)
+    return create_segmentor(NetworkSpec.from_config(net, num_classes, in_chans), Pretrained.from_config(net))
 
 
-def segmentor_from_spec(spec: dict[str, Any]) -> Segmentor:
-    """Rebuild a network saved with its ``spec`` (weights loaded separately)."""
-    return create_segmentor(**{**spec, "pretrained": False})
+def segmentor_from_spec(spec: dict[str, Any] | NetworkSpec) -> Segmentor:
+    """Rebuild a network saved with its spec (plain data or a :class:`NetworkSpec`; weights loaded apart)."""
+    return create_segmentor(spec if isinstance(spec, NetworkSpec) else NetworkSpec.from_dict(spec))
 
 
 def count_params(model: nn.Module) -> int:
@@ -195,7 +242,7 @@ def count_flops(model: Segmentor, size: int) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     twin = copy.deepcopy(model).to("meta").eval()  # counted from shapes on the meta device: nothing is computed
-    x = torch.zeros(1, model.spec["in_chans"], size, size, device="meta")
+    x = torch.zeros(1, model.spec.in_chans, size, size, device="meta")
     with FlopCounterMode(display=False) as counter:
         twin.predict(x)
     return int(counter.get_total_flops())

@@ -42,9 +42,40 @@ class StepInputs:
 
 
 class Step(Protocol):
-    def model_input(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor: ...
+    """What the trainer needs from a step, and all it reads of one.
 
-    def __call__(self, model: nn.Module, image: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]: ...
+    Attributes:
+        module: its own trainable layers and buffers (a method's projections and memory queues), optimised
+            and checkpointed with the network, their gradients averaged over processes by the trainer;
+            None: none.
+        generator: its own random stream (the distilling teacher's label noise), seeded and checkpointed by
+            the trainer; None: it draws from torch's.
+        max_grad_norm: the gradient norm ``module``'s parameters are clipped to (Af-DCD's); None: not clipped.
+    """
+
+    module: nn.Module | None
+    generator: torch.Generator | None
+    max_grad_norm: float | None
+
+    def model_input(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """What the model sees at validation."""
+        ...
+
+    def __call__(self, model: nn.Module, image: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss terms of one batch (``loss``: the one minimised)."""
+        ...
+
+
+class StepDefaults:
+    """A step with no module of its own, torch's random stream, and the image as the validation input; the
+    step kinds start from it."""
+
+    module: nn.Module | None = None
+    generator: torch.Generator | None = None
+    max_grad_norm: float | None = None
+
+    def model_input(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return image
 
 
 def step_class(kind: StepKind) -> Any:

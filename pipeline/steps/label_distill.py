@@ -11,10 +11,10 @@ from torch import nn
 from pipeline.config import Distance
 from pipeline.losses import DISTANCES, label_logits
 from pipeline.seg_losses import seg_terms
-from pipeline.steps import StepInputs
+from pipeline.steps import StepDefaults, StepInputs
 
 
-class LabelDistillStep:
+class LabelDistillStep(StepDefaults):
     """No teacher network and no random draws of its own: with ``w_kd: 0`` the student is the baseline."""
 
     def __init__(self, num_classes: int, ignore_index: int, smoothing: float, w_kd: float, temperature: float,
@@ -26,9 +26,6 @@ class LabelDistillStep:
     def from_inputs(cls, s: StepInputs) -> LabelDistillStep:
         d, c = s.cfg.distill, s.cfg.controls
         return cls(s.num_classes, s.ignore_index, c.label_smoothing, c.w_kd, d.temperature, d.w_aux, d.distance)
-
-    def model_input(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return image
 
     def __call__(self, model: nn.Module, image: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
         out = model(image)

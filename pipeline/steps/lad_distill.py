@@ -9,10 +9,10 @@ from pipeline.config import Distance
 from pipeline.lad import LabelChannel
 from pipeline.losses import DISTANCES
 from pipeline.seg_losses import seg_terms
-from pipeline.steps import StepInputs
+from pipeline.steps import StepDefaults, StepInputs
 
 
-class DistillStep:
+class DistillStep(StepDefaults):
     """The teacher (eval mode, no grad) sees the image and the noised label; the student the image only.
 
     ``distance: kl`` uses pixel-wise KL instead of CWD (the ablation). The teacher's label noise is
@@ -34,9 +34,6 @@ class DistillStep:
         d = s.cfg.distill
         return cls(s.teacher, s.num_classes, s.ignore_index, LabelChannel.of("distill", s.cfg.lad, d), d.w_kd,
                    d.temperature, d.w_aux, d.distance)
-
-    def model_input(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return image
 
     def __call__(self, model: nn.Module, image: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad():

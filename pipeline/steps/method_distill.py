@@ -6,18 +6,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.methods import Widths, create_method_loss
+from pipeline.methods import MethodLoss, Widths, create_method_loss
 from pipeline.seg_losses import seg_terms
-from pipeline.steps import StepInputs
+from pipeline.steps import StepDefaults, StepInputs
 
 
-class MethodDistillStep:
+class MethodDistillStep(StepDefaults):
     """``module`` is the method's loss module: its weights (projections) are trained and its buffers
     (memory queues) checkpointed with the student by the trainer."""
 
-    def __init__(self, teacher: nn.Module, loss: nn.Module, ignore_index: int, w_aux: float) -> None:
+    def __init__(self, teacher: nn.Module, loss: MethodLoss, ignore_index: int, w_aux: float) -> None:
         self.teacher = teacher.eval().requires_grad_(False)
         self.module, self.ignore_index, self.w_aux = loss, ignore_index, w_aux
+        self.max_grad_norm = loss.max_grad_norm
 
     @classmethod
     def from_inputs(cls, s: StepInputs) -> MethodDistillStep:
@@ -25,9 +26,6 @@ class MethodDistillStep:
         loss = create_method_loss(s.role.method, getattr(c.hparams, s.role.method), Widths.of(s.model, s.teacher),
                                   s.num_classes, s.ignore_index)
         return cls(s.teacher, loss, s.ignore_index, c.w_aux)
-
-    def model_input(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return image
 
     def __call__(self, model: nn.Module, image: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad():  # the teacher in eval mode, with its auxiliary logits as the official codes return them

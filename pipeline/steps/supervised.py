@@ -7,19 +7,16 @@ import torch
 from torch import nn
 
 from pipeline.seg_losses import seg_terms
-from pipeline.steps import StepInputs
+from pipeline.steps import StepDefaults, StepInputs
 
 
-class SupervisedStep:
+class SupervisedStep(StepDefaults):
     def __init__(self, num_classes: int, ignore_index: int = 255, w_aux: float = 0.4) -> None:
         self.num_classes, self.ignore_index, self.w_aux = num_classes, ignore_index, w_aux
 
     @classmethod
     def from_inputs(cls, s: StepInputs) -> SupervisedStep:
         return cls(s.num_classes, s.ignore_index, s.cfg.train.w_aux)
-
-    def model_input(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return image
 
     def __call__(self, model: nn.Module, image: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
         ce, aux = seg_terms(model(image), label, self.ignore_index)
