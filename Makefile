@@ -1,5 +1,6 @@
 # `make run`: set up .venv and run the whole pipeline on the embedded dataset.
 # `make test`: set up .venv with the test extra and run the test suite.
+# `make test-fast`: the unit tests alone (no test marked e2e: none runs DVC, MLflow servers or torchrun)
 # `make paper`: docs/protocol.md's table on the embedded data: its DVC experiments seed by seed, each
 #   committed once collected (a rerun skips them), then reports/paper.md and the README's table (pipeline/experiments/protocol.py)
 # `make ablations`: only the ablations' experiments, then the table
@@ -19,7 +20,7 @@ export DVC_NO_ANALYTICS := 1
 # process (pipeline/stage_server.py); plain `dvc repro` runs the same stages, each in a fresh interpreter
 STAGE_SERVER := $(BIN)/python -m pipeline.stage_server --
 
-.PHONY: run test paper ablations bench ui recipe lock timings clean
+.PHONY: run test test-fast paper ablations bench ui recipe lock timings clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,10 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(STAGE_SERVER) pytest -n 2 --dist loadfile  # two workers, each test file on one
+
+test-fast: $(VENV)/.installed
+	$(BIN)/ruff check .
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -n 2 -m "not e2e" -q
 
 # each experiment runs in the workspace from the committed params.yaml; the last `dvc repro` brings the
 # workspace back to params.yaml (from the run cache)

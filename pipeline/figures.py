@@ -1,5 +1,5 @@
 """The report's figures (matplotlib, Agg backend: no display needed): curves, per-class bars, examples,
-ablations. :mod:`pipeline.report` writes the words and tables beside them."""
+compute. :mod:`pipeline.words` words the tables beside them, :mod:`pipeline.documents` writes them."""
 
 from __future__ import annotations
 

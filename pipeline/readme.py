@@ -27,7 +27,7 @@ TIMINGS = Path("reports/timings.json")
 METRICS = Path("reports/metrics.json")
 # the paper's main experiment on seed 0: its baseline trains as the default run's (pipeline.experiments.protocol.plan)
 REFERENCE = Path("reports/paper/protocol/paper@seeds0")
-RUN_BLOCKS = ("costs", "default-run")  # the blocks this module writes; the paper's table is pipeline.protocol's
+RUN_BLOCKS = ("costs", "default-run")  # the blocks this module writes; the paper's table is pipeline.documents'
 
 
 def markers(name: str) -> tuple[str, str]:

@@ -3,8 +3,11 @@
 A *role* is one trained model: the network it is (a ``model.*`` section of params.yaml), the step kind
 that trains it (:mod:`pipeline.steps`), its schedule, when it is skipped, what it is warm-started from,
 the params it reads, the trained models it needs and where its checkpoint goes. An *evaluation* is one
-row of the report: a role's checkpoint, what its label channel holds and whether it ships (ONNX).
-The training, evaluation and report stages and the benchmarks read these tables; ``tests/test_roles.py``
+row of the report: a role's checkpoint, what its label channel holds, whether it ships (ONNX) and how its
+row is worded. Every fact about a role the reports, the paper and the benchmarks use comes from here: its
+training FLOPs with what it needed (:func:`training_tflop`), whether it is a teacher, sees the label, is
+warm-started, tuned by calibration or registered; nothing else decides them by its name. The training,
+evaluation and report stages and the benchmarks read these tables; ``tests/test_roles.py``
 checks that ``dvc.yaml`` declares the same stages, params, inputs, outputs and code. This module
 imports no torch: a stage with nothing to train decides so in a fraction of a second.
 """

@@ -1,13 +1,5 @@
-"""Training stages: ``python -m stages.train <role> --seed N`` (roles: pipeline/roles.py).
-
-* ``baseline``: the student architecture, cross-entropy only (the paper's Baseline row).
-* ``teacher``: the LAD teacher (image + noised label), dual-path consistency.
-* ``student``: the student distilled from the frozen LAD teacher (CWD).
-* ``baseline_ft``: with ``distill.init: baseline``, the baseline trained on for the same extra
-  iterations without a teacher, so a warm-started student is compared at equal budget.
-* ``conventional_teacher``: with ``compare.enabled``, a large image-only teacher trained the usual way.
-* ``distill_<method>``: with ``compare.enabled``, the student distilled from the conventional teacher
-  with a method of ``pipeline.methods`` (KD, CWD, CIRKD): the comparison rows of the paper.
+"""Training stages: ``python -m stages.train <role> --seed N``, one per role of :data:`pipeline.roles.ROLES`
+(its docstring and table say what each trains, from what and for how long; ``--help`` lists them).
 
 A role with nothing to train under the params (its ``skip``) writes its outputs as notes of why, without
 importing torch or logging an MLflow run: a fraction of a second. With ``train.nproc > 1`` the stage
