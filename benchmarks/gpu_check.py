@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         cfg = check_config(args, Path(tmp) / "synthetic")
         # every process generates the same images (same generator seed) in its own folder
         index = prepare_index("synthetic", Path(tmp) / "synthetic", {"train": "train", "val": "val"},
-                              cfg.synthetic.model_dump())
+                              cfg.synthetic)
         d = cfg.data
         train = make_dataset(index, "train", d.mean, d.std, True, d.channel_order, crop=args.crop,
                              scale_range=(0.5, 2.0), flip=True)

@@ -40,9 +40,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.cost import copy_repo, timed_command  # noqa: E402
+from benchmarks.cost import timed_command  # noqa: E402
 from pipeline.config import load_yaml  # noqa: E402
-from pipeline.io import cpu_name  # noqa: E402
+from pipeline.io import copy_repo, cpu_name  # noqa: E402
 from pipeline.layout_examples import write_example  # noqa: E402
 from pipeline.overlays import recipe, set_args  # noqa: E402
 
@@ -148,7 +148,7 @@ def costs_table(names: list[str]) -> str:
 def run_recipe(name: str, work: Path, per_split: int = 2, shrink: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run recipe ``name`` end to end in ``work`` (shrunk by :data:`SHRINK`, then ``shrink``); its stages'
     seconds."""
-    repo = copy_repo(work / "repo")
+    repo = copy_repo(REPO, work / "repo")
     subprocess.run([sys.executable, "-m", "pipeline.overlays", "apply", name], cwd=repo, check=True,
                    capture_output=True)
     params = load_yaml((repo / "params.yaml").read_text())
@@ -157,7 +157,7 @@ def run_recipe(name: str, work: Path, per_split: int = 2, shrink: dict[str, Any]
     sets = {"data.root": str(data), **write_weights(params, work / "weights"), **SHRINK, **(shrink or {})}
     total, stages = timed_command(["dvc", "exp", "run", *set_args(sets)], repo)
     report = (repo / "reports/report.md").read_text()
-    if "| Teacher | Student | Method | mIoU" not in report:
+    if "| Teacher | Student | Row | mIoU" not in report:
         raise SystemExit(f"{name}: the report has no results table:\n{report[:2000]}")
     return {"recipe": name, "seconds": round(total), "stages": {k: round(v) for k, v in stages.items()},
             "sets": {k: v for k, v in sets.items() if k in SHRINK or k in (shrink or {})}}

@@ -71,6 +71,7 @@ def test_other_split_and_folder_errors(voc_copy, tmp_path):
                    make_layout("voc"))[0]
 
 
+@pytest.mark.e2e
 def test_a_file_broken_after_prepare_is_named_not_buried_in_a_worker_trace(tmp_path):
     """DataLoader workers re-raise with their whole traceback; the stage prints one line naming the file."""
     repo = copy_repo(tmp_path, tiny_params(run={"num_workers": 1, "cache_images": False}))

@@ -112,6 +112,7 @@ def test_default_params_round_trip():
     assert load_config(REPO / "params.yaml").to_dict() == params
 
 
+@pytest.mark.e2e
 def test_stage_stops_before_work_with_a_clear_message(tmp_path):
     repo = copy_repo(tmp_path, tiny_params(train={"lr": -1.0}))
     proc = run(["python", "-m", "stages.prepare"], repo, check=False)

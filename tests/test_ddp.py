@@ -10,6 +10,8 @@ import yaml
 
 from tests.conftest import copy_repo, run, runs, tiny_params
 
+pytestmark = pytest.mark.e2e  # processes, servers or the real stages: make test-fast leaves it out
+
 
 @pytest.fixture(scope="module")
 def ddp_repo(tmp_path_factory):

@@ -11,6 +11,8 @@ from tests.conftest import REPO
 sys.path.insert(0, str(REPO / "benchmarks"))
 import gpu_check  # noqa: E402
 
+pytestmark = pytest.mark.e2e  # processes, servers or the real stages: make test-fast leaves it out
+
 
 def test_arguments_are_checked():
     for bad in (["--iters", "2"], ["--crop", "8"], ["--amp", "fp8"]):

@@ -90,6 +90,7 @@ def dry_runs(tmp_path_factory):
     return {p: (proc.communicate(timeout=600)[0], proc.returncode) for p, proc in procs.items()}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_the_lock_installs_on_each_platform(platform, dry_runs):
     output, code = dry_runs[platform]

@@ -144,6 +144,7 @@ def test_pretrained_without_internet_says_how_to_provide_the_weights(tmp_path):
         create_segmentor(NetworkSpec("fcn", "resnet18d", 3), Pretrained(str(bad)))
 
 
+@pytest.mark.e2e
 def test_pretrained_from_the_hub_offline_fails_with_a_way_out():
     """Here the hub cannot be reached: the message names the fix (offline mode makes it fail at once)."""
     import os

@@ -19,7 +19,7 @@ from pipeline.results import load_collected
 from pipeline.roles import METHOD_NAMES
 from pipeline.statistics import Comparison, paired
 from pipeline.words.format import method_title
-from pipeline.words.questions import summary_table
+from pipeline.words.questions import sentence, summary_table
 from tests.conftest import MlflowServer, copy_repo, run, tiny_params
 
 pytestmark = pytest.mark.e2e
@@ -150,7 +150,7 @@ def test_each_shard_reruns_only_what_it_changes_is_committed_and_resumes(clones)
         assert f"paper table: {folder} collected" in log, folder  # b's through the merge
     for repo in (a, b):
         assert not run(["git", "status", "--porcelain", "params.yaml", "dvc.lock"], repo).stdout  # as committed
-    assert clones["again"].count("collected already at this code and params") == 3
+    assert clones["again"].count("collected and current") == 3
     assert "dvc exp run" not in clones["again"]
 
 
@@ -172,7 +172,7 @@ def test_the_table_comes_from_both_clones_shares(clones):
     assert "| LAD student from scratch | `paper` | 0, 2 |" in text and "| KD student | `paper-compare` | 0 |" in text
     lad = paired(runs, Comparison(("paper", "lad_student"), ("paper", "baseline"), "the LAD student",
                                   "the baseline (equal student steps)"))
-    assert lad.seeds == [0, 2] and lad.sentence() in text
+    assert lad.seeds == [0, 2] and sentence(lad) in text
     assert (a / documents.COMPUTE_PNG).read_bytes()[:4] == b"\x89PNG"
     assert block((a / "README.md").read_text(), "paper-table") == summary_table(documents.paper_found(runs))
     timing = text.split("## Wall time per part")[1]

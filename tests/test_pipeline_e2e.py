@@ -35,7 +35,7 @@ def test_outputs(tiny_repo):
     assert len(res["per_class_iou"]) == 6 and 0.5 < res["params_m"] < 2 and res["gflops"] > 0  # quarter-width R18-D
     assert res["label_channel"] == "fixed" and res["iterations"] == 4
     report = (tiny_repo / "reports/report.md").read_text()
-    assert "| Teacher | Student | Method | mIoU" in report and "all-zero label channel" in report
+    assert "| Teacher | Student | Row | mIoU" in report and "all-zero label channel" in report
     assert "compare.enabled: false" in report and "reports/paper.md" in report  # the ablations: outside the DAG
     for fig in ("training_curves", "per_class_iou", "examples"):
         data = (tiny_repo / f"reports/figures/{fig}.png").read_bytes()
@@ -198,8 +198,8 @@ def test_exp_show_leads_with_the_headline(tiny_repo):
     assert all(c in ("Experiment", "Created") for c in columns[:first])
     report = (tiny_repo / "reports/report.md").read_text()  # and the report says what the numbers show
     metrics = json.loads((tiny_repo / "reports/metrics.json").read_text())
-    said = re.search(r"The LAD student from scratch − the baseline: ([+-][\d.]+) mIoU over 1 seed, higher on [01] of "
-                     r"1 \(one seed: no interval\)\.", report)
+    said = re.search(r"The LAD student − the baseline \(equal student steps\): ([+-][\d.]+) mIoU over 1 seed, "
+                     r"higher on [01] of 1 \(one seed: no interval\)\.", report)
     assert float(said.group(1)) == pytest.approx(metrics["lad_student"]["miou"] - metrics["baseline"]["miou"], abs=0.01)
 
 

@@ -19,6 +19,8 @@ from pipeline.deploy import KEY, Preprocess, export_onnx
 from pipeline.models import NetworkSpec, create_segmentor
 from pipeline.predict import images_of, load, predict
 
+pytestmark = pytest.mark.e2e  # processes, servers or the real stages: make test-fast leaves it out
+
 CLASSES = ["background", "disc", "bar"]
 PALETTE = [[0, 0, 0], [200, 40, 40], [40, 200, 40]]
 CROP = 32  # the window: images larger than this are predicted in windows

@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import assert_same_weights, command_env, copy_repo, run, runs, tiny_params, weights
 
+pytestmark = pytest.mark.e2e  # processes, servers or the real stages: make test-fast leaves it out
+
 ITERS = 120  # long enough to be killed mid-run, short enough for CI
 
 

@@ -62,6 +62,8 @@ def test_report_params():
     assert DVC["report"]["params"] == list(SECTIONS)
 
 
+pytestmark = pytest.mark.e2e  # stage processes forked from the stage server: make test-fast leaves it out
+
 CODE_EXEMPT = ("pipeline/tracking",)  # MLflow logging: left out on purpose (dvc.yaml's header)
 PACKAGES = ("pipeline/data", "pipeline/models", "pipeline/experiments", "pipeline/words")  # listed as folders: a
 # stage imports every module of each
@@ -88,6 +90,7 @@ def as_deps(files: list[str]) -> set[str]:
 # stage imports, at a fraction of a fresh interpreter per stage.
 IMPORTS = """
 import importlib, json, os, sys
+
 sys.path.insert(0, ".")
 for lib in ("torch", "timm", "mlflow", "mlflow.pytorch", "pandas", "matplotlib", "onnx", "onnxruntime", "cv2",
             "scipy.stats", "pydantic", "yaml", "ruamel.yaml"):

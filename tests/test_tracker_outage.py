@@ -15,6 +15,8 @@ import pytest
 
 from tests.conftest import MlflowServer, command_env, copy_repo, run, tiny_params
 
+pytestmark = pytest.mark.e2e  # processes, servers or the real stages: make test-fast leaves it out
+
 ITERS = 60  # long enough to stop the server mid-run
 
 

@@ -39,11 +39,13 @@ def teacher_name(res: Results, key: str) -> str:
 
 
 def is_teacher(key: str) -> bool:
-    return ROLES[EVALUATIONS[key].role].is_teacher
+    """A teachers' table row: another role distils from it, or it sees the label (no student does)."""
+    role = ROLES[EVALUATIONS[key].role]
+    return role.is_teacher or role.sees_label
 
 
 def students_table(res: Results) -> str:
-    """One line per student ``res`` evaluated (every evaluation of a role that is nobody's teacher): mean over
+    """One line per student ``res`` evaluated (every evaluation that is no teacher, :func:`is_teacher`): mean over
     seeds and paired Δ against the baseline."""
     lines = []
     for key in [k for k in EVALUATIONS if k in res.eval and not is_teacher(k)]:
@@ -78,7 +80,7 @@ def teacher_costs(res: Results) -> str:
     by_role = {EVALUATIONS[k].role: k for k in reversed(keys)}  # one evaluation per teacher role
     if len(by_role) < 2:
         return ""
-    costs = [f"the {res.title(k).split(',')[0]} has {fmt(res.first(k)['params_m'])} M params and took "
+    costs = [f"the {EVALUATIONS[k].what.split(',')[0]} has {fmt(res.first(k)['params_m'])} M params and took "
              f"{fmt(res.train_seconds(k), 0)} s to train" for k in by_role.values()]
     return "Teachers: " + "; ".join(costs) + "."
 

@@ -1,4 +1,4 @@
-"""The warm interpreter (pipeline/stage_server.py): a ``python -m stages.X`` started under it runs forked from the
+"""The stage server (pipeline/stage_server.py): a ``python -m stages.X`` started under it runs forked from the
 server, from its own folder and checkout, with its exit status, signals and death passed on."""
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ import pytest
 from pipeline.stage_server import ENV, STARTING
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.e2e  # a server and its forked processes: make test-fast leaves it out
+
 PROBE = '''
 import os, sys, time
 from pathlib import Path
+
 mode = sys.argv[1]
 print("preloaded" if "torch" in sys.modules else "cold", os.getcwd(), os.environ.get("PROBE"), __file__, flush=True)
 if mode == "sleep":
