@@ -60,8 +60,7 @@ def run(exps: list[Experiment], commit: bool = False) -> None:
     try:
         for i, exp in enumerate(exps, 1):
             git("checkout", "HEAD", "--", "params.yaml")  # each experiment sets its params on the committed ones
-            extra = {"digest": currency.digest(exp)}
-            if currency.status(exp, current=extra["digest"]) == "current":
+            if currency.status(exp) == "current":
                 print(f"[{i}/{len(exps)}] {exp.folder}: collected and current", flush=True)
                 continue
             subprocess.run(["dvc", "exp", "remove", exp.name], capture_output=True)  # a rerun replaces the old one
@@ -73,7 +72,7 @@ def run(exps: list[Experiment], commit: bool = False) -> None:
                 sys.exit(f"error: `{' '.join(cmd)}` failed (exit {code}); the experiments before it are "
                          "collected, and a rerun restores every finished stage from the run cache")
             seconds = time.perf_counter() - t0
-            dest = collect(exp, seconds, parent_run_id(EXPERIMENT, shard), extra=extra)
+            dest = collect(exp, seconds, parent_run_id(EXPERIMENT, shard))
             if commit:
                 git("add", str(dest))
                 git("commit", "-qm", f"paper table: {exp.folder} collected ({seconds:.0f} s)", "--", str(dest))

@@ -48,10 +48,12 @@ def digest_of(values: dict[str, Any], numerics: int, keys: list[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def digest(exp: Experiment, root: Path = Path(".")) -> str:
-    """The digest ``exp`` would be collected with now: the committed params.yaml with its sets, this code."""
+def digest(exp: Experiment, root: Path = Path("."), keys: list[str] | None = None) -> str:
+    """The digest ``exp`` would be collected with now: the committed params.yaml with its sets, this code
+    (``keys``: :func:`computing_keys`, when read already)."""
     params = load_yaml((root / PARAMS).read_text())
-    return digest_of(Overlay(exp.name, exp.sets).merged(params), NUMERICS, computing_keys(root / "dvc.yaml"))
+    keys = computing_keys(root / "dvc.yaml") if keys is None else keys
+    return digest_of(Overlay(exp.name, exp.sets).merged(params), NUMERICS, keys)
 
 
 def collected_digest(folder: Path, keys: list[str]) -> str | None:
@@ -73,5 +75,5 @@ def status(exp: Experiment, root: Path = Path("."), current: str | None = None) 
     folder = root / exp.runs / exp.folder
     if not (folder / META).is_file():
         return "missing"
-    found = collected_digest(folder, computing_keys(root / "dvc.yaml"))
-    return "current" if found == (current or digest(exp, root)) else "stale"
+    keys = computing_keys(root / "dvc.yaml")
+    return "current" if collected_digest(folder, keys) == (current or digest(exp, root, keys)) else "stale"
