@@ -76,20 +76,23 @@ ANCHOR_S_PER_ITER = 1.1  # the official log: LAD distillation of DeepLabV3-R18 f
 ANCHOR_GPUS = 2
 
 
-def forward_gflop(cfg: Any, network: str, k: int, in_chans: int) -> float:
-    """GFLOP of one forward pass of ``model.<network>`` on one crop (meta device: nothing is computed)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
+_FORWARD_GFLOP: dict[tuple[str, int, int, int], float] = {}  # the roles of a recipe share a few networks
 
-    from pipeline.models import segmentor_from_config
+
+def forward_gflop(cfg: Any, network: str, k: int, in_chans: int) -> float:
+    """GFLOP of one forward pass of ``model.<network>`` on one crop of ``cfg``, by the evaluate stage's count
+    (:func:`pipeline.models.count_flops`); built on the meta device, so nothing is computed."""
+    import torch
+
+    from pipeline.models import count_flops, segmentor_from_config
 
     net = getattr(cfg.model, network).model_copy(update={"pretrained": False, "pretrained_path": ""})
-    with torch.device("meta"):
-        model = segmentor_from_config(net, k, in_chans).eval()
-        image = torch.zeros(1, in_chans, cfg.train.crop_size, cfg.train.crop_size)
-    with FlopCounterMode(display=False) as counter:
-        model(image)
-    return counter.get_total_flops() / 1e9
+    key = (net.model_dump_json(), k, in_chans, cfg.train.crop_size)
+    if key not in _FORWARD_GFLOP:
+        with torch.device("meta"):
+            model = segmentor_from_config(net, k, in_chans)
+        _FORWARD_GFLOP[key] = count_flops(model, cfg.train.crop_size) / 1e9
+    return _FORWARD_GFLOP[key]
 
 
 def training_gflop(cfg: Any, k: int) -> dict[str, tuple[int, float]]:

@@ -1,5 +1,7 @@
 """Segmentor factory: heads, strides, channels, checkpoint round trip, pretrained offline."""
 
+import re
+
 import pytest
 import torch
 
@@ -13,6 +15,7 @@ from pipeline.models import (
     create_segmentor,
     segmentor_from_spec,
 )
+from tests.conftest import REPO
 
 
 @pytest.mark.parametrize("arch", sorted(HEADS))
@@ -110,6 +113,17 @@ def test_unknown_names():
         create_segmentor(NetworkSpec("segformer", "resnet18d", 3))
     with pytest.raises(ValueError, match="unknown timm model"):
         create_segmentor(NetworkSpec("fcn", "resnet_nope", 3))
+
+
+def test_the_backbones_checked_without_timm_are_timm_models_and_cover_every_recipe():
+    import timm
+
+    from pipeline.config import KNOWN_TIMM, STDC_BACKBONES
+
+    assert all(timm.is_model(name) for name in KNOWN_TIMM)
+    named = set(re.findall(r"backbone: (\w+)", "".join(p.read_text() for p in [REPO / "params.yaml",
+                                                                                *(REPO / "recipes").glob("*.yaml")])))
+    assert named and named <= KNOWN_TIMM | set(STDC_BACKBONES)
 
 
 def test_pretrained_from_a_local_file_and_the_label_channel_init(tmp_path):
