@@ -18,7 +18,7 @@ def make_trainer(index, iters, resume_dir, fingerprint="fp", val=False):
     torch.manual_seed(0)
     k = len(index["classes"])
     model = create_segmentor(NetworkSpec("deeplabv3", "resnet18d", k, in_chans=4, head_channels=16, aux_channels=8,
-                                         aspp_rates=(1, 2, 3)))
+                                         aspp_rates=(1, 2, 3), channels=[8, 16, 32, 64], stem_width=8))  # narrow: fast
     lad = section("lad", codebook="random", noise_std=0.03, scale=1.0, w_cons=5.0)  # label noise exercises the RNG
     step = LADTeacherStep(k, 255, LabelChannel.of("training", lad, section("distill")),
                           LabelChannel.of("distill", lad, section("distill")), DualPath.of(lad))
