@@ -50,7 +50,7 @@ DatasetName = Literal["synthetic", "voc", "cityscapes", "ade20k", "coco_stuff164
                       "camvid", "folder"]  # pipeline.data.layouts.LAYOUTS
 STDC_BACKBONES = ("stdc1", "stdc2")  # pipeline.models.stdc.STDC_LAYERS: built here, not by timm
 # timm models the defaults and recipes name, so that checking them needs no import of timm (about 5 s on a
-# 2-core CPU, for every command that only reads params.yaml); tests/test_config.py asks timm about each
+# 2-core AMD EPYC, for every command that only reads params.yaml); tests/test_models.py asks timm about each
 KNOWN_TIMM = frozenset({"resnet18d", "resnet34d", "resnet50d", "resnet101d"})
 
 
