@@ -124,12 +124,19 @@ def anchor_gflop() -> float:
 
 def gpu_hours(name: str) -> dict[str, float]:
     """Estimated GPU hours of each model recipe ``name`` trains (see ``--costs``)."""
+    return config_gpu_hours(recipe_config(name), trained_only=False)
+
+
+def config_gpu_hours(cfg: Any, trained_only: bool = True) -> dict[str, float]:
+    """Estimated GPU hours of each model validated params ``cfg`` train, one seed (``trained_only``: the roles
+    its stages do not skip; what ``commands.paper run --recipe`` prints before submitting)."""
+    from pipeline.roles import ROLES
+
     anchor = anchor_gflop()
-    cfg = recipe_config(name)
-    k = class_count(cfg)
     batch = cfg.train.batch_size * cfg.train.nproc / 16  # the anchor's batch: 16
     return {role: iters * ANCHOR_S_PER_ITER * gflop / anchor * batch * ANCHOR_GPUS / 3600
-            for role, (iters, gflop) in training_gflop(cfg, k).items()}
+            for role, (iters, gflop) in training_gflop(cfg, class_count(cfg)).items()
+            if not trained_only or ROLES[role].skip(cfg) is None}
 
 
 def recipe_config(name: str) -> Any:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+
+from pipeline.tracking.server import MlflowServer as _Server
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -142,40 +142,12 @@ def tiny_index(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return index
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class MlflowServer:
-    """``mlflow server`` on 127.0.0.1 with its own store, started and stopped by the test."""
+class MlflowServer(_Server):
+    """``mlflow server`` on 127.0.0.1 with its own store, started and stopped by the test (with this venv's
+    environment); ``stop()`` is an outage, not a clean shutdown."""
 
     def __init__(self, root: Path) -> None:
-        self.root, self.port, self.proc = root, free_port(), None
+        super().__init__(root, env=command_env())
 
-    @property
-    def uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        cmd = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-               "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
-               "--artifacts-destination", str(self.root / "server-artifacts")]
-        log = (self.root / "server.log").open("a")
-        self.proc = subprocess.Popen(cmd, cwd=self.root, env=command_env(), stdout=log, stderr=log,
-                                     start_new_session=True)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                assert self.proc.poll() is None, (self.root / "server.log").read_text()[-3000:]
-                time.sleep(0.5)
-        raise AssertionError("mlflow server did not start within 120 s")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # an outage, not a clean shutdown
-            self.proc.wait()
+    def stop(self, sig: int = signal.SIGKILL) -> None:
+        super().stop(sig)
