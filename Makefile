@@ -38,8 +38,11 @@ $(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/activate
 run: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(STAGE_SERVER) dvc repro
 
+# tests/install_slurm.sh: Debian's Slurm and munge for tests/test_launch.py's cluster (as root with apt-get;
+# elsewhere that test skips and says why)
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
+	sh tests/install_slurm.sh
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(STAGE_SERVER) pytest -n 2 --dist loadfile  # two workers, each test file on one
 
 test-fast: $(VENV)/.installed

@@ -102,7 +102,7 @@ def listing(exps: list[Experiment]) -> None:
 LAUNCHER_FLAGS = {  # flag -> (type, help); each one overrides the `launcher` section of --config
     "jobs": (int, "local: shards at once (default: one per GPU, else 1); slurm: tasks at once (%%N; default: no cap)"),
     "gpus": (int, "GPUs per shard (slurm: --gres=gpu:N; local: per job)"),
-    "cpus": (int, "slurm: --cpus-per-task, also the shard's torch threads"),
+    "cpus": (int, "torch threads per shard (slurm: also --cpus-per-task; local default: cores // jobs)"),
     "mem": (str, "slurm: --mem per task, e.g. 32G"),
     "time": (str, "slurm: --time per task, e.g. 12:00:00 (near it, a task requeues itself)"),
     "partition": (str, "slurm: --partition"),

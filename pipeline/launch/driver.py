@@ -147,7 +147,7 @@ def submit(todo: list[Experiment], cfg: Launcher, work: Workdir, repo: Path, uri
     commit, submission = git("rev-parse", "HEAD", cwd=repo), uuid.uuid4().hex[:8]
     cache = subprocess.run(["dvc", "cache", "dir"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
     jobs = cfg.jobs or max(1, len(gpus))
-    threads = max(1, local.cores() // jobs) if cfg.kind == "local" else (cfg.cpus or None)
+    threads = cfg.cpus or (max(1, local.cores() // jobs) if cfg.kind == "local" else None)
     for i, exp in enumerate(todo, 1):
         print(f"  worktree {i}/{len(todo)}: {work.worktree(exp)}", flush=True)
         prepare_worktree(repo, work.worktree(exp), commit, cache)
@@ -155,6 +155,7 @@ def submit(todo: list[Experiment], cfg: Launcher, work: Workdir, repo: Path, uri
     m = Manifest(submission, str(repo), commit, cfg.kind, uri, EXPERIMENT, str(work.root), threads,
                  [{"exp": exp_to_dict(e), "run_key": f"{e.folder}-{submission}"} for e in todo])
     path = m.save()
+    (work.root / "logs").mkdir(parents=True, exist_ok=True)  # Slurm opens its output files there
     base = {"launcher": cfg.kind, "submission": submission, "driver": os.getpid(), "host": socket.gethostname(),
             "submitted": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": commit}
     if cfg.kind == "slurm":
