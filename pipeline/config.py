@@ -41,7 +41,7 @@ class Invalid(ValueError):
 # reads params does not depend on every registry's code); each registry implements exactly these names
 # (its dict is typed with them, and tests/test_config.py checks that the two agree).
 Optimizer = Literal["sgd", "adamw"]  # pipeline.optim.OPTIMIZERS
-Amp = Literal["none", "bf16", "fp16"]  # pipeline.optim.AMP_DTYPES
+Amp = Literal["auto", "none", "bf16", "fp16"]  # pipeline.optim.AMP_DTYPES; auto: pipeline.distributed.resolve_amp
 Codebook = Literal["random", "fixed"]  # pipeline.lad.CODEBOOKS
 Distance = Literal["cwd", "kl"]  # pipeline.losses.DISTANCES
 Arch = Literal["deeplabv3", "fcn", "ocrnet", "pspnet", "stdc"]  # pipeline.models.HEADS
@@ -194,6 +194,10 @@ class RunConfig(Section):
     ckpt_interval: Annotated[int, Field(ge=1)]  # steps between resume checkpoints
     num_workers: Annotated[int, Field(ge=0, le=64)]  # DataLoader workers (augmentation is seeded per sample)
     cache_images: bool  # decoded images kept in RAM
+    # GPU speed (pipeline.engine.Trainer); float32 results within rounding of the defaults (tests/test_engine.py)
+    channels_last: bool | Literal["auto"]  # NHWC tensors, what tensor cores want; auto: on CUDA only
+    cudnn_benchmark: bool  # cuDNN times its kernels for each input shape once, then keeps the fastest (CUDA)
+    compile: bool  # torch.compile the training step's network (minutes of compiling first; pays on long runs)
 
 
 class LADConfig(Section):

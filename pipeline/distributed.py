@@ -91,9 +91,19 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """``train.amp`` on ``device``: ``auto`` is bf16 on a CUDA GPU with native bf16 (compute capability 8.0
+    on), else float32 (``none``: a CPU's bf16 pays only with AMX or AVX512-BF16); others as they are."""
+    if amp != "auto":
+        return amp
+    native = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    return "bf16" if native else "none"
+
+
 def check_amp(amp: str, device: torch.device) -> None:
     """Mixed precision the device can run, checked when the stage starts on it: fp16 autocast needs CUDA (a
     GradScaler on the GPU); bf16 on a GPU needs native bf16 (emulated, it is slower than float32)."""
+    amp = resolve_amp(amp, device)
     if amp == "fp16" and device.type != "cuda":
         raise RuntimeError(f"train.amp: 'fp16' needs CUDA, and this stage runs on {device.type}; use 'bf16' or "
                            "'none' on a CPU")

@@ -27,6 +27,8 @@ from pipeline.words.format import fmt, markdown_table
 from pipeline.words.published import PUBLISHED_NOTE
 
 PAPER_MD = Path("reports/paper.md")
+# train.amp as the table's header says it (auto: pipeline.distributed.resolve_amp, float32 on every CPU)
+PRECISION = {"none": "float32", "auto": "float32 on a CPU, bf16 on a GPU (train.amp auto)"}
 COMPUTE_PNG = Path("reports/paper_compute.png")  # mIoU against training TFLOP (dvc.yaml plots)
 
 REPORT = """# LAD report: {dataset}
@@ -116,7 +118,7 @@ def write_paper(root: Path = Path(".")) -> str:
     table, points = tables.rows_table(runs)
     text, losses = questions.answers(found)
     metas = [m for r in runs.values() for m in r.metas]
-    dtypes = sorted({"float32" if r.cfg.train.amp == "none" else f"{r.cfg.train.amp} autocast" for r in runs.values()})
+    dtypes = sorted({PRECISION.get(r.cfg.train.amp, f"{r.cfg.train.amp} autocast") for r in runs.values()})
     timing, seconds = tables.timing_table(runs)
     body = "\n\n".join([
         "# The paper's table, by docs/protocol.md",

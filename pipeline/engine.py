@@ -19,7 +19,7 @@ from tqdm import tqdm
 from pipeline import progress
 from pipeline.checkpoint import atomic_save, load_checkpoint
 from pipeline.data import SegDataset, eval_loader, train_loader
-from pipeline.distributed import Context, all_gather_object, all_reduce_sum
+from pipeline.distributed import Context, all_gather_object, all_reduce_sum, resolve_amp
 from pipeline.evaluate import Inference, autocast, evaluate
 from pipeline.io import git_commit, write_json
 from pipeline.metrics import scores
@@ -143,6 +143,12 @@ class Trainer:
         self.ctx = ctx or Context(device=next(model.parameters()).device)
         self.device = self.ctx.device
         self.module = model.to(self.device)  # the bare network: what checkpoints hold
+        # GPU speed switches (params.yaml run): NHWC tensors, cuDNN autotuning, torch.compile
+        self.channels_last = run.channels_last is True or (run.channels_last == "auto" and self.device.type == "cuda")
+        if self.channels_last:
+            self.module.to(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = run.cudnn_benchmark
         # torch's SyncBatchNorm runs on CUDA only: on CPU (gloo) each process normalises its own batch
         self.sync_bn = self.ctx.distributed and self.device.type == "cuda"
         if self.sync_bn:
@@ -150,6 +156,8 @@ class Trainer:
         if self.ctx.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if run.compile:
+            model = torch.compile(model)
         self.model, self.step, self.data, self.job = model, step, data, job
         self.train_cfg, self.run_cfg, self.schedule, self.seed = train, run, job.schedule, job.seed
         self.desc, self.log_fn, self.checkpoints = job.desc, job.log_fn, checkpoints
@@ -159,8 +167,9 @@ class Trainer:
         trainable = list(model.parameters()) + (list(self.extra.parameters()) if self.extra is not None else [])
         self.optimizer = make_optimizer(train.optimizer, [p for p in trainable if p.requires_grad],
                                         self.schedule.lr, train.momentum, train.weight_decay)
-        self.autocast_dtype = AMP_DTYPES[train.amp]
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=train.amp == "fp16")
+        self.amp = resolve_amp(train.amp, self.device)
+        self.autocast_dtype = AMP_DTYPES[self.amp]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
         self.iteration = 0
         self.history: dict[str, list[dict[str, float]]] = {"train": [], "val": []}
         self.resumed_from: int | None = None
@@ -235,6 +244,8 @@ class Trainer:
         """One optimisation step at learning rate ``lr``; returns the step's (detached) loss terms."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.autocast_dtype):
             terms = self.step(self.model, image, label)
         loss = terms["loss"]

@@ -23,7 +23,7 @@ from pipeline.config import Config
 from pipeline.data import eval_loader, load_index, make_dataset
 from pipeline.data.dataset import pad_collate
 from pipeline.deploy import Preprocess, check_onnx, export_onnx, onnx_problem, torch_latency
-from pipeline.distributed import check_amp, pick_device
+from pipeline.distributed import check_amp, pick_device, resolve_amp
 from pipeline.evaluate import Inference, evaluate
 from pipeline.io import atomic_write, write_json
 from pipeline.lad import Channel, LabelChannel
@@ -73,8 +73,9 @@ def evaluate_model(name: str, path: Path, cfg: Config, index: dict[str, Any], lo
     fn = input_fn(cfg, index, codebook)
     torch.manual_seed(seed)  # the label noise of the teacher's evaluation is reproducible
     ev = cfg.evaluate
-    conf = evaluate(model.to(device), loader, k, ignore, fn, Inference.from_config(ev, AMP_DTYPES[cfg.train.amp]),
-                    device, progress=f"evaluate {name} (seed {seed})")
+    dtype = AMP_DTYPES[resolve_amp(cfg.train.amp, device)]
+    conf = evaluate(model.to(device), loader, k, ignore, fn, Inference.from_config(ev, dtype), device,
+                    progress=f"evaluate {name} (seed {seed})")
     model.cpu()
     res = scores(conf, classes)
     spec = ckpt["spec"]
@@ -106,7 +107,7 @@ def deployment(name: str, model: torch.nn.Module, fn: Callable | None, sample: t
         x = fn(*sample) if fn else sample[0]
     out: dict[str, Any] = {}
     if reps:
-        out["latency"] = torch_latency(model, x, reps, device, AMP_DTYPES[cfg.train.amp])
+        out["latency"] = torch_latency(model, x, reps, device, AMP_DTYPES[resolve_amp(cfg.train.amp, device)])
         model.cpu()
     if EVALUATIONS[name].ships:  # the networks that ship: image in, logits out
         onnx, problem = paths.onnx(name), onnx_problem(model)

@@ -14,7 +14,7 @@ from pipeline.steps.supervised import SupervisedStep
 from tests.conftest import section, trainer_config
 
 
-def make_trainer(index, iters, resume_dir, fingerprint="fp", val=False):
+def make_trainer(index, iters, resume_dir, fingerprint="fp", val=False, channels_last=None, optimizer="adamw"):
     torch.manual_seed(0)
     k = len(index["classes"])
     model = create_segmentor(NetworkSpec("deeplabv3", "resnet18d", k, in_chans=4, head_channels=16, aux_channels=8,
@@ -24,8 +24,11 @@ def make_trainer(index, iters, resume_dir, fingerprint="fp", val=False):
                           LabelChannel.of("distill", lad, section("distill")), DualPath.of(lad))
     train = make_dataset(index, "train", [0.5] * 3, [0.25] * 3, crop=32, scale_range=(0.75, 1.25), flip=True)
     val_set = make_dataset(index, "val", [0.5] * 3, [0.25] * 3) if val else None
-    return Trainer(model, step, SegData(train, val_set, index["classes"]),
-                   *trainer_config(iters, val_interval=2, ckpt_interval=2),
+    train_cfg, run, job = trainer_config(iters, val_interval=2, ckpt_interval=2)
+    train_cfg = train_cfg.model_copy(update={"optimizer": optimizer})
+    if channels_last is not None:
+        run = run.model_copy(update={"channels_last": channels_last})
+    return Trainer(model, step, SegData(train, val_set, index["classes"]), train_cfg, run, job,
                    Checkpoints(resume_dir, fingerprint) if resume_dir else None)
 
 
@@ -166,3 +169,25 @@ def test_every_architecture_trains_and_evaluates(tiny_index, arch, backbone):
         assert hist["train"][0]["ce"] > 0.5
     res = scores(evaluate(model.eval(), eval_loader(val, 4), k, 255), tiny_index["classes"])
     assert 0 <= res["miou"] <= 100 and 0 <= res["pixel_acc"] <= 100 and len(res["per_class_iou"]) == k
+
+
+def test_channels_last_gives_the_default_layouts_forward_and_training_step_on_a_cpu(tiny_index):
+    """run.channels_last (on by default on CUDA) changes the memory layout only: the same logits and, after two
+    SGD steps (the recipes' optimiser), the same weights as the default NCHW layout, within float32 rounding.
+    (AdamW divides each gradient by its running size, so a rounding-sized gradient moves a weight by up to lr:
+    1.8e-3 here, the same for any two float32 orders of summation.)"""
+    nchw, nhwc = (make_trainer(tiny_index, 2, None, channels_last=layout, optimizer="sgd") for layout in (False, True))
+    assert (nchw.channels_last, nhwc.channels_last) == (False, True)
+    assert any(p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+               for p in nhwc.module.parameters())
+    x = torch.randn(2, 4, 32, 32)
+    with torch.no_grad():
+        ref = nchw.module.eval()(x)["out"]
+        out = nhwc.module.eval()(x.contiguous(memory_format=torch.channels_last))["out"]
+    assert torch.allclose(ref, out, atol=1e-5, rtol=1e-4)
+    for t in (nchw, nhwc):
+        t.module.train()
+        t.fit()
+    after = nhwc.module.state_dict()
+    for name, tensor in nchw.module.state_dict().items():
+        assert torch.allclose(tensor.float(), after[name].float(), atol=1e-5, rtol=1e-4), name

@@ -38,7 +38,7 @@ class Launcher:
     kind: Kind = "serial"
     jobs: int = 0  # local: shards at once (0: one per GPU, else 1); slurm: tasks running at once, %N (0: no cap)
     gpus: int = 0  # per shard: slurm --gpus-per-task; local: one per job when CUDA is there
-    cpus: int = 0  # per shard: its torch threads, and slurm --cpus-per-task (0: local, cores // jobs; slurm, its default)
+    cpus: int = 0  # torch threads per shard, and slurm --cpus-per-task (0: local cores // jobs; Slurm's default)
     mem: str = ""  # slurm --mem, e.g. 32G ("" : the partition's default)
     time: str = ""  # slurm --time, e.g. 12:00:00 (a task past it requeues itself, see grace_s)
     partition: str = ""  # slurm --partition ("": the cluster's default)
