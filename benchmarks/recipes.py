@@ -124,19 +124,16 @@ def anchor_gflop() -> float:
 
 def gpu_hours(name: str) -> dict[str, float]:
     """Estimated GPU hours of each model recipe ``name`` trains (see ``--costs``)."""
-    return config_gpu_hours(recipe_config(name), trained_only=False)
+    return config_gpu_hours(recipe_config(name))
 
 
-def config_gpu_hours(cfg: Any, trained_only: bool = True) -> dict[str, float]:
-    """Estimated GPU hours of each model validated params ``cfg`` train, one seed (``trained_only``: the roles
-    its stages do not skip; what ``commands.paper run --recipe`` prints before submitting)."""
-    from pipeline.roles import ROLES
-
+def config_gpu_hours(cfg: Any) -> dict[str, float]:
+    """Estimated GPU hours of each model validated params ``cfg`` train on one seed (what ``commands.paper run
+    --recipe`` prints before submitting a table)."""
     anchor = anchor_gflop()
     batch = cfg.train.batch_size * cfg.train.nproc / 16  # the anchor's batch: 16
     return {role: iters * ANCHOR_S_PER_ITER * gflop / anchor * batch * ANCHOR_GPUS / 3600
-            for role, (iters, gflop) in training_gflop(cfg, class_count(cfg)).items()
-            if not trained_only or ROLES[role].skip(cfg) is None}
+            for role, (iters, gflop) in training_gflop(cfg, class_count(cfg)).items()}
 
 
 def recipe_config(name: str) -> Any:

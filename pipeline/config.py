@@ -41,7 +41,8 @@ class Invalid(ValueError):
 # reads params does not depend on every registry's code); each registry implements exactly these names
 # (its dict is typed with them, and tests/test_config.py checks that the two agree).
 Optimizer = Literal["sgd", "adamw"]  # pipeline.optim.OPTIMIZERS
-Amp = Literal["auto", "none", "bf16", "fp16"]  # pipeline.optim.AMP_DTYPES; auto: pipeline.distributed.resolve_amp
+Precision = Literal["none", "bf16", "fp16"]  # pipeline.optim.AMP_DTYPES
+Amp = Literal["auto", Precision]  # auto: bf16 on a CUDA GPU with native bf16, else none (distributed.resolve_amp)
 Codebook = Literal["random", "fixed"]  # pipeline.lad.CODEBOOKS
 Distance = Literal["cwd", "kl"]  # pipeline.losses.DISTANCES
 Arch = Literal["deeplabv3", "fcn", "ocrnet", "pspnet", "stdc"]  # pipeline.models.HEADS

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from pipeline.config import Amp, Optimizer
+from pipeline.config import Optimizer, Precision
 
 # foreach: one kernel per step for all parameters; torch's CPU default loops over them in Python
 # (about a tenth of a small model's step)
@@ -17,7 +17,7 @@ OPTIMIZERS: dict[Optimizer, Callable[..., torch.optim.Optimizer]] = {
     "adamw": lambda params, lr, momentum, weight_decay: torch.optim.AdamW(
         params, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay, foreach=True),
 }
-AMP_DTYPES: dict[Amp, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_DTYPES: dict[Precision, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def make_optimizer(name: str, params: Any, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:

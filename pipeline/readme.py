@@ -6,6 +6,8 @@ Each block lies between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` and co
   (``benchmarks/timings.py`` measures them and names the CPU);
 - ``default-run``: the default run's headline mIoUs, from ``reports/metrics.json`` (the ``report`` stage),
   beside the paper's run of the same baseline (``reports/paper/protocol/paper@seeds0``) and its CPU;
+- ``gpu-check``: the training step's speed on a GPU, from ``reports/gpu_check.json`` (``bash
+  benchmarks/gpu_check.sh`` writes it on a CUDA machine; until then the block says no GPU figure exists);
 - ``paper-table``: the paper's comparisons, from ``reports/paper/protocol/`` (``python -m commands.paper report``).
 
 ``python -m pipeline.readme`` rewrites the first two (the paper's table is written with the paper's report);
@@ -25,9 +27,10 @@ from pipeline.results import mean_std
 README = Path("README.md")
 TIMINGS = Path("reports/timings.json")
 METRICS = Path("reports/metrics.json")
+GPU_CHECK = Path("reports/gpu_check.json")
 # the paper's main experiment on seed 0: its baseline trains as the default run's (pipeline.experiments.protocol.plan)
 REFERENCE = Path("reports/paper/protocol/paper@seeds0")
-RUN_BLOCKS = ("costs", "default-run")  # the blocks this module writes; the paper's table is pipeline.documents'
+RUN_BLOCKS = ("costs", "default-run", "gpu-check")  # this module's blocks; the paper's table is pipeline.documents'
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -111,14 +114,30 @@ def other_cpu(metrics: dict, timings: dict, reference: Path, root: Path = Path("
             + verdict)
 
 
+def gpu_check(found: dict) -> str:
+    """The GPU speed line: each role's s/iteration, images/s, peak memory and MFU at the VOC recipe's shapes."""
+    if not found:
+        return ("`bash benchmarks/gpu_check.sh` has not run on a GPU yet: no GPU speed figure is quoted here "
+                "(target: 100 images/s or more for the VOC student step at 512 px on one H100-class GPU).")
+    rows = "; ".join(
+        f"{r['role']} {r['amp']}: {r['sec_per_iter']:.3f} s/iter, **{r['images_per_s']:.0f} images/s**, "
+        f"{(r['peak_mib'] or 0) / 1024:.1f} GiB" + (f", MFU {100 * r['mfu']:.0f}%" if r.get("mfu") is not None else "")
+        for r in found["rows"])
+    return (f"Measured by `bash benchmarks/gpu_check.sh` on {found['device']} ({found['date']}, torch "
+            f"{found['torch']}, {found['processes']} process(es) x batch {found['batch']}, {found['crop']} px, "
+            f"recipe {found['recipe']}): {rows}.")
+
+
 def run_blocks(root: Path = Path(".")) -> dict[str, str]:
     """The blocks :data:`RUN_BLOCKS` as the committed files give them."""
     timings = json.loads((root / TIMINGS).read_text()) if (root / TIMINGS).is_file() else {}
     if not (root / METRICS).is_file():
         raise FileNotFoundError(f"{root / METRICS}: missing; run the pipeline first (dvc repro)")
     metrics = json.loads((root / METRICS).read_text())
+    gpu = json.loads((root / GPU_CHECK).read_text()) if (root / GPU_CHECK).is_file() else {}
     return {"costs": costs(timings),
-            "default-run": default_run(metrics) + other_cpu(metrics, timings, root / REFERENCE, root)}
+            "default-run": default_run(metrics) + other_cpu(metrics, timings, root / REFERENCE, root),
+            "gpu-check": gpu_check(gpu)}
 
 
 def write(root: Path = Path(".")) -> None:

@@ -156,7 +156,7 @@ def test_every_registry_implements_exactly_the_schema_names():
     from pipeline.data import layouts
     from pipeline.models import stdc
 
-    for names, registry in [(config.Optimizer, optim.OPTIMIZERS), (config.Amp, optim.AMP_DTYPES),
+    for names, registry in [(config.Optimizer, optim.OPTIMIZERS), (config.Precision, optim.AMP_DTYPES),
                             (config.Codebook, lad.CODEBOOKS), (config.Distance, losses.DISTANCES),
                             (config.Arch, models.HEADS), (config.LabelInit, models.LABEL_INITS),
                             (config.DatasetName, layouts.LAYOUTS), (config.MethodName, methods.METHODS)]:

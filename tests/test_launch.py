@@ -52,7 +52,7 @@ def test_two_local_jobs_give_the_serial_table(serial, tmp_path):
     t0 = time.perf_counter()
     out = run([*PAPER, "run", *TABLE, "--launcher", "local", "--jobs", "2", *ONE_THREAD, "--commit"], repo, env=GIT_ID)
     print(f"4 shards, 2 local jobs: {time.perf_counter() - t0:.0f} s\n{out.stdout}")
-    assert "running 4 shards, 2 at a time (1 threads each)" in out.stdout
+    assert "running 4 shards, 2 at a time (1 torch thread(s) each)" in out.stdout
     assert numbers(repo) == serial
     metas = [meta(repo, f) for f in serial]
     assert {(m["launcher"], m["threads"]) for m in metas} == {("local", 1)}

@@ -43,10 +43,12 @@ def test_blocks_from_known_files(tmp_path):
                                "**5.6 GB**.")
     assert "baseline **34.12**, LAD student **36.26**" in blocks["default-run"]
     assert "16.10 with an empty label channel" in blocks["default-run"]
-    text = "a\n<!-- costs:start -->\nold\n<!-- costs:end -->\n<!-- default-run:start -->\n<!-- default-run:end -->\n"
+    text = "a\n<!-- costs:start -->\nold\n<!-- costs:end -->\n<!-- default-run:start -->\n<!-- default-run:end -->\n" \
+           "<!-- gpu-check:start -->\n<!-- gpu-check:end -->\n"
     (tmp_path / "README.md").write_text(text)
     readme.write(tmp_path)
     assert readme.block((tmp_path / "README.md").read_text(), "costs") == blocks["costs"]
+    assert "has not run on a GPU" in readme.block((tmp_path / "README.md").read_text(), "gpu-check")
     (tmp_path / "README.md").write_text("no markers\n")
     with pytest.raises(ValueError, match="costs:start"):
         readme.write(tmp_path)

@@ -56,15 +56,22 @@ def digest(exp: Experiment, root: Path = Path("."), keys: list[str] | None = Non
     return digest_of(Overlay(exp.name, exp.sets).merged(params), NUMERICS, keys)
 
 
-def collected_digest(folder: Path, keys: list[str]) -> str | None:
+def with_run_keys(values: dict[str, Any], params: Path = Path(PARAMS)) -> dict[str, Any]:
+    """A collected shard's params with the ``run`` keys added since it ran, from ``params`` (the repository's
+    params.yaml): ``run`` decides no number (the GPU speed switches, say), so today's values stand in."""
+    now = load_yaml(params.read_text()).get("run", {}) if params.is_file() else {}
+    return {**values, "run": {**now, **(values.get("run") or {})}}
+
+
+def collected_digest(folder: Path, keys: list[str], params: Path = Path(PARAMS)) -> str | None:
     """The digest of a collected shard, from the params.yaml it ran with and the numerics it recorded
-    (None: not collected, or its params no longer validate)."""
-    meta, params = folder / META, folder / PARAMS
-    if not (meta.is_file() and params.is_file()):
+    (None: not collected, or its params no longer validate); ``params``: the repository's params.yaml."""
+    meta, own = folder / META, folder / PARAMS
+    if not (meta.is_file() and own.is_file()):
         return None
     numerics = json.loads(meta.read_text()).get("numerics", FIRST_NUMERICS)
     try:
-        return digest_of(load_yaml(params.read_text()), numerics, keys)
+        return digest_of(with_run_keys(load_yaml(own.read_text()), params), numerics, keys)
     except ValueError:  # a key renamed or removed since: the shard speaks for other params
         return None
 
@@ -76,4 +83,5 @@ def status(exp: Experiment, root: Path = Path("."), current: str | None = None) 
     if not (folder / META).is_file():
         return "missing"
     keys = computing_keys(root / "dvc.yaml")
-    return "current" if collected_digest(folder, keys) == (current or digest(exp, root, keys)) else "stale"
+    want = current or digest(exp, root, keys)
+    return "current" if collected_digest(folder, keys, root / PARAMS) == want else "stale"

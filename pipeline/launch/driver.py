@@ -53,10 +53,10 @@ def git(*args: str, cwd: Path) -> str:
 
 def shard_status(exp: Experiment, work: Workdir, queue: dict[str, tuple[str, str]], repo: Path) -> tuple[str, str]:
     """``(status, detail)`` of one shard (the module's docstring lists the statuses)."""
-    keys = currency.computing_keys(repo / "dvc.yaml")
+    keys, params = currency.computing_keys(repo / "dvc.yaml"), repo / currency.PARAMS
     want = currency.digest(exp, repo, keys)
     here = repo / exp.runs / exp.folder
-    if currency.collected_digest(here, keys) == want:
+    if currency.collected_digest(here, keys, params) == want:
         return "done", str(exp.runs / exp.folder)
     collected = "stale" if (here / currency.META).is_file() else "missing"
     sub, st = read_json(work.submitted(exp)), read_json(work.state(exp))
@@ -65,7 +65,7 @@ def shard_status(exp: Experiment, work: Workdir, queue: dict[str, tuple[str, str
     ours = st.get("submission") == sub["submission"]
     if ours and st.get("state") == "done":  # collected in its worktree: for this code and params, or stale
         there = work.worktree(exp) / exp.runs / exp.folder
-        return ("finished", str(there)) if currency.collected_digest(there, keys) == want else (collected, "")
+        return ("finished", str(there)) if currency.collected_digest(there, keys, params) == want else (collected, "")
     attempt = f", attempt {st.get('restarts', 0) + 1}" if ours and st.get("restarts") else ""
     if sub["launcher"] == "slurm" and (job := queue.get(sub["job"])):
         state, reason = job
@@ -101,7 +101,7 @@ def bring_home(exp: Experiment, work: Workdir, repo: Path, commit: bool) -> Path
         meta = read_json(dest / currency.META)
         git("add", str(dest.relative_to(repo)), cwd=repo)
         git("commit", "-qm", f"paper table: {exp.folder} collected ({meta.get('seconds', 0):.0f} s, "
-            f"{meta.get('launcher')} {meta.get('job')}, {meta.get('threads') or 'default'} threads)", "--",
+            f"{meta.get('launcher')} {meta.get('job')}, threads: {meta.get('threads') or 'default'})", "--",
             str(dest.relative_to(repo)), cwd=repo)
     return dest
 
@@ -170,7 +170,7 @@ def submit(todo: list[Experiment], cfg: Launcher, work: Workdir, repo: Path, uri
     for exp in todo:
         update_json(work.submitted(exp), **base, job="local")
     pool = local.Pool(path, len(todo), jobs, [work.log(e) for e in todo], repo, gpus, max(1, cfg.gpus))
-    each = f"GPUs {' / '.join(pool.slots)}" if gpus else f"{threads} threads each"
+    each = f"GPUs {' / '.join(pool.slots)}" if gpus else f"{threads} torch thread(s) each"
     print(f"running {len(todo)} shards, {jobs} at a time ({each})", flush=True)
     return pool
 
@@ -187,6 +187,38 @@ def locked(work: Workdir) -> Any:
     handle.write(str(os.getpid()))
     handle.flush()
     return handle
+
+
+def wait(watch: dict[str, Experiment], work: Workdir, repo: Path, cfg: Launcher, commit: bool,
+         pool: local.Pool | None, todo: list[Experiment]) -> list[str]:
+    """Poll until every watched shard is collected (brought home, committed when asked) or failed (reported
+    with its log's tail); the failed ones' folders."""
+    failed = []
+    while watch:
+        for i, code in pool.step() if pool else ():  # a job that died before its shard said anything
+            submission = read_json(work.submitted(todo[i]))["submission"]
+            if read_json(work.state(todo[i])).get("submission") != submission:
+                update_json(work.state(todo[i]), submission=submission, state="failed", exit=code,
+                            why=f"exit {code} before the shard started")
+        queue = slurm.queue() if cfg.kind == "slurm" else {}
+        for folder, exp in list(watch.items()):
+            state, detail = shard_status(exp, work, queue, repo)
+            if state == "finished":
+                dest = bring_home(exp, work, repo, commit)
+                meta = read_json(dest / currency.META)
+                requeued = f", requeued {meta['restarts']}x" if meta.get("restarts") else ""
+                print(f"{folder}: collected in {dest.relative_to(repo)} ({meta.get('seconds', 0):.0f} s, "
+                      f"{meta.get('job')}{requeued})", flush=True)
+            elif state == "failed":
+                failed.append(folder)
+                print(f"{folder}: FAILED: {detail}\n  its log, {work.log(exp)}:\n    " +
+                      log_tail(work.log(exp)).replace("\n", "\n    "), file=sys.stderr, flush=True)
+            elif state in ("running", "queued"):
+                continue
+            del watch[folder]
+        if watch:
+            time.sleep(POLL_S)
+    return failed
 
 
 def launch(exps: list[Experiment], cfg: Launcher, commit: bool = False, repo: Path | None = None) -> int:
@@ -207,36 +239,14 @@ def launch(exps: list[Experiment], cfg: Launcher, commit: bool = False, repo: Pa
     print(f"{len(exps)} shards: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n) +
           f"; submitting {len(todo)}", flush=True)
     watch = {e.folder: e for e in exps if found[e.folder][0] in IN_FLIGHT or e in todo}
-    uri, server, pool, failed = "", None, None, []
+    uri, server, pool = "", None, None
     try:
         if todo:
             uri, server = tracking(cfg, work, repo)
             pool = submit(todo, cfg, work, repo, uri, gpus)
         if not cfg.wait and pool is None:
             return 0
-        while watch:
-            for i, code in pool.step() if pool else ():  # a job that died before its shard said anything
-                if read_json(work.state(todo[i])).get("submission") != read_json(work.submitted(todo[i]))["submission"]:
-                    update_json(work.state(todo[i]), submission=read_json(work.submitted(todo[i]))["submission"],
-                                state="failed", exit=code, why=f"exit {code} before the shard started")
-            queue = slurm.queue() if cfg.kind == "slurm" else {}
-            for folder, exp in list(watch.items()):
-                state, detail = shard_status(exp, work, queue, repo)
-                if state == "finished":
-                    dest = bring_home(exp, work, repo, commit)
-                    meta = read_json(dest / currency.META)
-                    requeued = f", requeued {meta['restarts']}x" if meta.get("restarts") else ""
-                    print(f"{folder}: collected in {dest.relative_to(repo)} ({meta.get('seconds', 0):.0f} s, "
-                          f"{meta.get('job')}{requeued})", flush=True)
-                elif state == "failed":
-                    failed.append(folder)
-                    print(f"{folder}: FAILED: {detail}\n  its log, {work.log(exp)}:\n    " +
-                          log_tail(work.log(exp)).replace("\n", "\n    "), file=sys.stderr, flush=True)
-                elif state in ("running", "queued"):
-                    continue
-                del watch[folder]
-            if watch:
-                time.sleep(POLL_S)
+        failed = wait(watch, work, repo, cfg, commit, pool, todo)
     finally:
         if pool:
             pool.stop()

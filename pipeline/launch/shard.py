@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pipeline.launch import Manifest, Workdir, log_tail, read_json, update_json
 from pipeline.overlays import Overlay, apply_text
@@ -58,6 +59,25 @@ def repro_command() -> list[str]:
     return [sys.executable, "-m", "pipeline.stage_server", "--", "dvc", "repro"]
 
 
+def repro(tree: Path, env: dict[str, str], out: Any) -> tuple[int, int]:
+    """``dvc repro`` in ``tree``, its output to ``out``; ``(exit status, the signal that stopped it or 0)``.
+    SIGTERM and SIGINT reach the children too (Slurm signals the whole job, the driver the job's group), so
+    this process only notes them; SIGUSR1, Slurm's warning before the time limit, requeues the task."""
+    stop = {"signal": 0}
+
+    def interrupted(signum: int, _frame: object) -> None:
+        stop["signal"] = signum
+
+    def requeue(signum: int, _frame: object) -> None:
+        subprocess.run(["scontrol", "requeue", os.environ.get("SLURM_JOB_ID", "")], check=False)
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGUSR1, requeue)
+    proc = subprocess.Popen(repro_command(), cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return proc.wait(), stop["signal"]
+
+
 def run(manifest_path: Path, index: int) -> int:
     """Run shard ``index`` of a manifest; its exit status (0: collected in its worktree)."""
     from pipeline.results import collect
@@ -75,17 +95,6 @@ def run(manifest_path: Path, index: int) -> int:
     threads = m.threads or int(os.environ.get("SLURM_CPUS_PER_TASK", "0") or 0) or None
     update_json(state, state="running", submission=m.id, host=socket.gethostname(), pid=os.getpid(), job=job_name(),
                 restarts=restarts, threads=threads, started=time.time(), exit=None, why="")
-    stop = {"signal": 0}
-
-    def interrupted(signum: int, _frame: object) -> None:
-        stop["signal"] = signum  # the children got it too (Slurm signals the job; the driver, the group)
-
-    def requeue(signum: int, _frame: object) -> None:  # Slurm's warning: the time limit is near
-        subprocess.run(["scontrol", "requeue", os.environ.get("SLURM_JOB_ID", "")], check=False)
-
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGINT, interrupted)
-    signal.signal(signal.SIGUSR1, requeue)
     committed = git("show", f"{m.commit}:params.yaml", cwd=tree)
     (tree / "params.yaml").write_text(apply_text(committed + "\n", Overlay(exp.name, exp.sets)))
     env = {**os.environ, "DVC_EXP_NAME": exp.name, invocation.ENV: m.shards[index]["run_key"],
@@ -95,13 +104,12 @@ def run(manifest_path: Path, index: int) -> int:
         out.write(f"\n== {exp.folder}: attempt {restarts + 1}, {job_name()}, {threads or 'default'} threads, "
                   f"commit {m.commit[:10]}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         out.flush()
-        proc = subprocess.Popen(repro_command(), cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT)
-        code = proc.wait()
+        code, stopped = repro(tree, env, out)
     seconds = spent + time.perf_counter() - t0
-    if stop["signal"]:
+    if stopped:
         update_json(state, state="interrupted", exit=code, seconds=seconds,
-                    why=f"signal {signal.Signals(stop['signal']).name} (requeued, preempted or stopped)")
-        return 128 + stop["signal"]
+                    why=f"signal {signal.Signals(stopped).name} (requeued, preempted or stopped)")
+        return 128 + stopped
     if code != 0:
         update_json(state, state="failed", exit=code, seconds=seconds,
                     why=f"`dvc repro` exit {code}: {log_tail(log, 1)}")
