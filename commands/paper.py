@@ -170,8 +170,8 @@ def confirm(exps: list[Experiment], params: dict[str, Any], yes: bool) -> None:
     for name, shards in per_exp.items():
         print(f"  {name:28s} {len(shards)} shard(s) x {shards[0]:6.1f} GPU h = {sum(shards):7.1f} GPU h")
     total = sum(map(sum, per_exp.values()))
-    print(f"estimated: {total:.1f} GPU hours for {len(exps)} shards (benchmarks/recipes.py --costs: scaled from the "
-          "official VOC log; finished stages restored from DVC's run cache cost nothing)", flush=True)
+    print(f"estimated: at most {total:.1f} GPU hours for {len(exps)} shards (benchmarks/recipes.py --costs, scaled "
+          "from the official VOC log; a stage two shards share, e.g. a seed's teacher, trains once)", flush=True)
     if yes:
         return
     if not sys.stdin.isatty():

@@ -118,3 +118,19 @@ def test_a_slurm_array_requeued_mid_training_gives_the_serial_table(serial, tmp_
     finally:
         cluster.stop()
         server.stop()
+
+
+def test_a_recipes_table_is_estimated_and_asked_for_before_anything_is_submitted(tmp_path):
+    """--recipe, --seeds and --parts make a recipe's table one command; its GPU hours are printed and asked for,
+    and a shard that trains on CUDA without a GPU per task is refused before any submission."""
+    repo = copy_repo(tmp_path / "repo", PARAMS)
+    table = [*PAPER, "run", "--recipe", "voc_deeplabv3_r18", "--seeds", "0", "2", "3", "--parts", "main", "compare",
+             "--launcher", "slurm"]
+    asked = run([*table, "--gpus", "1"], repo, check=False)  # stdin is no terminal: asked, not answered
+    assert asked.returncode == 1 and "add --yes" in asked.stderr, asked.stderr
+    assert "GPU hours for 9 shards" in asked.stdout, asked.stdout  # paper, paper-warm, paper-compare x 3 seeds
+    no_gpu = run([*table, "--yes"], repo, check=False)
+    assert no_gpu.returncode == 1 and "--gpus: paper@seeds0 trains on CUDA" in no_gpu.stderr, no_gpu.stderr
+    assert not (repo / ".paper" / "manifests").exists()  # nothing submitted
+    listing = run([*PAPER, "list", "--recipe", "voc_deeplabv3_r18", "--seeds", "0", "--parts", "main"], repo)
+    assert "-S train.crop_size=512" in listing.stdout and "2 shards: 0 current, 0 stale, 2 missing" in listing.stdout

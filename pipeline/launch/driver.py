@@ -229,12 +229,11 @@ def launch(exps: list[Experiment], cfg: Launcher, commit: bool = False, repo: Pa
         print(f"a driver (pid {(work.root / 'driver.lock').read_text().strip()}) is collecting these shards "
               "already: nothing submitted; `python -m commands.paper status` shows them")
         return 0
-    params = load_yaml((repo / currency.PARAMS).read_text())
     gpus = local.visible_gpus() if cfg.kind == "local" else []
+    check_devices(exps, cfg, load_yaml((repo / currency.PARAMS).read_text()), gpus)
     queue = slurm.queue() if cfg.kind == "slurm" else {}
     found = {e.folder: shard_status(e, work, queue, repo) for e in exps}
     todo = [e for e in exps if found[e.folder][0] in ("stale", "missing", "failed")]
-    check_devices(todo, cfg, params, gpus)
     counts = {s: sum(v[0] == s for v in found.values()) for s in ("done", *IN_FLIGHT, "failed", "stale", "missing")}
     print(f"{len(exps)} shards: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n) +
           f"; submitting {len(todo)}", flush=True)
