@@ -9,7 +9,8 @@
 # `make recipe R=voc_deeplabv3_r18`: set a paper recipe's keys in params.yaml, comments kept (pipeline/overlays.py)
 # `make lock`: regenerate requirements.lock from pyproject.toml (uv, every platform) after changing a dependency
 # `make timings`: time a no-op `dvc repro` and `make test`, size .venv (reports/timings.json), then rewrite the
-#   README's figures from the committed files (pipeline/readme.py); `dvc repro` from nothing is timed on a
+#   README's figures from the committed files (pipeline/readme.py; reports/gpu_check.json too, which
+#   `bash benchmarks/gpu_check.sh` writes on a GPU); `dvc repro` from nothing is timed on a
 #   fresh clone: python benchmarks/timings.py time repro -- dvc repro
 PYTHON ?= python3
 VENV := .venv
