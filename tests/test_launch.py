@@ -79,6 +79,7 @@ def test_a_failed_shard_is_reported_with_its_log_and_the_others_go_on(tmp_path):
     assert "FAILED" in out.stderr and "its log" in out.stderr, out.stderr
     status = run([*PAPER, "status", "--part", "ablation", "--ablations", "noise-0", "--seeds", "0"], repo)
     assert "failed" in status.stdout and "dvc repro` exit" in status.stdout, status.stdout
+    assert "/proc/lad-nowhere" in status.stdout  # why: the error line of its log, not DVC's last word
 
 
 def test_a_slurm_array_requeued_mid_training_gives_the_serial_table(serial, tmp_path):

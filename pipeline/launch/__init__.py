@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -144,6 +145,14 @@ def log_tail(path: Path, lines: int = 15) -> str:
         return f"(no log at {path})"
     rows = [r.rsplit("\r", 1)[-1] for r in text.splitlines()]
     return "\n".join([r for r in rows if r.strip()][-lines:])
+
+
+def error_line(path: Path) -> str:
+    """Why a run failed, from its log: the last line that names an error (the stages print ``error: ...``;
+    Python, ``SomeError: ...``), else the last line."""
+    rows = log_tail(path, 60).splitlines()
+    named = [r for r in rows if re.match(r"\s*(error:|[A-Za-z_.]*(Error|Exception)\b:)", r)]
+    return (named or rows or [""])[-1].strip()
 
 
 @dataclass

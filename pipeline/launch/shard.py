@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.launch import Manifest, Workdir, log_tail, read_json, update_json
+from pipeline.launch import Manifest, Workdir, error_line, read_json, update_json
 from pipeline.overlays import Overlay, apply_text
 
 SLURM_TASK = ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")
@@ -101,7 +101,7 @@ def run(manifest_path: Path, index: int) -> int:
            "MLFLOW_TRACKING_URI": m.tracking_uri, **({"LAD_THREADS": str(threads)} if threads else {})}
     t0 = time.perf_counter()
     with log.open("a") as out:
-        out.write(f"\n== {exp.folder}: attempt {restarts + 1}, {job_name()}, {threads or 'default'} threads, "
+        out.write(f"\n== {exp.folder}: attempt {restarts + 1}, {job_name()}, torch threads: {threads or 'default'}, "
                   f"commit {m.commit[:10]}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         out.flush()
         code, stopped = repro(tree, env, out)
@@ -112,7 +112,7 @@ def run(manifest_path: Path, index: int) -> int:
         return 128 + stopped
     if code != 0:
         update_json(state, state="failed", exit=code, seconds=seconds,
-                    why=f"`dvc repro` exit {code}: {log_tail(log, 1)}")
+                    why=f"`dvc repro` exit {code}: {error_line(log)}")
         return code
     os.environ["MLFLOW_TRACKING_URI"] = m.tracking_uri
     os.chdir(tree)  # the commit and the params collected are the worktree's
