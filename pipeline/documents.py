@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,14 @@ def paper_found(runs: dict[str, Results]) -> questions.Found:
     return questions.outcomes(runs, ROW_SETS.get, tables.compared_methods(runs))
 
 
+def in_history(commit: str, root: Path = Path(".")) -> bool:
+    """Whether ``commit`` is an ancestor of (or is) the repository's HEAD at ``root``."""
+    if not commit or commit in ("unknown", "?"):
+        return False
+    proc = subprocess.run(["git", "merge-base", "--is-ancestor", commit, "HEAD"], cwd=root, capture_output=True)
+    return proc.returncode == 0
+
+
 def write_paper(root: Path = Path(".")) -> str:
     """reports/paper.md, its compute figure and the README's table from the collected shards of
     :data:`pipeline.experiments.protocol.RUNS` (the README's markers checked before anything is written);
@@ -120,6 +129,8 @@ def write_paper(root: Path = Path(".")) -> str:
     metas = [m for r in runs.values() for m in r.metas]
     dtypes = sorted({PRECISION.get(r.cfg.train.amp, f"{r.cfg.train.amp} autocast") for r in runs.values()})
     timing, seconds = tables.timing_table(runs)
+    gone = {c for c in {m.get("git_commit", "") for m in metas} if not in_history(c, root)}
+    shards = list(runs.values())
     body = "\n\n".join([
         "# The paper's table, by docs/protocol.md",
         f"Written by `python -m commands.paper report` from {len(metas)} collected runs in `{RUNS}` "
@@ -135,7 +146,7 @@ def write_paper(root: Path = Path(".")) -> str:
         "## Wall time per part", timing,
         "## Sources", f"Every number above comes from the files in `{RUNS}/<experiment>@seeds<seed>/`, copied from "
         "the workspace right after that run; a model restored from DVC's run cache names the MLflow run that "
-        "trained it.", tables.sources_table(list(runs.values()))]) + "\n"
+        "trained it. " + tables.provenance(shards, gone), tables.sources_table(shards, gone)]) + "\n"
     plot_compute(points, root / COMPUTE_PNG)
     atomic_write(root / PAPER_MD, lambda tmp: tmp.write_text(body))
     atomic_write(root / README, lambda tmp: tmp.write_text(readme))

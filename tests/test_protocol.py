@@ -133,3 +133,14 @@ def test_the_table_is_written_from_the_shards(tmp_path):
     assert "| main | `paper` | 3 | 3.0 |" in timing and "; float32; 12.0 min of wall time" in text
     assert "| ablation | `paper-abl-codebook-fixed`, `paper-abl-reference`, `paper-abl-single-path` | 9 | 9.0 |" \
         in timing
+    # provenance: a commit the repository's history lacks is said, and marked, not rerun
+    assert "Of the 1 commits the 12 collected runs name, 1 are not in this repository's history" in text
+    assert "`cccccccccc` *gone*" in text
+
+
+def test_a_commit_is_in_history_when_head_descends_from_it():
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    assert documents.in_history(head, REPO)
+    assert not documents.in_history("0" * 40, REPO) and not documents.in_history("unknown", REPO)

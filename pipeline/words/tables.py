@@ -160,14 +160,31 @@ def timing_table(runs: dict[str, Results]) -> tuple[str, float]:
     return markdown_table(["part", "experiments", "runs (one seed each)", "wall min"], lines), total
 
 
-def sources_table(runs: list[Results]) -> str:
-    """Per experiment and seed: its commit, its MLflow parent run, the evaluate run and each model's training
-    run."""
+def provenance(runs: list[Results], gone: set[str]) -> str:
+    """What the collected runs' records lack: commits no longer in the repository's history (``gone``) and
+    runs whose files name no MLflow evaluate run; said, not rerun."""
+    metas = [m for r in runs for m in r.metas]
+    commits = {m.get("git_commit", "?") for m in metas}
+    lost = sorted(commits & gone)
+    unnamed = sum(1 for r in runs for e in r.eval["baseline"] if not e.get("mlflow_run_id"))
+    seeds = sum(len(r.seeds) for r in runs)
+    said = " (marked *gone* below): their results stand as collected, their code cannot be checked out by " \
+           "commit, and they are not rerun" if lost else ""
+    text = (f"Of the {len(commits)} commits the {len(metas)} collected runs name, {len(lost)} are not in this "
+            f"repository's history{said}. ")
+    return text + (f"{unnamed} of {seeds} seeds' evaluations name no MLflow run (— below)." if unnamed else
+                   "Every evaluation names its MLflow run.")
+
+
+def sources_table(runs: list[Results], gone: set[str] = frozenset()) -> str:
+    """Per experiment and seed: its commit (*gone*: not in the repository's history), its MLflow parent run,
+    the evaluate run and each model's training run."""
     roles = sorted({role for r in runs for role in r.train})
     rows = []
     for r in runs:
         for i, seed in enumerate(r.seeds):
-            rows.append([f"`{r.name}`", str(seed), f"`{r.shard(seed).get('git_commit', '?')[:10]}`",
+            commit = r.shard(seed).get("git_commit", "?")
+            rows.append([f"`{r.name}`", str(seed), f"`{commit[:10]}`" + (" *gone*" if commit in gone else ""),
                          r.parent_run(seed) or "—", r.eval["baseline"][i].get("mlflow_run_id") or "—"]
                         + [(r.train[role][i].get("mlflow_run_id") or "—") if role in r.train else "" for role in roles])
     return markdown_table(["DVC experiment", "seed", "commit", "MLflow parent run", "evaluate run"]
