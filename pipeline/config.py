@@ -280,6 +280,16 @@ class DISTHparams(Section):
     w_aux: NonNegative  # of w_dist, on the auxiliary heads' logits; 0 = main logits only
 
 
+class FitNetHparams(Section):
+    """FitNet-style feature distillation (Romero et al., ICLR 2015): one weight on the hint loss, the mean
+    squared error of the adapted student backbone map against the teacher's (1 here; the protocol's grid
+    calibrates it, as every method's)."""
+
+    title: ClassVar[str] = "FitNet"
+    tuned: ClassVar[tuple[str, ...]] = ("w_hint",)
+    w_hint: NonNegative
+
+
 class AfDCDHparams(Section):
     """Af-DCD (OSVAI/Af-DCD, train_ocmgd.py defaults: lambda-kd 1 with KD T 1, lambda-fd 4e-5, lambda-ctr
     0.001, mask ratio 0.75; losses/ocmgd.py: tau 0.07, 16 groups, max-pool 4, 4x4 patches; gradient norm of
@@ -307,9 +317,11 @@ class MethodsHparams(Section):
     cirkd: CIRKDHparams
     dist: DISTHparams
     afdcd: AfDCDHparams
+    fitnet: FitNetHparams
 
 
-MethodName = Literal["kd", "cwd", "cirkd", "dist", "afdcd"]  # the fields of MethodsHparams; pipeline.methods.METHODS
+# the fields of MethodsHparams; pipeline.methods.METHODS
+MethodName = Literal["kd", "cwd", "cirkd", "dist", "afdcd", "fitnet"]
 
 
 def method_section(method: str) -> type[Section]:

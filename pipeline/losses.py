@@ -59,6 +59,14 @@ def dist(student: torch.Tensor, teacher: torch.Tensor, beta: float = 1.0, gamma:
     return beta * inter + gamma * intra
 
 
+def hint(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """FitNets' hint loss (Romero et al., ICLR 2015): the mean squared error between the (adapted) student map
+    and the teacher's, over every element; the student's map resized to the teacher's first. Float32."""
+    if student.shape[2:] != teacher.shape[2:]:
+        student = F.interpolate(student, teacher.shape[2:], mode="bilinear", align_corners=False)
+    return F.mse_loss(student.float(), teacher.float())
+
+
 def kd(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Pixel-wise knowledge distillation (Hinton et al.; as CIRKD's ``CriterionKD``).
 

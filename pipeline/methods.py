@@ -17,8 +17,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import AfDCDHparams, CIRKDHparams, CWDHparams, DISTHparams, KDHparams, MethodName, Section
-from pipeline.losses import MemoryContrast, Queues, cwd, dist, kd, omni_contrast, pixel_pair_relation
+from pipeline.config import (
+    AfDCDHparams,
+    CIRKDHparams,
+    CWDHparams,
+    DISTHparams,
+    FitNetHparams,
+    KDHparams,
+    MethodName,
+    Section,
+)
+from pipeline.losses import MemoryContrast, Queues, cwd, dist, hint, kd, omni_contrast, pixel_pair_relation
 
 Terms = dict[str, torch.Tensor]
 
@@ -78,6 +87,21 @@ class DISTLoss(MethodLoss):
         if self.w_aux and "aux" in s and "aux" in t:
             terms["dist_aux"] = self.w_aux * self.w * dist(s["aux"], t["aux"], self.beta, self.gamma)
         return terms
+
+
+class FitNetLoss(MethodLoss):
+    """Feature distillation, FitNet-style (Romero et al., ICLR 2015, as the canonical feature baseline of
+    segmentation distillation): a 1x1 conv adapter (the hint regressor) maps the student's last backbone map
+    to the teacher's width, and :func:`pipeline.losses.hint` (mean squared error) pulls it to the teacher's
+    last backbone map, in one stage with the task loss (no separate hint stage)."""
+
+    def __init__(self, hp: FitNetHparams, widths: Widths, num_classes: int, ignore_index: int):
+        super().__init__()
+        self.w = hp.w_hint
+        self.adapter = nn.Conv2d(widths.s_backbone, widths.t_backbone, 1, bias=False)
+
+    def forward(self, s: Terms, t: Terms, label: torch.Tensor) -> Terms:
+        return {"hint": self.w * hint(self.adapter(s["backbone"]), t["backbone"])}
 
 
 class CWDLoss(MethodLoss):
@@ -177,6 +201,7 @@ METHODS: dict[MethodName, Callable[..., MethodLoss]] = {
     "dist": DISTLoss,
     # the official code also has an "enhanced" projector (two conv blocks averaged), off by default: not ported
     "afdcd": AfDCDLoss,
+    "fitnet": FitNetLoss,
 }
 
 

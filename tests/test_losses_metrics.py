@@ -139,3 +139,12 @@ def test_dist_hand_computed():
     s = torch.randn(2, 3, 4, 4, requires_grad=True)
     dist(s, same).backward()
     assert s.grad.abs().sum() > 0
+
+
+def test_the_hint_loss_is_the_mean_squared_error_after_resizing():
+    from pipeline.losses import hint
+
+    s, t = torch.zeros(1, 2, 2, 2), torch.ones(1, 2, 4, 4)
+    assert hint(s, t).item() == pytest.approx(1.0)  # resized zeros against ones: every element off by 1
+    t2 = torch.arange(8.0).reshape(1, 2, 2, 2)
+    assert hint(t2, t2 + 3).item() == pytest.approx(9.0)

@@ -103,7 +103,8 @@ def hp(method: str, **update):
 def test_registry_names_and_official_values():
     from pipeline.config import MethodsHparams
 
-    assert set(METHODS) == set(MethodsHparams.model_fields) == {"kd", "cwd", "cirkd", "dist", "afdcd"}
+    assert set(METHODS) == set(MethodsHparams.model_fields) == {"kd", "cwd", "cirkd", "dist", "afdcd", "fitnet"}
+    assert hp("fitnet").w_hint == 1.0 and method_title("fitnet") == "FitNet"
     assert hp("cirkd").w_memory_pixel == 0.1  # CIRKD's default; VOC recipes set 0.01
     assert describe("kd", hp("kd")) == "KD (w_kd=1, temperature=1)" and method_title("cirkd") == "CIRKD"
     assert (hp("dist").w_dist, hp("dist").beta, hp("dist").gamma, hp("dist").w_aux) == (1.0, 1.0, 1.0, 0.4)
@@ -202,14 +203,15 @@ def test_method_step_trains_student_and_method_weights(method):
     image, label = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
     terms = step(student, image, label)
     terms["loss"].backward()
-    assert torch.isfinite(terms["loss"]) and terms[{"cwd": "cwd_logits", "dist": "dist"}.get(method, "kd")] > 0
+    first = {"cwd": "cwd_logits", "dist": "dist", "fitnet": "hint"}.get(method, "kd")
+    assert torch.isfinite(terms["loss"]) and terms[first] > 0
     if method == "dist":  # the eval-mode teacher's auxiliary logits too, as DIST's code has them
         assert terms["dist_aux"] > 0
     assert all(p.grad is None for p in teacher.parameters())  # frozen
     assert student.head.head.cls[1].weight.grad.abs().sum() > 0
     # CWD's and CIRKD's projections (the embeddings here are 6 and 8 wide), Af-DCD's align and projector
     own = list(loss.parameters())
-    assert bool(own) == (method in ("cwd", "cirkd", "afdcd")), method
+    assert bool(own) == (method in ("cwd", "cirkd", "afdcd", "fitnet")), method
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in own)
 
 
@@ -242,3 +244,15 @@ def test_the_label_only_control_is_the_lad_students_loss_toward_the_label():
     target = label_logits(label, out["out"].shape[2:], 3, 255, 0.1)
     torch.testing.assert_close(terms["kd"], cwd(out["out"], target, 4.0))
     torch.testing.assert_close(terms["loss"], ce + 0.4 * aux + 3.0 * cwd(out["out"], target, 4.0))
+
+
+def test_fitnet_adapts_the_students_backbone_map_and_regresses_the_teachers():
+    """The hint: w x the mean squared error of the 1x1-adapted student map (resized) against the teacher's."""
+    from pipeline.methods import FitNetLoss
+
+    loss = create_method_loss("fitnet", hp("fitnet").model_copy(update={"w_hint": 2.0}), **SIZES)
+    assert isinstance(loss, FitNetLoss) and loss.adapter.weight.shape == (8, 4, 1, 1)
+    torch.nn.init.zeros_(loss.adapter.weight)
+    s = {"backbone": torch.randn(2, 4, 3, 3)}
+    t = {"backbone": torch.full((2, 8, 6, 6), 0.5)}
+    assert loss(s, t, None)["hint"].item() == pytest.approx(2.0 * 0.25)  # a zero adapter: 2 x mean(0.5^2)

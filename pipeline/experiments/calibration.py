@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import select
-from pipeline.experiments import Experiment
-from pipeline.roles import EVALUATION_OF, METHOD_NAMES, ROLES
+from pipeline.experiments import TABLE_METHODS, Experiment
+from pipeline.roles import EVALUATION_OF, ROLES
 
 PROBES = (1 / 3, 1.0, 3.0)  # factors on a method's distillation weights; 1 = the committed values
 SEEDS = (100, 101)  # training seeds never reported
@@ -32,8 +32,10 @@ REPORT = Path("reports/calibration.md")
 
 CONTEXT = ("baseline", "teacher_fixed", "conventional_teacher", "baseline_matched")  # listed beside the probes
 # calibrated name -> (its evaluation, the params.yaml keys of its distillation weights), from the roles table
+# (the from-scratch table's methods only: TABLE_METHODS)
 TUNED: dict[str, tuple[str, tuple[str, ...]]] = {
-    r.calibrated: (EVALUATION_OF[r.name], r.tuned) for r in ROLES.values() if r.tuned}
+    r.calibrated: (EVALUATION_OF[r.name], r.tuned) for r in ROLES.values()
+    if r.tuned and (not r.method or r.method in TABLE_METHODS)}
 
 
 def probe_name(scale: float) -> str:
@@ -53,7 +55,7 @@ def probe_sets(params: dict[str, Any], scale: float) -> dict[str, Any]:
 def base_sets(seeds: tuple[int, ...] = SEEDS) -> dict[str, Any]:
     """What every probe sets besides the weights: its seeds and data, every tuned row on, no latency loops."""
     return {"seeds": list(seeds), "synthetic.seed": GENERATOR_SEED, "compare.enabled": True,
-            "compare.methods": list(METHOD_NAMES), "controls.enabled": True, "evaluate.latency_reps": 0}
+            "compare.methods": list(TABLE_METHODS), "controls.enabled": True, "evaluate.latency_reps": 0}
 
 
 def plan(params: dict[str, Any], seeds: tuple[int, ...] = SEEDS) -> list[Experiment]:

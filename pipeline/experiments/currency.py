@@ -12,6 +12,7 @@ rule for people.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -56,11 +57,27 @@ def digest(exp: Experiment, root: Path = Path("."), keys: list[str] | None = Non
     return digest_of(Overlay(exp.name, exp.sets).merged(params), NUMERICS, keys)
 
 
+# Keys added to params.yaml since shards were collected whose absence means what the shard ran: today's values
+# stand in for them (key -> why nothing it decides touched a shard that lacks it).
+ADDED = {"run": "decides no number (the GPU speed switches joined it)",
+         "compare.hparams.fitnet": "a comparison method no shard without the key ran"}
+
+
 def with_run_keys(values: dict[str, Any], params: Path = Path(PARAMS)) -> dict[str, Any]:
-    """A collected shard's params with the ``run`` keys added since it ran, from ``params`` (the repository's
-    params.yaml): ``run`` decides no number (the GPU speed switches, say), so today's values stand in."""
-    now = load_yaml(params.read_text()).get("run", {}) if params.is_file() else {}
-    return {**values, "run": {**now, **(values.get("run") or {})}}
+    """A collected shard's params with the keys of :data:`ADDED` it lacks filled in from ``params`` (the
+    repository's params.yaml): a key added since it ran, which decided none of its numbers."""
+    now = load_yaml(params.read_text()) if params.is_file() else {}
+    out = copy.deepcopy(values)
+    for key in ADDED:
+        *parents, leaf = key.split(".")
+        src, dst = now, out
+        for part in parents:
+            src, dst = src.get(part, {}), dst.setdefault(part, {})
+        if leaf in src and isinstance(src[leaf], dict):
+            dst[leaf] = {**src[leaf], **(dst.get(leaf) or {})}
+        elif leaf in src:
+            dst.setdefault(leaf, src[leaf])
+    return out
 
 
 def collected_digest(folder: Path, keys: list[str], params: Path = Path(PARAMS)) -> str | None:

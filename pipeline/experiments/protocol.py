@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import method_section
-from pipeline.experiments import Experiment, calibration
+from pipeline.experiments import TABLE_METHODS, Experiment, calibration
 from pipeline.experiments.ablations import ABLATIONS, IMAGENET, imagenet_sets
-from pipeline.roles import METHOD_NAMES
 
 RUNS = Path("reports/paper/protocol")
 MAIN_SEEDS = (0, 2, 3, 4, 5, 6, 7, 8)  # seed 1 is never reported: the defaults were chosen on it
@@ -47,14 +46,14 @@ def plan(params: dict[str, Any], chosen: dict[str, Any] | None = None, ablations
     main = {**chosen, "controls.enabled": True}
     longer = {"train.iters": LONG * params["train"]["iters"], "distill.iters": LONG * params["distill"]["iters"],
               "controls.matched_iters": LONG * params["controls"]["matched_iters"]}
-    methods = ", ".join(method_section(m).title for m in METHOD_NAMES)
+    methods = ", ".join(method_section(m).title for m in TABLE_METHODS)
 
     def exp(name: str, sets: dict[str, Any], part: str, what: str, ablation: str = "") -> Experiment:
         return Experiment(name, sets, part, RUNS, s[part], ablation, what)  # type: ignore[arg-type]
 
     exps = [exp("paper", main, "main", "baseline, LAD teacher and student, compute-matched baseline, label-only "
                                        "control"),
-            exp("paper-compare", {**main, "compare.enabled": True, "compare.methods": list(METHOD_NAMES)}, "compare",
+            exp("paper-compare", {**main, "compare.enabled": True, "compare.methods": list(TABLE_METHODS)}, "compare",
                 f"the conventional teacher and its students: {methods}"),
             exp("paper-warm", {**chosen, "distill.init": "baseline"}, "main",
                 "the LAD student warm-started from the baseline, and its control (equal student iterations)"),
@@ -81,6 +80,6 @@ ROW_SETS = {"main": "paper", "compare": "paper-compare", "warm": "paper-warm", "
 # the rows of docs/protocol.md's table, experiment by experiment (a comparison row per method of its run)
 ROWS = {"paper": ("baseline", "teacher_random", "teacher_fixed", "teacher_zero", "lad_student", "baseline_matched",
                   "label_student"),
-        "paper-compare": ("conventional_teacher", *(f"distill_{m}" for m in METHOD_NAMES)),
+        "paper-compare": ("conventional_teacher", *(f"distill_{m}" for m in TABLE_METHODS)),
         "paper-warm": ("lad_student", "baseline_ft"),
         "paper-long": ("baseline", "lad_student", "baseline_matched")}
