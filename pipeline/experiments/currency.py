@@ -2,9 +2,9 @@
 
 A shard's numbers are a function of two things only: the params its computing stages read, resolved
 (params.yaml with the experiment's sets applied, validated, defaults filled in: a comment, a key's order, a
-``run`` knob or a new key whose default keeps the old behaviour changes nothing), and what the code computes
-from them. The first is hashed; the second is :data:`pipeline.NUMERICS`, a version that a change bumps when
-it changes any trained weight or score. A change that only moves or renames code keeps it, and proves so
+``run`` knob or a new key whose default keeps the old behaviour changes nothing, :data:`ADDED`), and what the
+code computes from them. The first is hashed; the second is :data:`pipeline.NUMERICS`, a version that a change
+bumps when it changes any trained weight or score. A change that only moves or renames code keeps it, and proves so
 with ``benchmarks/same_weights.py`` (the default run's weights, tensor for tensor, before and after, on one
 CPU; the verdict in ``reports/same_weights.json``). docs/protocol.md, "When a shard is current", says the
 rule for people.
