@@ -1,4 +1,4 @@
-"""A single-node Slurm cluster on this machine for one test: munged, slurmctld and slurmd on 127.0.0.1 and
+"""A single-node Slurm cluster where the tests run, for one test: munged, slurmctld and slurmd on 127.0.0.1 and
 free ports, every file in a temporary folder, the configuration in ``SLURM_CONF`` (tests run in parallel:
 two clusters never share a port or a state folder). Debian's ``slurm-wlm`` and ``munge`` come from
 ``tests/install_slurm.sh`` (``make test`` runs it); :func:`missing` says why a test must skip without them.

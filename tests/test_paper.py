@@ -12,11 +12,9 @@ import time
 import pytest
 
 from pipeline import documents
-from pipeline.experiments import protocol
-from pipeline.methods import METHODS
+from pipeline.experiments import TABLE_METHODS, protocol
 from pipeline.readme import block, markers
 from pipeline.results import load_collected
-from pipeline.roles import METHOD_NAMES
 from pipeline.statistics import Comparison, paired
 from pipeline.words.format import method_title
 from pipeline.words.questions import sentence, summary_table
@@ -27,7 +25,8 @@ GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
 GIT_ID = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 STDC = {"arch": "stdc", "backbone": "stdc1", "output_stride": 32, "channels": [], "stem_width": 0}
 # the controls and no latency loops as the table runs them: seed 0's main rows all come from the default run
-PARAMS = tiny_params(compare={"methods": sorted(METHODS)}, controls={"enabled": True}, evaluate={"latency_reps": 0},
+PARAMS = tiny_params(compare={"methods": sorted(TABLE_METHODS)}, controls={"enabled": True},
+                     evaluate={"latency_reps": 0},
                      model={"student": STDC, "teacher": {"arch": "ocrnet"}, "conventional_teacher": {"arch": "pspnet"}})
 PAPER = ["python", "-m", "commands.paper"]
 SEED0 = [*PAPER, "run", "--part", "main", "compare", "--seeds", "0", "--commit"]  # clone A's share
@@ -140,7 +139,7 @@ def test_each_shard_reruns_only_what_it_changes_is_committed_and_resumes(clones)
     assert main == {"train_baseline@2", "train_teacher@2", "distill@2", "train_baseline_matched@2", "distill_label@2",
                     "evaluate@2", "report"}
     compare = logged(clones, "paper-compare")
-    assert {"train_conventional_teacher@0", *{f"distill_compare@0-{m}" for m in METHODS}} <= compare
+    assert {"train_conventional_teacher@0", *{f"distill_compare@0-{m}" for m in TABLE_METHODS}} <= compare
     assert not {s for s in compare if s.startswith(("train_baseline@", "train_teacher", "distill@"))}
     warm = logged(clones, "paper-warm")
     assert {"distill@0", "train_baseline_ft@0"} <= warm
@@ -181,19 +180,19 @@ def test_the_table_comes_from_both_clones_shares(clones):
 
 def test_every_comparison_method_trains_and_is_a_row(clones):
     compare = load_collected(clones["a"] / protocol.RUNS)["paper-compare"]
-    for name in ["conventional_teacher"] + [f"distill_{m}" for m in METHODS]:
+    for name in ["conventional_teacher"] + [f"distill_{m}" for m in TABLE_METHODS]:
         for r in compare.eval[name]:
             assert 0 <= r["miou"] <= 100 and r["iterations"] == 4 and r["params_m"] > 0 and r["gflops"] > 0, name
     assert (compare.first("distill_cirkd")["arch"], compare.first("distill_cirkd")["backbone"]) == ("stdc", "stdc1")
     assert compare.first("conventional_teacher")["arch"] == "pspnet"
     assert compare.first("teacher_fixed")["arch"] == "ocrnet"
     text = (clones["a"] / documents.PAPER_MD).read_text()
-    for m in METHODS:
+    for m in TABLE_METHODS:
         assert f"| {method_title(m)} student | `paper-compare` | 0 |" in text, m
         assert f"the {method_title(m)} student" in text.split("## What the intervals allow")[1], m
     df = mlflow_runs(clones["server"], dvc_exp_name="paper-compare")
     cirkd = df[df["tags.stage"] == "distill_compare@0-cirkd"].iloc[0]
-    assert cirkd["params.compare.methods"] == str(list(METHOD_NAMES))  # the protocol's order
+    assert cirkd["params.compare.methods"] == str(list(TABLE_METHODS))  # the protocol's order
     for term in ("kd", "pair", "memory_pixel", "memory_region", "ce", "aux"):  # every loss term, logged
         assert cirkd[f"metrics.train_{term}"] >= 0, term
     assert df[df["tags.stage"] == "distill_compare@0-cwd"].iloc[0]["metrics.train_cwd_features"] >= 0

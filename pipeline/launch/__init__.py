@@ -1,7 +1,7 @@
 """Launchers of the paper's table: where its shards, one (experiment, seed) each, run.
 
 * ``serial`` (the default): ``dvc exp run`` in the workspace, one shard after the other (commands/paper.py).
-* ``local``: ``--jobs N`` shards at once on this machine, each pinned to its own GPU (``CUDA_VISIBLE_DEVICES``)
+* ``local``: ``--jobs N`` shards at once on the driver's machine, each pinned to its own GPU (``CUDA_VISIBLE_DEVICES``)
   or, on a CPU, to ``cores // N`` torch threads (:mod:`~pipeline.launch.local`).
 * ``slurm``: one Slurm job array, a task per shard, submitted with ``sbatch --requeue``
   (:mod:`~pipeline.launch.slurm`).

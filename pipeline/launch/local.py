@@ -1,4 +1,4 @@
-"""The local launcher: ``jobs`` shards at once on this machine, each a ``commands.paper shard`` process.
+"""The local launcher: ``jobs`` shards at once on the driver's machine, each a ``commands.paper shard`` process.
 
 A job gets its own GPU (``CUDA_VISIBLE_DEVICES``: the GPUs this process sees, ``gpus`` per job) when CUDA is
 there; on a CPU its torch thread count is fixed at ``cores // jobs`` (``LAD_THREADS``: N processes of all
