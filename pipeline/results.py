@@ -23,7 +23,7 @@ import numpy as np
 from pipeline import NUMERICS
 from pipeline.config import Config, config_from_dict, load_yaml
 from pipeline.experiments import Experiment
-from pipeline.experiments.currency import META, PARAMS, with_run_keys
+from pipeline.experiments.currency import META, PARAMS, with_added_keys
 from pipeline.io import cpu_name, git_commit, write_json
 from pipeline.overlays import Overlay
 from pipeline.paths import EVAL, TRAIN_REPORTS
@@ -84,7 +84,7 @@ class Results:
         experiment's sets applied."""
         meta = json.loads((folder / META).read_text())
         own = folder / PARAMS
-        values = with_run_keys(load_yaml((own if own.is_file() else params).read_text()), params)
+        values = with_added_keys(load_yaml((own if own.is_file() else params).read_text()), params)
         if not own.is_file():
             values = Overlay(meta["name"], meta["sets"]).merged(values)
         return cls.load(config_from_dict(values, networks=False), folder, meta["name"], meta)

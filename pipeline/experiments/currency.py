@@ -63,7 +63,7 @@ ADDED = {"run": "decides no number (the GPU speed switches joined it)",
          "compare.hparams.fitnet": "a comparison method no shard without the key ran"}
 
 
-def with_run_keys(values: dict[str, Any], params: Path = Path(PARAMS)) -> dict[str, Any]:
+def with_added_keys(values: dict[str, Any], params: Path = Path(PARAMS)) -> dict[str, Any]:
     """A collected shard's params with the keys of :data:`ADDED` it lacks filled in from ``params`` (the
     repository's params.yaml): a key added since it ran, which decided none of its numbers."""
     now = load_yaml(params.read_text()) if params.is_file() else {}
@@ -88,7 +88,7 @@ def collected_digest(folder: Path, keys: list[str], params: Path = Path(PARAMS))
         return None
     numerics = json.loads(meta.read_text()).get("numerics", FIRST_NUMERICS)
     try:
-        return digest_of(with_run_keys(load_yaml(own.read_text()), params), numerics, keys)
+        return digest_of(with_added_keys(load_yaml(own.read_text()), params), numerics, keys)
     except ValueError:  # a key renamed or removed since: the shard speaks for other params
         return None
 

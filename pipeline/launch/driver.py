@@ -39,7 +39,7 @@ from pipeline.launch import (
     slurm,
     update_json,
 )
-from pipeline.launch.shard import prepare_worktree
+from pipeline.launch.shard import git, prepare_worktree
 from pipeline.overlays import Overlay
 from pipeline.paths import EXPERIMENT
 
@@ -47,13 +47,12 @@ POLL_S = 2.0  # seconds between looks at the jobs
 IN_FLIGHT = ("running", "queued", "finished")
 
 
-def git(*args: str, cwd: Path) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
-
-
-def shard_status(exp: Experiment, work: Workdir, queue: dict[str, tuple[str, str]], repo: Path) -> tuple[str, str]:
-    """``(status, detail)`` of one shard (the module's docstring lists the statuses)."""
-    keys, params = currency.computing_keys(repo / "dvc.yaml"), repo / currency.PARAMS
+def shard_status(exp: Experiment, work: Workdir, queue: dict[str, tuple[str, str]], repo: Path,
+                 keys: list[str] | None = None) -> tuple[str, str]:
+    """``(status, detail)`` of one shard (the module's docstring lists the statuses; ``keys``: the computing
+    keys of :func:`pipeline.experiments.currency.computing_keys`, when read already)."""
+    keys = currency.computing_keys(repo / "dvc.yaml") if keys is None else keys
+    params = repo / currency.PARAMS
     want = currency.digest(exp, repo, keys)
     here = repo / exp.runs / exp.folder
     if currency.collected_digest(here, keys, params) == want:
@@ -193,7 +192,7 @@ def wait(watch: dict[str, Experiment], work: Workdir, repo: Path, cfg: Launcher,
          pool: local.Pool | None, todo: list[Experiment]) -> list[str]:
     """Poll until every watched shard is collected (brought home, committed when asked) or failed (reported
     with its log's tail); the failed ones' folders."""
-    failed = []
+    failed, keys = [], currency.computing_keys(repo / "dvc.yaml")
     while watch:
         for i, code in pool.step() if pool else ():  # a job that died before its shard said anything
             submission = read_json(work.submitted(todo[i]))["submission"]
@@ -202,7 +201,7 @@ def wait(watch: dict[str, Experiment], work: Workdir, repo: Path, cfg: Launcher,
                             why=f"exit {code} before the shard started")
         queue = slurm.queue() if cfg.kind == "slurm" else {}
         for folder, exp in list(watch.items()):
-            state, detail = shard_status(exp, work, queue, repo)
+            state, detail = shard_status(exp, work, queue, repo, keys)
             if state == "finished":
                 dest = bring_home(exp, work, repo, commit)
                 meta = read_json(dest / currency.META)
@@ -232,7 +231,8 @@ def launch(exps: list[Experiment], cfg: Launcher, commit: bool = False, repo: Pa
     gpus = local.visible_gpus() if cfg.kind == "local" else []
     check_devices(exps, cfg, load_yaml((repo / currency.PARAMS).read_text()), gpus)
     queue = slurm.queue() if cfg.kind == "slurm" else {}
-    found = {e.folder: shard_status(e, work, queue, repo) for e in exps}
+    keys = currency.computing_keys(repo / "dvc.yaml")
+    found = {e.folder: shard_status(e, work, queue, repo, keys) for e in exps}
     todo = [e for e in exps if found[e.folder][0] in ("stale", "missing", "failed")]
     counts = {s: sum(v[0] == s for v in found.values()) for s in ("done", *IN_FLIGHT, "failed", "stale", "missing")}
     print(f"{len(exps)} shards: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n) +
@@ -252,7 +252,7 @@ def launch(exps: list[Experiment], cfg: Launcher, commit: bool = False, repo: Pa
         if server:
             server.stop()
         lock.close()
-    done = sum(shard_status(e, work, {}, repo)[0] == "done" for e in exps)
+    done = sum(shard_status(e, work, {}, repo, keys)[0] == "done" for e in exps)
     print(f"{done} of {len(exps)} shards collected" + (f"; failed: {', '.join(failed)} (fix the cause and run again: "
                                                           "only these are submitted)" if failed else ""), flush=True)
     return 1 if failed else 0
@@ -267,7 +267,8 @@ def status(exps: list[Experiment], cfg: Launcher, repo: Path | None = None) -> N
     except (ConfigError, RuntimeError) as err:
         print(f"note: {err}; Slurm jobs shown from their state files", file=sys.stderr)
         queue = {}
-    rows = [(e, *shard_status(e, work, queue, repo)) for e in exps]
+    keys = currency.computing_keys(repo / "dvc.yaml")
+    rows = [(e, *shard_status(e, work, queue, repo, keys)) for e in exps]
     for e, state, detail in rows:
         print(f"{e.folder:34s} {state:9s} {detail}")
     counts: dict[str, int] = {}
